@@ -1,0 +1,31 @@
+# Two entry points, each building its own virtualenv first: `make run` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test demo lint bench clean
+
+$(BIN)/hkma-tracker: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/hkma-tracker  ## live run against HKMA (exit 3 if a source is unreachable)
+	$(BIN)/hkma-tracker run
+
+demo: $(BIN)/hkma-tracker  ## day 1 / day 2 on a recorded HKMA site served from 127.0.0.1
+	$(BIN)/hkma-tracker demo
+
+lint: $(BIN)/hkma-tracker
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint  ## lint, format check and the whole test suite
+	$(BIN)/python -m pytest
+
+bench: $(BIN)/hkma-tracker
+	$(BIN)/python bench/rerun.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

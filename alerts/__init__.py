@@ -1,0 +1,1 @@
+"""Digests of change events and the channels that deliver them."""

@@ -1,0 +1,1 @@
+"""The Scrapy project: settings, items and one spider per HKMA source. Spiders only extract."""

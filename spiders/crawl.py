@@ -1,0 +1,79 @@
+"""Crawl process entry point: `python -m spiders.crawl JOB.json`.
+
+Runs the spiders a job names in one Twisted reactor (which cannot be restarted, hence one
+process per crawl) and writes, per spider, `<output>/<name>.json` holding its items, the outcome
+of every listing and the crawl stats. A file exists only for a spider that closed: its absence
+tells the tracker the crawl died.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from scrapy import Spider, signals
+from scrapy.crawler import Crawler, CrawlerProcess
+
+from spiders.items import DocumentItem, ListingOutcome
+from spiders.pages import PagesSpider
+from spiders.rss import RssSpider
+
+SPIDERS: dict[str, type[Spider]] = {"rss": RssSpider, "pages": PagesSpider}
+
+
+class ResultWriter:
+    """Collects one crawler's items and outcomes; writes them with the stats when it closes."""
+
+    def __init__(self, crawler: Crawler, path: Path) -> None:
+        self.crawler = crawler
+        self.path = path
+        self.items: list[dict[str, Any]] = []
+        self.outcomes: list[dict[str, Any]] = []
+        crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
+        crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
+
+    def item_scraped(self, item: object) -> None:
+        if isinstance(item, ListingOutcome):
+            self.outcomes.append(dataclasses.asdict(item))
+        elif isinstance(item, DocumentItem):
+            self.items.append(dataclasses.asdict(item))
+
+    def spider_closed(self, reason: str) -> None:
+        stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
+        result = {
+            "finish_reason": reason,
+            "items": self.items,
+            "outcomes": self.outcomes,
+            "stats": stats,
+        }
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result, default=str, ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.path)
+
+
+def run_job(job: dict[str, Any]) -> None:
+    output = Path(job["output"])
+    output.mkdir(parents=True, exist_ok=True)
+    process = CrawlerProcess(settings=job["settings"])
+    writers = []  # kept alive here: Scrapy holds signal receivers by weak reference
+    for name, spec in job["spiders"].items():
+        crawler = process.create_crawler(SPIDERS[name])
+        writers.append(ResultWriter(crawler, output / f"{name}.json"))
+        process.crawl(crawler, listings=spec["listings"], options=spec.get("options", {}))
+    process.start()
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        sys.stderr.write("usage: python -m spiders.crawl JOB.json\n")
+        return 2
+    run_job(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

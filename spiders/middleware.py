@@ -1,0 +1,108 @@
+"""Downloader middleware owning where requests may go: HKMA hosts only, through configured mirrors.
+
+Spiders and stored data always speak of the real HKMA URLs. A mirror mapping
+(`https://www.hkma.gov.hk` -> `http://127.0.0.1:8000`) is applied on the way out and undone on
+the way back, so responses, redirects and every link resolved from them carry the real origin.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from urllib.parse import urlsplit
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.exceptions import IgnoreRequest
+from scrapy.http import Response
+from scrapy.statscollectors import StatsCollector
+
+from spiders.normalize import is_hkma_host
+
+logger = logging.getLogger(__name__)
+
+MIRROR_META = "hkma_mirrored_from"
+LOOPBACK_SLOT = "loopback-mirror"
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class MirrorMap:
+    """Origin rewriting in both directions. Keys and values are origins or base URLs."""
+
+    def __init__(self, mapping: dict[str, str]) -> None:
+        self.forward = {origin_of(k): v.rstrip("/") for k, v in mapping.items()}
+        self.backward = {v: k for k, v in self.forward.items()}
+
+    def to_mirror(self, url: str) -> str | None:
+        base = self.forward.get(origin_of(url))
+        if base is None:
+            return None
+        parts = urlsplit(url)
+        rest = parts.path + (f"?{parts.query}" if parts.query else "")
+        return base + rest
+
+    def to_real(self, url: str) -> str | None:
+        for base, origin in self.backward.items():
+            if url == base or url.startswith(base + "/") or url.startswith(base + "?"):
+                return origin + url[len(base) :]
+        return None
+
+    def is_mirror(self, url: str) -> bool:
+        return self.to_real(url) is not None
+
+
+class HkmaOnlyMirrorMiddleware:
+    """Refuses non-HKMA hosts, rewrites HKMA origins to their mirrors and back."""
+
+    def __init__(self, mirrors: MirrorMap, stats: StatsCollector) -> None:
+        self.mirrors = mirrors
+        self.stats = stats
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> HkmaOnlyMirrorMiddleware:
+        assert crawler.stats is not None
+        return cls(MirrorMap(crawler.settings.getdict("HKMA_MIRRORS")), crawler.stats)
+
+    def process_request(self, request: Request) -> Request | None:
+        if self.mirrors.is_mirror(request.url):
+            return None  # already rewritten by us
+        host = urlsplit(request.url).hostname or ""
+        if not is_hkma_host(host):
+            self.stats.inc_value("hkma/offsite_blocked")
+            raise IgnoreRequest(f"refused {request.url}: not an HKMA host")
+        mirrored = self.mirrors.to_mirror(request.url)
+        if mirrored is None:
+            return None
+        # robots.txt was already checked for the real URL before we got here.
+        meta = {**request.meta, MIRROR_META: request.url, "dont_obey_robotstxt": True}
+        if is_loopback(mirrored):
+            # A local mirror is not HKMA: no politeness delay, no throttling.
+            meta["download_slot"] = LOOPBACK_SLOT
+            meta["autothrottle_dont_adjust_delay"] = True
+        return request.replace(url=mirrored, meta=meta, dont_filter=True)
+
+    def process_response(self, request: Request, response: Response) -> Response:
+        real = self.mirrors.to_real(response.url)
+        if real is None:
+            return response
+        headers = response.headers.copy()
+        location = headers.get(b"Location")
+        if location:
+            real_location = self.mirrors.to_real(location.decode("latin-1"))
+            if real_location:
+                headers[b"Location"] = real_location.encode("latin-1")
+        return response.replace(url=real, headers=headers)

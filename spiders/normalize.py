@@ -1,0 +1,75 @@
+"""Pure normalisation of what HKMA publishes: links, titles, dates and text."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
+from urllib.parse import urljoin, urlsplit, urlunsplit
+
+HONG_KONG = timezone(timedelta(hours=8), "HKT")
+
+# "(PDF File, 154.7 KB)", "(PDF file, 136KB)", "(PDF File, 1.2 MB)" anywhere in a title.
+_PDF_SIZE = re.compile(r"\s*\(PDF\s+file,\s*[\d.,]+\s*[KM]B\)", re.IGNORECASE)
+_SPACE = re.compile(r"\s+")
+_HKMA_HOST = re.compile(r"(^|\.)hkma\.gov\.hk$")
+
+
+def clean_text(text: str | None) -> str:
+    """NFC, non-breaking spaces as spaces, runs of whitespace collapsed, ends trimmed."""
+    if not text:
+        return ""
+    return _SPACE.sub(" ", unicodedata.normalize("NFC", text).replace("\xa0", " ")).strip()
+
+
+def clean_title(title: str | None) -> str:
+    """A listing title without its "(PDF File, N KB)" size note."""
+    return clean_text(_PDF_SIZE.sub(" ", title or ""))
+
+
+def is_hkma_host(host: str) -> bool:
+    return bool(_HKMA_HOST.search(host.lower().rstrip(".")))
+
+
+def normalize_url(href: str, base: str) -> str:
+    """Absolute URL with a lower-case host and no fragment; HKMA hosts always on https.
+
+    Protocol-relative (`//www.hkma.gov.hk/...`) and relative links are resolved against `base`.
+    """
+    parts = urlsplit(urljoin(base, href.strip()))
+    host = (parts.hostname or "").lower()
+    scheme = "https" if is_hkma_host(host) else parts.scheme.lower()
+    netloc = host if parts.port in (None, 80, 443) else f"{host}:{parts.port}"
+    return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+
+
+def parse_rss_date(value: str | None) -> date | None:
+    """The Hong Kong date of an RSS pubDate ("Fri, 30 Jan 2026 00:00:00 +0800").
+
+    Also accepts the bare "10 Apr 2026" seen once in the feeds. None when unreadable.
+    """
+    value = clean_text(value)
+    if not value:
+        return None
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return parse_listing_date(value)
+    if moment.tzinfo is None:
+        return moment.date()
+    return moment.astimezone(HONG_KONG).date()
+
+
+_LISTING_FORMATS = ("%d %b %Y", "%d %B %Y", "%Y-%m-%d", "%d.%m.%y")
+
+
+def parse_listing_date(value: str | None) -> date | None:
+    """A date as HKMA pages write it: "09 Sep 2024", "2 May 2019", "10 April 2025", "28.12.01"."""
+    value = clean_text(value)
+    for fmt in _LISTING_FORMATS:
+        try:
+            return datetime.strptime(value, fmt).date()
+        except ValueError:
+            continue
+    return None

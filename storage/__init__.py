@@ -1,0 +1,1 @@
+"""SQLite history: schema, migrations, writes of a run's results and the queries analysts use."""

@@ -1,0 +1,171 @@
+"""The database file: connection settings, schema migrations and write transactions."""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+BUSY_TIMEOUT_MS = 10_000
+
+migrations = Migrations("hkma-tracker")
+
+
+def utc_now() -> str:
+    """Current time as ISO-8601 UTC with seconds, the form of every stored timestamp."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def open_db(path: str | Path) -> sqlite_utils.Database:
+    """Open (creating and migrating if needed) the tracker database at `path`."""
+    path = Path(path)
+    if path.parent and not path.parent.exists():
+        raise FileNotFoundError(f"database folder {path.parent} does not exist")
+    db = sqlite_utils.Database(path)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    db.enable_wal()
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("PRAGMA foreign_keys = ON")
+    migrations.apply(db)
+    return db
+
+
+def open_readonly(path: str | Path) -> sqlite_utils.Database:
+    """Open an existing database read-only (reports, analysts), never creating or migrating it."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"database {path} does not exist (run `hkma-tracker run` first)")
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return sqlite_utils.Database(conn)
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite_utils.Database, commit: bool = True) -> Iterator[None]:
+    """One IMMEDIATE transaction: all of it lands, or none of it (also if the process dies).
+
+    IMMEDIATE takes the write lock up front; a deferred transaction that upgrades later can fail
+    with SQLITE_BUSY despite the busy timeout. `commit=False` rolls back (dry runs).
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.rollback()
+        raise
+    if commit:
+        db.commit()
+    else:
+        db.rollback()
+
+
+def _execute_script(db: sqlite_utils.Database, script: str) -> None:
+    # Not executescript(): it commits first, breaking the migration's transaction.
+    for statement in script.split(";\n"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@migrations()
+def m001_initial(db: sqlite_utils.Database) -> None:
+    _execute_script(
+        db,
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL,           -- running, ok, degraded, failed
+            exit_code INTEGER
+        );
+        CREATE TABLE source_runs (
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            source TEXT NOT NULL,
+            healthy INTEGER NOT NULL,
+            reason TEXT NOT NULL,           -- why unhealthy; empty when healthy
+            items INTEGER NOT NULL,
+            new INTEGER NOT NULL,
+            changed INTEGER NOT NULL,
+            removed INTEGER NOT NULL,
+            requests INTEGER NOT NULL,
+            bytes INTEGER NOT NULL,
+            finish_reason TEXT,
+            stats TEXT NOT NULL,            -- JSON: Scrapy's crawl stats
+            finished_at TEXT NOT NULL,
+            PRIMARY KEY (run_id, source)
+        );
+        CREATE TABLE listings (
+            source TEXT NOT NULL,
+            url TEXT NOT NULL,              -- a feed or topic page
+            healthy INTEGER NOT NULL,
+            reason TEXT NOT NULL,
+            items INTEGER NOT NULL,
+            last_run_id INTEGER REFERENCES runs(id),
+            last_healthy_run_id INTEGER REFERENCES runs(id),
+            last_healthy_items INTEGER,
+            last_healthy_at TEXT,
+            PRIMARY KEY (source, url)
+        );
+        CREATE TABLE documents (
+            id TEXT PRIMARY KEY,            -- "<source>:<key>", see README
+            source TEXT NOT NULL,
+            listing TEXT NOT NULL,
+            title TEXT NOT NULL,
+            url TEXT NOT NULL,
+            date TEXT,                      -- Hong Kong date, YYYY-MM-DD
+            text TEXT NOT NULL,
+            extra TEXT NOT NULL,            -- JSON object
+            content_hash TEXT NOT NULL,
+            status TEXT NOT NULL,           -- active, removed
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            last_changed_at TEXT NOT NULL,
+            removed_at TEXT
+        );
+        CREATE INDEX documents_listing ON documents(source, listing, status);
+        CREATE TABLE versions (
+            id INTEGER PRIMARY KEY,
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            fetched_at TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            title TEXT NOT NULL,
+            url TEXT NOT NULL,
+            date TEXT,
+            text TEXT NOT NULL,
+            extra TEXT NOT NULL
+        );
+        CREATE INDEX versions_document ON versions(document_id, id);
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            location TEXT NOT NULL,
+            changes INTEGER NOT NULL
+        );
+        CREATE TABLE changes (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            source TEXT NOT NULL,
+            kind TEXT NOT NULL,             -- new, changed, removed
+            title TEXT NOT NULL,
+            url TEXT NOT NULL,
+            date TEXT,
+            fields TEXT NOT NULL,           -- JSON list of changed field names
+            diff TEXT NOT NULL,
+            detected_at TEXT NOT NULL,
+            baseline INTEGER NOT NULL,      -- 1: first crawl of its listing, not alerted
+            digest_id INTEGER REFERENCES digests(id)  -- NULL: not yet in a digest
+        );
+        CREATE INDEX changes_detected ON changes(detected_at);
+        CREATE INDEX changes_document ON changes(document_id, id);
+        CREATE INDEX changes_pending ON changes(digest_id) WHERE digest_id IS NULL;
+        """,
+    )

@@ -1,0 +1,291 @@
+"""Reads and writes of the tracked history: documents, versions, change events, runs, listings."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import sqlite_utils
+
+from storage.db import utc_now
+from tracker.detect import ChangeEvent, SourcePlan, Snapshot, StoredDocument
+
+
+def start_run(db: sqlite_utils.Database, command: str) -> int:
+    db.execute(
+        "INSERT INTO runs (command, started_at, status) VALUES (?, ?, 'running')",
+        [command, utc_now()],
+    )
+    db.commit()
+    return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
+
+
+def finish_run(db: sqlite_utils.Database, run_id: int, status: str, exit_code: int) -> None:
+    db.execute(
+        "UPDATE runs SET finished_at = ?, status = ?, exit_code = ? WHERE id = ?",
+        [utc_now(), status, exit_code, run_id],
+    )
+    db.commit()
+
+
+def load_stored(db: sqlite_utils.Database, source: str) -> dict[str, StoredDocument]:
+    rows = db.execute(
+        "SELECT id, listing, status, content_hash, title, url, date, text, extra "
+        "FROM documents WHERE source = ?",
+        [source],
+    )
+    return {
+        row[0]: StoredDocument(
+            row[0], row[1], row[2], row[3], Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]))
+        )
+        for row in rows
+    }
+
+
+def last_healthy_items(db: sqlite_utils.Database, source: str) -> dict[str, int | None]:
+    rows = db.execute("SELECT url, last_healthy_items FROM listings WHERE source = ?", [source])
+    return dict(rows.fetchall())
+
+
+def _document_row(doc_id: str, source: str, listing: str, snap: Snapshot, now: str) -> dict:
+    return {
+        "id": doc_id,
+        "source": source,
+        "listing": listing,
+        "title": snap.title,
+        "url": snap.url,
+        "date": snap.date,
+        "text": snap.text,
+        "extra": json.dumps(snap.extra, ensure_ascii=False, sort_keys=True),
+        "content_hash": snap.content_hash(),
+        "status": "active",
+        "first_seen_at": now,
+        "last_seen_at": now,
+        "last_changed_at": now,
+        "removed_at": None,
+    }
+
+
+def apply_plan(
+    db: sqlite_utils.Database,
+    plan: SourcePlan,
+    run_id: int,
+    result: dict[str, Any],
+) -> None:
+    """Write one source's plan. Call inside `write_transaction`: all of it lands or none."""
+    now = utc_now()
+    by_id = {e.document_id: e for e in plan.events}
+    inserts = [
+        _document_row(doc_id, plan.source, listing, snapshot, now)
+        for doc_id, (listing, snapshot) in plan.seen.items()
+        if doc_id in plan.first_seen
+    ]
+    db["documents"].insert_all(inserts, batch_size=1000)
+
+    for event in plan.events:
+        if event.document_id in plan.first_seen:
+            continue
+        if event.kind == "removed":
+            db.execute(
+                "UPDATE documents SET status = 'removed', removed_at = ?, last_changed_at = ? "
+                "WHERE id = ?",
+                [now, now, event.document_id],
+            )
+        else:  # changed, or listed again after removal
+            row = _document_row(
+                event.document_id, plan.source, plan.seen[event.document_id][0], event.snapshot, now
+            )
+            del row["first_seen_at"]
+            db["documents"].update(event.document_id, row)
+
+    unchanged = [doc_id for doc_id in plan.seen if doc_id not in by_id]
+    for chunk in _chunks(unchanged, 500):
+        marks = ",".join("?" * len(chunk))
+        db.execute(f"UPDATE documents SET last_seen_at = ? WHERE id IN ({marks})", [now, *chunk])  # noqa: S608
+
+    db["versions"].insert_all(
+        (
+            {
+                "document_id": e.document_id,
+                "run_id": run_id,
+                "fetched_at": now,
+                "content_hash": e.snapshot.content_hash(),
+                "title": e.snapshot.title,
+                "url": e.snapshot.url,
+                "date": e.snapshot.date,
+                "text": e.snapshot.text,
+                "extra": json.dumps(e.snapshot.extra, ensure_ascii=False, sort_keys=True),
+            }
+            for e in plan.events
+            if e.kind != "removed"
+        ),
+        batch_size=1000,
+    )
+    db["changes"].insert_all(
+        (_change_row(e, plan.source, run_id, now) for e in plan.events), batch_size=1000
+    )
+    _record_listings(db, plan, run_id, now)
+    stats = result.get("stats", {})
+    db["source_runs"].insert(
+        {
+            "run_id": run_id,
+            "source": plan.source,
+            "healthy": int(plan.healthy),
+            "reason": plan.reason,
+            "items": len(plan.seen),
+            "new": plan.count("new"),
+            "changed": plan.count("changed"),
+            "removed": plan.count("removed"),
+            "requests": int(stats.get("downloader/request_count", 0)),
+            "bytes": int(stats.get("downloader/response_bytes", 0)),
+            "finish_reason": result.get("finish_reason"),
+            "stats": json.dumps(stats, default=str, sort_keys=True),
+            "finished_at": now,
+        }
+    )
+
+
+def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:
+    return {
+        "run_id": run_id,
+        "document_id": event.document_id,
+        "source": source,
+        "kind": event.kind,
+        "title": event.snapshot.title,
+        "url": event.snapshot.url,
+        "date": event.snapshot.date,
+        "fields": json.dumps(event.fields),
+        "diff": event.diff,
+        "detected_at": now,
+        "baseline": int(event.baseline),
+        "digest_id": None,
+    }
+
+
+def _record_listings(db: sqlite_utils.Database, plan: SourcePlan, run_id: int, now: str) -> None:
+    for v in plan.verdicts:
+        db.execute(
+            """
+            INSERT INTO listings (source, url, healthy, reason, items, last_run_id,
+                                  last_healthy_run_id, last_healthy_items, last_healthy_at)
+            VALUES (:source, :url, :healthy, :reason, :items, :run,
+                    CASE WHEN :healthy THEN :run END, CASE WHEN :healthy THEN :items END,
+                    CASE WHEN :healthy THEN :now END)
+            ON CONFLICT (source, url) DO UPDATE SET
+                healthy = excluded.healthy, reason = excluded.reason, items = excluded.items,
+                last_run_id = excluded.last_run_id,
+                last_healthy_run_id = coalesce(excluded.last_healthy_run_id, last_healthy_run_id),
+                last_healthy_items = coalesce(excluded.last_healthy_items, last_healthy_items),
+                last_healthy_at = coalesce(excluded.last_healthy_at, last_healthy_at)
+            """,
+            {
+                "source": v.source,
+                "url": v.url,
+                "healthy": int(v.healthy),
+                "reason": v.reason,
+                "items": v.items,
+                "run": run_id,
+                "now": now,
+            },
+        )
+
+
+def _chunks(values: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+# --- queries -------------------------------------------------------------------------------
+
+
+def change_record(row: dict[str, Any]) -> dict[str, Any]:
+    """A change event as the CLI and digests show it."""
+    record = dict(row)
+    record["fields"] = json.loads(record["fields"])
+    record["baseline"] = bool(record["baseline"])
+    return record
+
+
+def list_changes(
+    db: sqlite_utils.Database,
+    since: str | None = None,
+    sources: Iterable[str] = (),
+    kinds: Iterable[str] = (),
+    limit: int | None = None,
+    pending_digest: bool = False,
+) -> list[dict[str, Any]]:
+    """Change events, newest first, optionally filtered."""
+    where, params = [], []
+    if since:
+        where.append("detected_at >= ?")
+        params.append(since)
+    for column, values in (("source", list(sources)), ("kind", list(kinds))):
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            params.extend(values)
+    if pending_digest:
+        where.append("digest_id IS NULL AND baseline = 0")
+    sql = "SELECT * FROM changes"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return [change_record(row) for row in db.query(sql, params)]
+
+
+def mark_digested(
+    db: sqlite_utils.Database, change_ids: list[int], channel: str, location: str
+) -> int:
+    digest_id = db["digests"].insert(
+        {"created_at": utc_now(), "channel": channel, "location": location, "changes": len(change_ids)}
+    ).last_pk
+    for chunk in _chunks([str(i) for i in change_ids], 500):
+        marks = ",".join("?" * len(chunk))
+        db.execute(
+            f"UPDATE changes SET digest_id = ? WHERE id IN ({marks})",  # noqa: S608
+            [digest_id, *chunk],
+        )
+    return int(digest_id)
+
+
+def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:
+    """A document by id, or by URL when exactly one document has that URL."""
+    rows = list(db.query("SELECT * FROM documents WHERE id = ?", [ref]))
+    if not rows:
+        rows = list(db.query("SELECT * FROM documents WHERE url = ?", [ref]))
+    return rows[0] if len(rows) == 1 else None
+
+
+def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, Any]:
+    versions = list(
+        db.query("SELECT * FROM versions WHERE document_id = ? ORDER BY id", [document_id])
+    )
+    for version in versions:
+        version["extra"] = json.loads(version["extra"])
+    changes = [
+        change_record(row)
+        for row in db.query("SELECT * FROM changes WHERE document_id = ? ORDER BY id", [document_id])
+    ]
+    return {"versions": versions, "changes": changes}
+
+
+def source_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Per source: its latest run, health and reason, and its last healthy run."""
+    return list(
+        db.query(
+            """
+            SELECT s.source, s.run_id AS last_run_id, r.started_at AS last_run_at,
+                   s.healthy, s.reason, s.items, s.new, s.changed, s.removed,
+                   (SELECT max(h.run_id) FROM source_runs h
+                     WHERE h.source = s.source AND h.healthy) AS last_healthy_run_id,
+                   (SELECT count(*) FROM documents d
+                     WHERE d.source = s.source AND d.status = 'active') AS documents
+            FROM source_runs s JOIN runs r ON r.id = s.run_id
+            WHERE s.run_id = (SELECT max(run_id) FROM source_runs WHERE source = s.source)
+            ORDER BY s.source
+            """
+        )
+    )

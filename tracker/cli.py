@@ -1,0 +1,362 @@
+"""The `hkma-tracker` command line: parses options, calls the library, prints results.
+
+Data goes to stdout (`--json`: one object per line); logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from storage.db import open_readonly
+from storage.history import document_history, find_document, list_changes, source_status
+from tracker import __version__
+from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
+from tracker.detect import Snapshot, describe_change
+from tracker.exit_codes import ExitStatus
+from tracker.run import RunReport, UnknownSourceError, run
+
+logger = logging.getLogger("hkma-tracker")
+
+EXIT_CODES_HELP = """
+\b
+Exit status of run, crawl and demo:
+  0  every source healthy (with or without changes)
+  1  unexpected error
+  2  bad command line or config
+  3  a source was unhealthy (failed, empty, sharp drop); the others were processed
+  4  a digest could not be delivered; its changes stay pending
+"""
+
+
+class UsageProblem(click.ClickException):
+    """A config or argument problem: one clear line, exit 2."""
+
+    exit_code = int(ExitStatus.USAGE)
+
+
+@dataclass
+class Context:
+    config_path: str | None
+    db_path: str
+
+    def config(self, mirrors: tuple[str, ...] = ()) -> Config:
+        try:
+            return load_config(self.config_path, list(mirrors))
+        except ConfigError as error:
+            raise UsageProblem(str(error)) from None
+
+    def readonly_db(self) -> Any:
+        try:
+            return open_readonly(self.db_path)
+        except FileNotFoundError as error:
+            raise UsageProblem(str(error)) from None
+
+
+def emit(record: dict[str, Any]) -> None:
+    click.echo(json.dumps(record, ensure_ascii=False, default=str))
+
+
+mirror_option = click.option(
+    "--mirror",
+    "mirrors",
+    multiple=True,
+    metavar="ORIGIN=BASE",
+    help="Send requests for ORIGIN to BASE (same path and query); stored URLs stay real. "
+    "Repeatable, e.g. --mirror https://www.hkma.gov.hk=http://127.0.0.1:8000",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="hkma-tracker")
+@click.option(
+    "--config",
+    "config_path",
+    envvar=CONFIG_ENV,
+    type=click.Path(dir_okay=False),
+    help=f"TOML config file (env {CONFIG_ENV}); built-in defaults without one.",
+)
+@click.option(
+    "--db",
+    "db_path",
+    envvar=DB_ENV,
+    default=DEFAULT_DB,
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help=f"SQLite history database (env {DB_ENV}).",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log progress (INFO) to stderr.")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, db_path: str, verbose: bool) -> None:
+    """Track HKMA circulars, guidelines and topic pages; record every version; report changes.
+
+    Example: hkma-tracker --db hkma.db run
+    """
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    ctx.obj = Context(config_path, db_path)
+
+
+def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
+    for plan in report.plans:
+        summary = {
+            "source": plan.source,
+            "healthy": plan.healthy,
+            "reason": plan.reason,
+            "items": len(plan.seen),
+            "new": plan.count("new"),
+            "changed": plan.count("changed"),
+            "removed": plan.count("removed"),
+        }
+        if as_json:
+            emit(summary)
+        else:
+            state = "healthy" if plan.healthy else f"UNHEALTHY: {plan.reason}"
+            click.echo(
+                f"{plan.source}: {state}; {summary['items']} items, {summary['new']} new, "
+                f"{summary['changed']} changed, {summary['removed']} removed"
+            )
+    if show_events:
+        for event in report.events:
+            record = {
+                "kind": event.kind,
+                "document_id": event.document_id,
+                "title": event.snapshot.title,
+                "url": event.snapshot.url,
+                "fields": event.fields,
+            }
+            if as_json:
+                emit(record)
+            else:
+                click.echo(f"  {event.kind:8} {event.snapshot.title}  <{event.snapshot.url}>")
+    if report.digest and not as_json:
+        click.echo(f"digest: {report.digest}")
+    if report.delivery_error:
+        click.echo(f"digest NOT delivered: {report.delivery_error}", err=True)
+
+
+def _run(
+    obj: Context,
+    sources: tuple[str, ...],
+    mirrors: tuple[str, ...],
+    dry_run: bool,
+    as_json: bool,
+    alerts: bool,
+) -> NoReturn:
+    config = obj.config(mirrors)
+    try:
+        report = run(config, obj.db_path, list(sources), alerts=alerts, dry_run=dry_run)
+    except UnknownSourceError as error:
+        raise UsageProblem(str(error)) from None
+    _print_report(report, as_json, show_events=dry_run)
+    sys.exit(int(report.exit_status))
+
+
+source_option = click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    metavar="NAME",
+    help="Only this source (rss, pages). Repeatable; default: all enabled.",
+)
+
+
+@cli.command("run", epilog=EXIT_CODES_HELP)
+@source_option
+@mirror_option
+@click.option("--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing.")
+@json_option
+@click.pass_obj
+def run_command(
+    obj: Context, sources: tuple[str, ...], mirrors: tuple[str, ...], dry_run: bool, as_json: bool
+) -> None:
+    """Crawl, detect changes, store them, and write the digest of unreported changes.
+
+    Example: hkma-tracker --db hkma.db run --source rss
+    """
+    _run(obj, sources, mirrors, dry_run, as_json, alerts=True)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@source_option
+@mirror_option
+@click.option("--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing.")
+@json_option
+@click.pass_obj
+def crawl(
+    obj: Context, sources: tuple[str, ...], mirrors: tuple[str, ...], dry_run: bool, as_json: bool
+) -> None:
+    """Like run, without the digest: changes stay pending for the next run's digest.
+
+    Example: hkma-tracker crawl --source pages
+    """
+    _run(obj, sources, mirrors, dry_run, as_json, alerts=False)
+
+
+@cli.command()
+@click.option("--since", help="Only events detected on or after this ISO date or time.")
+@source_option
+@click.option(
+    "--kind", "kinds", multiple=True, type=click.Choice(["new", "changed", "removed"])
+)
+@click.option("--limit", type=click.IntRange(min=1), help="At most N events.")
+@json_option
+@click.pass_obj
+def changes(
+    obj: Context,
+    since: str | None,
+    sources: tuple[str, ...],
+    kinds: tuple[str, ...],
+    limit: int | None,
+    as_json: bool,
+) -> None:
+    """List change events, newest first.
+
+    Example: hkma-tracker changes --since 2026-01-01 --kind changed --json
+    """
+    db = obj.readonly_db()
+    for change in list_changes(db, since, sources, kinds, limit):
+        if as_json:
+            emit(change)
+        else:
+            fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
+            click.echo(
+                f"{change['id']:>6} {change['detected_at']} {change['kind']:8} "
+                f"{change['source']:6} {change['title']}{fields}\n       {change['document_id']}"
+            )
+
+
+def _document_or_fail(db: Any, ref: str) -> dict[str, Any]:
+    document = find_document(db, ref)
+    if document is None:
+        raise UsageProblem(f"no document {ref!r} (give an id from `changes`, or its URL)")
+    return document
+
+
+@cli.command()
+@click.argument("document_id")
+@json_option
+@click.pass_obj
+def history(obj: Context, document_id: str, as_json: bool) -> None:
+    """Every stored version of a document, and its change events.
+
+    Example: hkma-tracker history 'rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN'
+    """
+    db = obj.readonly_db()
+    document = _document_or_fail(db, document_id)
+    record = document_history(db, document["id"])
+    if as_json:
+        for version in record["versions"]:
+            emit({"type": "version", **version})
+        for change in record["changes"]:
+            emit({"type": "change", **change})
+        return
+    click.echo(f"{document['id']}\n  status {document['status']}, {document['url']}")
+    for version in record["versions"]:
+        click.echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
+    for change in record["changes"]:
+        fields = ", ".join(change["fields"])
+        click.echo(f"  change {change['id']} {change['detected_at']} {change['kind']} {fields}")
+
+
+@cli.command()
+@click.argument("document_id")
+@click.pass_obj
+def diff(obj: Context, document_id: str) -> None:
+    """What changed between a document's last two versions.
+
+    Example: hkma-tracker diff 'pages:https://www.hkma.gov.hk/eng/...|https://...pdf'
+    """
+    db = obj.readonly_db()
+    document = _document_or_fail(db, document_id)
+    versions = document_history(db, document["id"])["versions"]
+    if len(versions) < 2:
+        click.echo(f"{document['id']}: one version only, nothing to compare")
+        return
+    old, new = (Snapshot(v["title"], v["url"], v["date"], v["text"], v["extra"]) for v in versions[-2:])
+    fields = [f for f, value in old.fields().items() if new.fields().get(f) != value]
+    fields += [f for f in new.fields() if f not in old.fields()]
+    click.echo(f"{document['id']}: version {versions[-2]['id']} -> {versions[-1]['id']}")
+    click.echo(describe_change(old, new, sorted(fields)))
+
+
+@cli.command()
+@json_option
+@click.pass_obj
+def status(obj: Context, as_json: bool) -> None:
+    """The last run of each source, its health and why.
+
+    Example: hkma-tracker status --json
+    """
+    db = obj.readonly_db()
+    rows = source_status(db)
+    if not rows:
+        click.echo("no runs recorded yet", err=True)
+    for row in rows:
+        row["healthy"] = bool(row["healthy"])
+        if as_json:
+            emit(row)
+        else:
+            state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
+            click.echo(
+                f"{row['source']}: {state}; last run {row['last_run_id']} at {row['last_run_at']}, "
+                f"{row['documents']} active documents"
+            )
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@mirror_option
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the demo database and digests (default: a new temporary folder).",
+)
+@click.pass_obj
+def demo(obj: Context, mirrors: tuple[str, ...], workdir: Path | None) -> None:
+    """Day 1 and day 2 of a recorded HKMA site served on 127.0.0.1, into a fresh database.
+
+    Shows the change events and the digest that day 2 produces. Needs no network.
+
+    Example: hkma-tracker demo --workdir /tmp/hkma-demo
+    """
+    from tracker.demo import run_demo
+
+    config = obj.config(mirrors)
+    workdir = workdir or Path(tempfile.mkdtemp(prefix="hkma-demo-"))
+    try:
+        day1, day2, db_path = run_demo(config, workdir)
+    except FileExistsError as error:
+        raise UsageProblem(str(error)) from None
+    click.echo("== Day 1: first crawl (the baseline: recorded, not alerted)")
+    _print_report(day1, as_json=False, show_events=False)
+    click.echo("\n== Day 2: the site changed")
+    _print_report(day2, as_json=False, show_events=True)
+    if day2.digest:
+        click.echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
+        click.echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
+    click.echo(f"Explore: hkma-tracker --db {db_path} changes")
+    sys.exit(int(max(day1.exit_status, day2.exit_status)))
+
+
+def main() -> None:
+    """Console entry point: click's handling, except that Ctrl-C exits 130."""
+    try:
+        result = cli.main(prog_name="hkma-tracker", standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(int(ExitStatus.INTERRUPTED))
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,198 @@
+"""Configuration: built-in defaults, one optional TOML file, and validation naming the bad key."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from spiders.normalize import is_hkma_host
+
+CONFIG_ENV = "HKMA_TRACKER_CONFIG"
+DB_ENV = "HKMA_TRACKER_DB"
+DEFAULT_DB = "hkma-tracker.db"
+
+HKMA = "https://www.hkma.gov.hk"
+RSS = f"{HKMA}/eng/other-information/rss"
+FEED_NAMES = (
+    "press-release",
+    "circulars",
+    "speeches",
+    "guidelines",
+    "legislative-council-issues",
+    "consultations",
+)
+
+DEFAULTS: dict[str, Any] = {
+    "crawl": {
+        "user_agent": "hkma-tracker/0.1 (regulatory change tracker)",
+        "download_delay": 2.0,
+        "concurrency_per_host": 2,
+        "autothrottle": True,
+        "timeout": 30,
+        "retries": 2,
+        "max_page_bytes": 5 * 1024 * 1024,
+        "obey_robots_txt": True,
+        "log_level": "WARNING",
+        "process_timeout": 1800,
+    },
+    "health": {
+        # A listing that lost more than this share of its items since its last healthy run is
+        # treated as broken, not as mass deletion.
+        "max_drop_ratio": 0.5,
+        # Below this many items, a drop is too noisy to judge.
+        "min_items_for_drop_check": 5,
+    },
+    "sources": {
+        "rss": {
+            "enabled": True,
+            "feeds": {name: f"{RSS}/rss_{name}.xml" for name in FEED_NAMES},
+            # Feeds whose items share one link: key those items by link and title.
+            "key_by_title": ["legislative-council-issues"],
+        },
+        "pages": {
+            "enabled": True,
+            "urls": [
+                f"{HKMA}/eng/key-functions/banking/anti-money-laundering-and-counter-financing-"
+                "of-terrorism/guidance-papers-circulars/",
+                f"{HKMA}/eng/key-functions/banking/banking-legislation-policies-and-standards-"
+                "implementation/liquidity/",
+            ],
+        },
+    },
+    "digest": {"folder": "digests"},
+    "mirror": {},
+}
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+# Tables whose keys are free-form (names chosen by the user), with what their values must be.
+FREE_TABLES = {"sources.rss.feeds": "hkma_url", "mirror": "mirror_base"}
+
+
+class ConfigError(ValueError):
+    """A config file or value is unusable; the message names the file and key at fault."""
+
+
+@dataclass(frozen=True)
+class Config:
+    crawl: dict[str, Any]
+    health: dict[str, Any]
+    sources: dict[str, dict[str, Any]]
+    digest_folder: Path
+    mirrors: dict[str, str]
+    origin: str = "built-in defaults"
+
+    def enabled_sources(self) -> list[str]:
+        return [name for name, spec in self.sources.items() if spec["enabled"]]
+
+    def listings(self, source: str) -> dict[str, str]:
+        """Listing name -> real URL, for one source."""
+        spec = self.sources[source]
+        if source == "rss":
+            return dict(spec["feeds"])
+        return {url: url for url in spec["urls"]}
+
+    def spider_options(self, source: str) -> dict[str, Any]:
+        if source == "rss":
+            return {"key_by_title": list(self.sources["rss"]["key_by_title"])}
+        return {}
+
+
+def _check_hkma_url(key: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a URL string, got {value!r}")
+    parts = urlsplit(value)
+    if parts.scheme != "https" or not is_hkma_host(parts.hostname or ""):
+        raise ConfigError(f"{key} must be an https URL on an HKMA host, got {value!r}")
+    return value
+
+
+def parse_mirror(key: str, origin: str, base: object) -> tuple[str, str]:
+    """Validate one ORIGIN=BASE mirror pair."""
+    o, b = urlsplit(origin), urlsplit(base) if isinstance(base, str) else None
+    if o.scheme not in ("http", "https") or not o.hostname or o.path not in ("", "/"):
+        raise ConfigError(f"{key}: {origin!r} is not an origin like https://www.hkma.gov.hk")
+    if not is_hkma_host(o.hostname):
+        raise ConfigError(f"{key}: {origin!r} is not an HKMA origin")
+    if b is None or b.scheme not in ("http", "https") or not b.hostname:
+        raise ConfigError(f"{key}: {base!r} is not a base URL like http://127.0.0.1:8000")
+    return origin.rstrip("/"), str(base).rstrip("/")
+
+
+def _merge(key: str, default: Any, given: Any) -> Any:
+    """`given` checked against the shape of `default`; unknown keys and wrong types raise."""
+    if key in FREE_TABLES:
+        if not isinstance(given, dict):
+            raise ConfigError(f"{key} must be a table")
+        if FREE_TABLES[key] == "hkma_url":
+            return {str(k): _check_hkma_url(f"{key}.{k}", v) for k, v in given.items()}
+        return dict(parse_mirror(f"{key}.{k}", str(k), v) for k, v in given.items())
+    if isinstance(default, dict):
+        if not isinstance(given, dict):
+            raise ConfigError(f"{key} must be a table")
+        merged = copy.deepcopy(default)
+        for name, value in given.items():
+            sub = f"{key}.{name}" if key else name
+            if name not in default:
+                raise ConfigError(f"unknown key {sub!r}")
+            merged[name] = _merge(sub, default[name], value)
+        return merged
+    if isinstance(default, bool):
+        if not isinstance(given, bool):
+            raise ConfigError(f"{key} must be true or false, got {given!r}")
+        return given
+    if isinstance(default, int | float):
+        if isinstance(given, bool) or not isinstance(given, int | float) or given < 0:
+            raise ConfigError(f"{key} must be a non-negative number, got {given!r}")
+        if isinstance(default, int) and not isinstance(given, int):
+            raise ConfigError(f"{key} must be a whole number, got {given!r}")
+        return given
+    if isinstance(default, list):
+        if not isinstance(given, list) or not all(isinstance(v, str) for v in given):
+            raise ConfigError(f"{key} must be a list of strings")
+        if key == "sources.pages.urls":
+            return [_check_hkma_url(f"{key}[{i}]", v) for i, v in enumerate(given)]
+        return list(given)
+    if not isinstance(given, str):
+        raise ConfigError(f"{key} must be a string, got {given!r}")
+    return given
+
+
+def load_config(path: str | Path | None = None, mirrors: list[str] | None = None) -> Config:
+    """Defaults, overlaid by the TOML file at `path` (or $HKMA_TRACKER_CONFIG), then `--mirror`s."""
+    path = path or os.environ.get(CONFIG_ENV) or None
+    given: dict[str, Any] = {}
+    origin = "built-in defaults"
+    if path:
+        origin = str(path)
+        try:
+            given = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError as error:
+            raise ConfigError(f"config file {path} not found") from error
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+            raise ConfigError(f"config file {path}: {error}") from error
+    try:
+        merged = _merge("", DEFAULTS, given)
+    except ConfigError as error:
+        raise ConfigError(f"config file {origin}: {error}") from None
+    if merged["crawl"]["log_level"].upper() not in LOG_LEVELS:
+        raise ConfigError(f"config file {origin}: crawl.log_level must be one of {LOG_LEVELS}")
+    merged["crawl"]["log_level"] = merged["crawl"]["log_level"].upper()
+    for item in mirrors or []:
+        origin_part, sep, base = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--mirror {item!r}: expected ORIGIN=BASE")
+        o, b = parse_mirror(f"--mirror {item!r}", origin_part, base)
+        merged["mirror"][o] = b
+    return Config(
+        crawl=merged["crawl"],
+        health=merged["health"],
+        sources=merged["sources"],
+        digest_folder=Path(merged["digest"]["folder"]),
+        mirrors=merged["mirror"],
+        origin=origin,
+    )

@@ -1,0 +1,211 @@
+"""Change detection and listing health: pure functions from stored state and a crawl to a plan."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+SNAPSHOT_FIELDS = ("title", "url", "date", "text")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What is tracked of a document: a change to any of it is a new version."""
+
+    title: str
+    url: str
+    date: str | None
+    text: str
+    extra: dict[str, Any]
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Snapshot:
+        return cls(item["title"], item["url"], item["date"], item["text"], item["extra"])
+
+    def fields(self) -> dict[str, Any]:
+        """Flat field map: the four core fields plus each key of `extra`."""
+        flat: dict[str, Any] = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
+        flat.update({f"extra.{k}": v for k, v in self.extra.items()})
+        return flat
+
+    def content_hash(self) -> str:
+        canonical = json.dumps(self.fields(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: str
+    listing: str
+    status: str
+    content_hash: str
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    document_id: str
+    kind: str  # new | changed | removed
+    snapshot: Snapshot
+    fields: list[str]
+    diff: str
+    baseline: bool = False
+
+
+@dataclass(frozen=True)
+class ListingVerdict:
+    source: str
+    url: str
+    healthy: bool
+    reason: str
+    items: int
+
+
+@dataclass
+class SourcePlan:
+    """Everything one source's crawl means for the store, decided before anything is written."""
+
+    source: str
+    verdicts: list[ListingVerdict]
+    events: list[ChangeEvent] = field(default_factory=list)
+    seen: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)  # id -> (listing, snap)
+    first_seen: set[str] = field(default_factory=set)  # ids the store has never had
+
+    @property
+    def healthy(self) -> bool:
+        return all(v.healthy for v in self.verdicts)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{v.url}: {v.reason}" for v in self.verdicts if not v.healthy)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for e in self.events if e.kind == kind)
+
+
+def changed_fields(old: Snapshot, new: Snapshot) -> list[str]:
+    before, after = old.fields(), new.fields()
+    return sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;:。；])\s+")
+
+
+def _lines(name: str, value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    if name == "text":  # page text is one long line: compare it sentence by sentence
+        return _SENTENCE_END.split(value)
+    if isinstance(value, str):
+        return [value]
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, indent=1).splitlines()
+
+
+def describe_change(old: Snapshot, new: Snapshot, fields: list[str]) -> str:
+    """A readable diff: one unified diff per changed field, long text split into sentences."""
+    before, after = old.fields(), new.fields()
+    parts = []
+    for name in fields:
+        parts.extend(
+            difflib.unified_diff(
+                _lines(name, before.get(name)),
+                _lines(name, after.get(name)),
+                f"{name} (before)",
+                f"{name} (now)",
+                n=1,
+                lineterm="",
+            )
+        )
+    return "\n".join(parts)
+
+
+def judge_listing(
+    source: str,
+    url: str,
+    outcome: dict[str, Any] | None,
+    last_healthy_items: int | None,
+    health: dict[str, Any],
+    finish_reason: str | None,
+) -> ListingVerdict:
+    """Whether a listing's result can be trusted: fetched, parsed, and not suspiciously short."""
+    if outcome is None:
+        why = f"crawl ended ({finish_reason})" if finish_reason else "crawl process died"
+        return ListingVerdict(source, url, False, f"no result: {why}", 0)
+    items = int(outcome["items"])
+    if not outcome["ok"]:
+        return ListingVerdict(source, url, False, outcome["reason"] or "failed", items)
+    if last_healthy_items:
+        if items == 0:
+            reason = f"0 items where the last healthy run had {last_healthy_items}"
+            return ListingVerdict(source, url, False, reason, items)
+        drop = 1 - items / last_healthy_items
+        if last_healthy_items >= health["min_items_for_drop_check"] and (
+            drop > health["max_drop_ratio"]
+        ):
+            reason = f"sharp drop: {items} items where the last healthy run had {last_healthy_items}"
+            return ListingVerdict(source, url, False, reason, items)
+    return ListingVerdict(source, url, True, "", items)
+
+
+def plan_source(
+    source: str,
+    result: dict[str, Any] | None,
+    expected_listings: list[str],
+    stored: dict[str, StoredDocument],
+    last_healthy_items: dict[str, int | None],
+    health: dict[str, Any],
+) -> SourcePlan:
+    """Compare one source's crawl `result` with its `stored` documents.
+
+    Items of unhealthy listings are ignored entirely: a broken page neither changes nor removes
+    anything. Removals come only from healthy listings that allow them (not RSS windows).
+    """
+    result = result or {}
+    outcomes = {o["listing"]: o for o in result.get("outcomes", [])}
+    verdicts = [
+        judge_listing(
+            source,
+            url,
+            outcomes.get(url),
+            last_healthy_items.get(url),
+            health,
+            result.get("finish_reason"),
+        )
+        for url in expected_listings
+    ]
+    plan = SourcePlan(source, verdicts)
+    healthy = {v.url for v in verdicts if v.healthy}
+    never_healthy = {url for url in healthy if last_healthy_items.get(url) is None}
+
+    for item in result.get("items", []):
+        if item["listing"] not in healthy:
+            continue
+        doc_id = f"{source}:{item['key']}"
+        if doc_id in plan.seen:
+            continue
+        snapshot = Snapshot.from_item(item)
+        plan.seen[doc_id] = (item["listing"], snapshot)
+        old = stored.get(doc_id)
+        if old is None:
+            plan.first_seen.add(doc_id)
+        if old is None or old.status == "removed":
+            diff = "listed again after its removal" if old else ""
+            fields = changed_fields(old.snapshot, snapshot) if old else []
+            baseline = old is None and item["listing"] in never_healthy
+            plan.events.append(ChangeEvent(doc_id, "new", snapshot, fields, diff, baseline))
+        elif old.content_hash != snapshot.content_hash():
+            fields = changed_fields(old.snapshot, snapshot)
+            diff = describe_change(old.snapshot, snapshot, fields)
+            plan.events.append(ChangeEvent(doc_id, "changed", snapshot, fields, diff))
+
+    removable = {
+        o["listing"] for o in outcomes.values() if o["listing"] in healthy and o["removals_allowed"]
+    }
+    for doc in stored.values():
+        if doc.status == "active" and doc.listing in removable and doc.id not in plan.seen:
+            plan.events.append(ChangeEvent(doc.id, "removed", doc.snapshot, [], ""))
+    return plan

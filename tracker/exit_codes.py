@@ -1,0 +1,12 @@
+"""Exit statuses of `hkma-tracker`, in one place (documented in the README and in --help)."""
+
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    OK = 0  # every source healthy (with or without changes)
+    ERROR = 1  # unexpected error
+    USAGE = 2  # bad command line or config
+    SOURCE_UNHEALTHY = 3  # a source failed; the healthy ones were still processed
+    DELIVERY_FAILED = 4  # a digest could not be delivered; it stays pending
+    INTERRUPTED = 130  # Ctrl-C

@@ -1,0 +1,166 @@
+"""One tracker run: crawl in a child process, judge and store each source, write the digest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alerts.channels import Channel, FileChannel
+from alerts.digest import Digest, DigestEntry
+from spiders.settings import settings_for
+from storage.db import open_db, write_transaction
+from storage.history import (
+    apply_plan,
+    finish_run,
+    last_healthy_items,
+    list_changes,
+    load_stored,
+    mark_digested,
+    start_run,
+)
+from tracker.config import Config
+from tracker.detect import ChangeEvent, SourcePlan, plan_source
+from tracker.exit_codes import ExitStatus
+
+logger = logging.getLogger(__name__)
+
+
+class UnknownSourceError(ValueError):
+    pass
+
+
+@dataclass
+class RunReport:
+    run_id: int | None
+    plans: list[SourcePlan] = field(default_factory=list)
+    digest: str | None = None
+    delivery_error: str | None = None
+
+    @property
+    def exit_status(self) -> ExitStatus:
+        if self.delivery_error:
+            return ExitStatus.DELIVERY_FAILED
+        if any(not p.healthy for p in self.plans):
+            return ExitStatus.SOURCE_UNHEALTHY
+        return ExitStatus.OK
+
+    @property
+    def events(self) -> list[ChangeEvent]:
+        return [e for p in self.plans for e in p.events]
+
+
+def select_sources(config: Config, requested: list[str] | None) -> list[str]:
+    if not requested:
+        return config.enabled_sources()
+    unknown = [s for s in requested if s not in config.sources]
+    if unknown:
+        known = ", ".join(config.sources)
+        raise UnknownSourceError(f"unknown source {unknown[0]!r} (known: {known})")
+    return list(dict.fromkeys(requested))
+
+
+def crawl(config: Config, sources: list[str], workdir: Path) -> dict[str, dict[str, Any] | None]:
+    """Run the spiders for `sources` in one child process; each source's result, or None."""
+    job = {
+        "output": str(workdir / "results"),
+        "settings": settings_for(config.crawl, config.mirrors),
+        "spiders": {
+            name: {"listings": config.listings(name), "options": config.spider_options(name)}
+            for name in sources
+        },
+    }
+    job_path = workdir / "job.json"
+    job_path.write_text(json.dumps(job), encoding="utf-8")
+    timeout = config.crawl["process_timeout"]
+    failure = None
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-m", "spiders.crawl", str(job_path)], timeout=timeout, check=False
+        )
+        if completed.returncode != 0:
+            failure = f"crawl process exited with status {completed.returncode}"
+    except subprocess.TimeoutExpired:
+        failure = f"crawl process killed after {timeout} s"
+    results: dict[str, dict[str, Any] | None] = {}
+    for name in sources:
+        path = workdir / "results" / f"{name}.json"
+        if path.exists():
+            results[name] = json.loads(path.read_text(encoding="utf-8"))
+        else:
+            results[name] = {"finish_reason": failure} if failure else None
+    return results
+
+
+def run(
+    config: Config,
+    db_path: str | Path,
+    sources: list[str] | None = None,
+    alerts: bool = True,
+    dry_run: bool = False,
+    channel: Channel | None = None,
+) -> RunReport:
+    """Crawl, detect and store; with `alerts`, deliver pending changes as a digest."""
+    selected = select_sources(config, sources)
+    db = open_db(db_path)
+    try:
+        command = "dry-run" if dry_run else ("run" if alerts else "crawl")
+        run_id = None if dry_run else start_run(db, command)
+        report = RunReport(run_id)
+        with tempfile.TemporaryDirectory(prefix="hkma-tracker-") as workdir:
+            results = crawl(config, selected, Path(workdir))
+        for source in selected:
+            plan = plan_source(
+                source,
+                results[source],
+                list(config.listings(source).values()),
+                load_stored(db, source),
+                last_healthy_items(db, source),
+                config.health,
+            )
+            report.plans.append(plan)
+            if not dry_run:
+                assert run_id is not None
+                with write_transaction(db):
+                    apply_plan(db, plan, run_id, results[source] or {})
+            _log_source(plan)
+        if alerts and not dry_run:
+            deliver_pending(db, channel or FileChannel(config.digest_folder), report)
+        if run_id is not None:
+            status = "ok" if report.exit_status == ExitStatus.OK else "degraded"
+            finish_run(db, run_id, status, int(report.exit_status))
+        return report
+    finally:
+        db.close()
+
+
+def deliver_pending(db: Any, channel: Channel, report: RunReport) -> None:
+    """Send every change not yet in a digest; mark them only once the channel took the digest."""
+    pending = list_changes(db, pending_digest=True)
+    if not pending:
+        logger.info("no changes to report")
+        return
+    digest = Digest(datetime.now(UTC), [DigestEntry.from_change(c) for c in pending])
+    try:
+        report.digest = channel.deliver(digest)
+    except Exception as error:
+        report.delivery_error = f"{channel.name}: {error}"
+        logger.error("digest not delivered (%s); %d changes stay pending", error, len(pending))
+        return
+    with write_transaction(db):
+        mark_digested(db, [c["id"] for c in pending], channel.name, report.digest)
+    logger.info("digest of %d changes: %s", len(pending), report.digest)
+
+
+def _log_source(plan: SourcePlan) -> None:
+    counts = f"{plan.count('new')} new, {plan.count('changed')} changed, {plan.count('removed')} removed"
+    if plan.healthy:
+        logger.info("%s: healthy, %d items, %s", plan.source, len(plan.seen), counts)
+    else:
+        logger.error("%s: UNHEALTHY: %s (%s)", plan.source, plan.reason, counts)
