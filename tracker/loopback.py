@@ -29,6 +29,7 @@ class Override:
     body: bytes = b""
     content_type: str = "text/html; charset=utf-8"
     delay: float = 0.0
+    location: str | None = None  # a Location header, for redirects
 
 
 class RecordedSite:
@@ -90,6 +91,7 @@ class RecordedSite:
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
         path = urlsplit(handler.path).path
         override = self.overrides.get(path)
+        location = override.location if override else None
         if override is not None:
             status, body, content_type = override.status, override.body, override.content_type
             if override.delay:
@@ -110,6 +112,8 @@ class RecordedSite:
             handler.send_response(status)
             handler.send_header("Content-Type", content_type)
             handler.send_header("Content-Length", str(len(body)))
+            if location:
+                handler.send_header("Location", location)
             handler.end_headers()
             handler.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):

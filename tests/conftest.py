@@ -1,0 +1,67 @@
+"""Shared fixtures: a recorded HKMA site on 127.0.0.1 and a config that crawls it fast."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tracker.config import Config, load_config
+from tracker.demo import DEMO_PAGE, DEMO_SITE
+from tracker.loopback import RecordedSite
+
+FIXTURES = Path(__file__).parent / "fixtures"
+RAW_PAGE = DEMO_SITE / "day1" / DEMO_PAGE.split("hkma.gov.hk/", 1)[1] / "index.html"
+BROWSER_PAGE = FIXTURES / "aml-cft-page_browser-saved.html"
+FEED_URL = "https://www.hkma.gov.hk/eng/other-information/rss/rss_{}.xml"
+
+
+def page_path(url: str = DEMO_PAGE) -> str:
+    """The server path of a real HKMA URL."""
+    return "/" + url.split("hkma.gov.hk/", 1)[1]
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    """Day 1 of the recorded site, copied so a test may edit it, served on 127.0.0.1."""
+    root = tmp_path / "site"
+    shutil.copytree(DEMO_SITE / "day1", root)
+    with RecordedSite(root) as served:
+        yield served
+
+
+def use_day(site: RecordedSite, day: int) -> None:
+    shutil.rmtree(site.root)
+    shutil.copytree(DEMO_SITE / f"day{day}", site.root)
+
+
+@pytest.fixture
+def config(tmp_path: Path, site: RecordedSite) -> Config:
+    """Crawl the recorded site: no delay, short timeouts, no retries, the demo page only."""
+    path = tmp_path / "tracker.toml"
+    path.write_text(
+        f"""
+[crawl]
+download_delay = 0
+timeout = 3
+retries = 0
+process_timeout = 120
+
+[sources.pages]
+urls = ["{DEMO_PAGE}"]
+
+[digest]
+folder = "{(tmp_path / "digests").as_posix()}"
+
+[mirror]
+"https://www.hkma.gov.hk" = "{site.base_url}"
+""",
+        encoding="utf-8",
+    )
+    return load_config(path)
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "history.db"
