@@ -29,7 +29,9 @@ class FileChannel(Channel):
 
     def deliver(self, digest: Digest) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
-        stem = f"digest-{digest.created_at.strftime('%Y%m%dT%H%M%SZ')}-{digest.entries[0].change_id}"
+        stem = (
+            f"digest-{digest.created_at.strftime('%Y%m%dT%H%M%SZ')}-{digest.entries[0].change_id}"
+        )
         outputs = {
             ".txt": digest.render_text().encode("utf-8"),
             ".html": digest.render_html().encode("utf-8"),

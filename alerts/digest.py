@@ -9,7 +9,7 @@ from email.utils import format_datetime, make_msgid
 from itertools import groupby
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 SOURCE_NAMES = {"rss": "HKMA RSS feeds", "pages": "HKMA topic pages"}
 KIND_ORDER = {"new": 0, "changed": 1, "removed": 2}
@@ -17,7 +17,7 @@ DIFF_PREVIEW_LINES = 12
 
 _templates = Environment(
     loader=PackageLoader("alerts", "templates"),
-    autoescape=lambda name: bool(name and name.endswith(".html")),
+    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
     undefined=StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,

@@ -7,14 +7,14 @@ from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar
 
 import scrapy
-from scrapy.http import Response
-from scrapy.spidermiddlewares.httperror import HttpError
 from scrapy.exceptions import (
     CannotResolveHostError,
     DownloadConnectionRefusedError,
     DownloadTimeoutError,
     IgnoreRequest,
 )
+from scrapy.http import Response
+from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.internet import error as twisted_errors
 from twisted.python.failure import Failure
 

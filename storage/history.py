@@ -9,7 +9,7 @@ from typing import Any
 import sqlite_utils
 
 from storage.db import utc_now
-from tracker.detect import ChangeEvent, SourcePlan, Snapshot, StoredDocument
+from tracker.detect import ChangeEvent, Snapshot, SourcePlan, StoredDocument
 
 
 def start_run(db: sqlite_utils.Database, command: str) -> int:
@@ -37,7 +37,11 @@ def load_stored(db: sqlite_utils.Database, source: str) -> dict[str, StoredDocum
     )
     return {
         row[0]: StoredDocument(
-            row[0], row[1], row[2], row[3], Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]))
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8])),
         )
         for row in rows
     }
@@ -239,9 +243,18 @@ def list_changes(
 def mark_digested(
     db: sqlite_utils.Database, change_ids: list[int], channel: str, location: str
 ) -> int:
-    digest_id = db["digests"].insert(
-        {"created_at": utc_now(), "channel": channel, "location": location, "changes": len(change_ids)}
-    ).last_pk
+    digest_id = (
+        db["digests"]
+        .insert(
+            {
+                "created_at": utc_now(),
+                "channel": channel,
+                "location": location,
+                "changes": len(change_ids),
+            }
+        )
+        .last_pk
+    )
     for chunk in _chunks([str(i) for i in change_ids], 500):
         marks = ",".join("?" * len(chunk))
         db.execute(
@@ -267,7 +280,9 @@ def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, A
         version["extra"] = json.loads(version["extra"])
     changes = [
         change_record(row)
-        for row in db.query("SELECT * FROM changes WHERE document_id = ? ORDER BY id", [document_id])
+        for row in db.query(
+            "SELECT * FROM changes WHERE document_id = ? ORDER BY id", [document_id]
+        )
     ]
     return {"versions": versions, "changes": changes}
 

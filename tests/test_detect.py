@@ -11,8 +11,15 @@ FEED = "https://www.hkma.gov.hk/eng/other-information/rss/rss_circulars.xml"
 
 
 def item(key, title="Circular", listing=PAGE, date="2025-04-10", text="", **extra):
-    return {"listing": listing, "key": key, "title": title, "url": f"https://www.hkma.gov.hk/{key}.pdf",
-            "date": date, "text": text, "extra": extra}
+    return {
+        "listing": listing,
+        "key": key,
+        "title": title,
+        "url": f"https://www.hkma.gov.hk/{key}.pdf",
+        "date": date,
+        "text": text,
+        "extra": extra,
+    }
 
 
 def stored_from(items, source="pages", status="active"):
@@ -25,14 +32,30 @@ def stored_from(items, source="pages", status="active"):
 
 
 def result(items, listing=PAGE, ok=True, removals=True, reason=""):
-    return {"finish_reason": "finished", "items": items,
-            "outcomes": [{"listing": listing, "ok": ok, "reason": reason, "items": len(items),
-                          "removals_allowed": removals}]}
+    return {
+        "finish_reason": "finished",
+        "items": items,
+        "outcomes": [
+            {
+                "listing": listing,
+                "ok": ok,
+                "reason": reason,
+                "items": len(items),
+                "removals_allowed": removals,
+            }
+        ],
+    }
 
 
 def plan(items, stored, last=None, listing=PAGE, **kwargs):
-    return plan_source("pages", result(items, listing, **kwargs), [listing], stored,
-                       {listing: last if last is not None else len(stored)}, HEALTH)
+    return plan_source(
+        "pages",
+        result(items, listing, **kwargs),
+        [listing],
+        stored,
+        {listing: last if last is not None else len(stored)},
+        HEALTH,
+    )
 
 
 DAY1 = [item(f"doc{i}", f"Circular {i}") for i in range(10)]

@@ -15,13 +15,33 @@ from tracker.run import run
 
 ROW_PREFIX = f"pages:{DEMO_PAGE}|"
 DAY2_EVENTS = {
-    ("new", "rss:press-release|https://www.hkma.gov.hk/eng/news-and-media/press-releases/2026/07/20260731-4/", ()),
-    ("new", "rss:press-release|https://www.hkma.gov.hk/eng/news-and-media/press-releases/2026/07/20260731-5/", ()),
-    ("new", "rss:press-release|https://www.hkma.gov.hk/eng/news-and-media/press-releases/2026/07/20260731-8/", ()),
+    (
+        "new",
+        "rss:press-release|https://www.hkma.gov.hk/eng/news-and-media/press-releases/2026/07/20260731-4/",
+        (),
+    ),
+    (
+        "new",
+        "rss:press-release|https://www.hkma.gov.hk/eng/news-and-media/press-releases/2026/07/20260731-5/",
+        (),
+    ),
+    (
+        "new",
+        "rss:press-release|https://www.hkma.gov.hk/eng/news-and-media/press-releases/2026/07/20260731-8/",
+        (),
+    ),
     ("new", "rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20260729-1-EN", ()),
     ("new", "rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20260727-1-EN", ()),
-    ("new", "rss:speeches|https://www.hkma.gov.hk/eng/news-and-media/speeches/2026/07/20260727-1/", ()),
-    ("changed", "rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN", ("title",)),
+    (
+        "new",
+        "rss:speeches|https://www.hkma.gov.hk/eng/news-and-media/speeches/2026/07/20260727-1/",
+        (),
+    ),
+    (
+        "changed",
+        "rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN",
+        ("title",),
+    ),
     ("changed", f"pages:{DEMO_PAGE}", ("date",)),
     ("new", ROW_PREFIX + "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20251210-1-EN", ()),
     (
@@ -42,7 +62,9 @@ DAY2_EVENTS = {
 def events(db_path, run_id=None):
     with sqlite3.connect(db_path) as conn:
         sql = "SELECT kind, document_id, fields FROM changes"
-        rows = conn.execute(sql + (" WHERE run_id = ?" if run_id else ""), [run_id] if run_id else [])
+        rows = conn.execute(
+            sql + (" WHERE run_id = ?" if run_id else ""), [run_id] if run_id else []
+        )
         return {(kind, doc, tuple(json.loads(fields))) for kind, doc, fields in rows}
 
 
@@ -51,7 +73,9 @@ def table(db_path, sql, params=()):
         return conn.execute(sql, params).fetchall()
 
 
-def test_day1_is_a_baseline_and_day2_gives_exactly_the_real_changes(site, config, db_path, tmp_path):
+def test_day1_is_a_baseline_and_day2_gives_exactly_the_real_changes(
+    site, config, db_path, tmp_path
+):
     day1 = run(config, db_path)
     assert day1.exit_status == ExitStatus.OK
     assert [p.healthy for p in day1.plans] == [True, True]
@@ -73,7 +97,12 @@ def test_day1_is_a_baseline_and_day2_gives_exactly_the_real_changes(site, config
     assert table(db_path, "SELECT status FROM documents WHERE id = ?", [removed]) == [("removed",)]
     # History keeps both titles of the amended circular.
     amended = "rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"
-    titles = [t for (t,) in table(db_path, "SELECT title FROM versions WHERE document_id = ? ORDER BY id", [amended])]
+    titles = [
+        t
+        for (t,) in table(
+            db_path, "SELECT title FROM versions WHERE document_id = ? ORDER BY id", [amended]
+        )
+    ]
     assert titles == [
         "Generative Artificial Intelligence Sandbox: Second Cohort Annex: Arrangement for the "
         "Second Cohort of Generative A.I. Sandbox (“Sandbox”)",
@@ -86,7 +115,9 @@ def test_day1_is_a_baseline_and_day2_gives_exactly_the_real_changes(site, config
     assert digest_files == [".eml", ".html", ".txt"]
     text = (tmp_path / "digests").glob("*.txt").__next__().read_text(encoding="utf-8")
     assert text.startswith("HKMA tracker: 11 changes (7 new, 3 changed, 1 removed)")
-    assert table(db_path, "SELECT count(*) FROM changes WHERE digest_id IS NULL AND baseline = 0") == [(0,)]
+    assert table(
+        db_path, "SELECT count(*) FROM changes WHERE digest_id IS NULL AND baseline = 0"
+    ) == [(0,)]
 
     again = run(config, db_path)
     assert again.exit_status == ExitStatus.OK
@@ -109,8 +140,14 @@ def test_a_failing_feed_is_unhealthy_and_leaves_its_documents_alone(site, config
     got = events(db_path, report.run_id)
     assert not any(doc.startswith(("rss:circulars|", "pages:")) for _, doc, _ in got)
     # The healthy feeds still report their new items.
-    assert ("new", "rss:speeches|https://www.hkma.gov.hk/eng/news-and-media/speeches/2026/07/20260727-1/", ()) in got
-    after = dict((i, (h, s)) for i, h, s in table(db_path, "SELECT id, content_hash, status FROM documents"))
+    assert (
+        "new",
+        "rss:speeches|https://www.hkma.gov.hk/eng/news-and-media/speeches/2026/07/20260727-1/",
+        (),
+    ) in got
+    after = dict(
+        (i, (h, s)) for i, h, s in table(db_path, "SELECT id, content_hash, status FROM documents")
+    )
     for doc_id, content_hash, status in before:
         if doc_id.startswith(("rss:circulars|", "pages:")):
             assert after[doc_id] == (content_hash, status)
@@ -162,7 +199,9 @@ def test_a_sharp_drop_in_rows_is_unhealthy_not_mass_removal(site, config, db_pat
 def test_a_few_rows_gone_from_a_healthy_page_are_removals(site, config, db_path):
     run(config, db_path, sources=["pages"])
     rows = iter(range(1000))
-    _edit_page(site, lambda html: ROW.sub(lambda m: "" if next(rows) in (3, 4) else m.group(0), html))
+    _edit_page(
+        site, lambda html: ROW.sub(lambda m: "" if next(rows) in (3, 4) else m.group(0), html)
+    )
 
     report = run(config, db_path, sources=["pages"])
     assert report.exit_status == ExitStatus.OK
@@ -171,7 +210,9 @@ def test_a_few_rows_gone_from_a_healthy_page_are_removals(site, config, db_path)
 
 def test_bodies_that_are_not_feeds_make_the_source_unhealthy(site, config, db_path):
     run(config, db_path, sources=["rss"])
-    site.overrides[page_path(FEED_URL.format("circulars"))] = Override(body=b"<html><body>Maintenance</body></html>")
+    site.overrides[page_path(FEED_URL.format("circulars"))] = Override(
+        body=b"<html><body>Maintenance</body></html>"
+    )
     site.overrides[page_path(FEED_URL.format("speeches"))] = Override(body=b"")
     site.overrides[page_path(FEED_URL.format("guidelines"))] = Override(body=b"not xml at all")
     report = run(config, db_path, sources=["rss"])

@@ -18,11 +18,17 @@ BASE = "https://www.hkma.gov.hk/eng/other-information/rss/rss_legislative-counci
 @pytest.mark.parametrize(
     ("raw", "clean"),
     [
-        ("Measures to protect bank customers  (PDF File, 154.7 KB)", "Measures to protect bank customers"),
+        (
+            "Measures to protect bank customers  (PDF File, 154.7 KB)",
+            "Measures to protect bank customers",
+        ),
         ("Insights for design  (PDF File, 3.1 MB)", "Insights for design"),
         ("Old circular (PDF file, 136KB)", "Old circular"),
         ("Main (PDF File, 1.2 MB) Annex: Arrangement", "Main Annex: Arrangement"),
-        ("Guidance\u00a0on  combating\n high-end money laundering", "Guidance on combating high-end money laundering"),
+        (
+            "Guidance\u00a0on  combating\n high-end money laundering",
+            "Guidance on combating high-end money laundering",
+        ),
         ("PDF File guidance stays", "PDF File guidance stays"),
     ],
     ids=["kb", "mb", "old-style", "mid-title", "whitespace", "no-size-note"],
@@ -34,15 +40,33 @@ def test_clean_title(raw, clean):
 @pytest.mark.parametrize(
     ("href", "url"),
     [
-        ("/media/eng/doc/about-the-hkma/legislative-council-issues/20260504e2.pdf",
-         "https://www.hkma.gov.hk/media/eng/doc/about-the-hkma/legislative-council-issues/20260504e2.pdf"),
+        (
+            "/media/eng/doc/about-the-hkma/legislative-council-issues/20260504e2.pdf",
+            "https://www.hkma.gov.hk/media/eng/doc/about-the-hkma/legislative-council-issues/20260504e2.pdf",
+        ),
         ("//www.hkma.gov.hk/eng/key-functions/", "https://www.hkma.gov.hk/eng/key-functions/"),
         ("http://WWW.HKMA.GOV.HK/eng/a/#top", "https://www.hkma.gov.hk/eng/a/"),
-        ("https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN ", "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"),
-        ("https://www.info.gov.hk/gia/general/202607/07/P1.htm", "https://www.info.gov.hk/gia/general/202607/07/P1.htm"),
-        ("https://api.hkma.gov.hk/public/press-releases?lang=en&offset=0", "https://api.hkma.gov.hk/public/press-releases?lang=en&offset=0"),
+        (
+            "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN ",
+            "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN",
+        ),
+        (
+            "https://www.info.gov.hk/gia/general/202607/07/P1.htm",
+            "https://www.info.gov.hk/gia/general/202607/07/P1.htm",
+        ),
+        (
+            "https://api.hkma.gov.hk/public/press-releases?lang=en&offset=0",
+            "https://api.hkma.gov.hk/public/press-releases?lang=en&offset=0",
+        ),
     ],
-    ids=["relative", "protocol-relative", "http-case-fragment", "trailing-space", "other-host", "query-kept"],
+    ids=[
+        "relative",
+        "protocol-relative",
+        "http-case-fragment",
+        "trailing-space",
+        "other-host",
+        "query-kept",
+    ],
 )
 def test_normalize_url(href, url):
     assert normalize_url(href, BASE) == url
@@ -80,8 +104,14 @@ def test_parse_listing_date(raw, day):
 
 @pytest.mark.parametrize(
     ("host", "hkma"),
-    [("www.hkma.gov.hk", True), ("brdr.hkma.gov.hk", True), ("HKMA.GOV.HK", True),
-     ("hkma.gov.hk.evil.com", False), ("evilhkma.gov.hk", False), ("127.0.0.1", False)],
+    [
+        ("www.hkma.gov.hk", True),
+        ("brdr.hkma.gov.hk", True),
+        ("HKMA.GOV.HK", True),
+        ("hkma.gov.hk.evil.com", False),
+        ("evilhkma.gov.hk", False),
+        ("127.0.0.1", False),
+    ],
 )
 def test_is_hkma_host(host, hkma):
     assert is_hkma_host(host) is hkma

@@ -42,8 +42,16 @@ def test_a_row_has_a_clean_title_its_listing_date_and_attachments(documents):
 
     guideline = row(documents, f"{PDF}/2023/20230525e1.pdf")
     assert guideline.extra["attachments"] == [
-        {"label": "Enclosure 1", "title": "Consultation Conclusions", "url": f"{PDF}/2023/20230525e1a1.pdf"},
-        {"label": "Enclosure 2", "title": "Marked-up version of AML-CFT Guideline", "url": f"{PDF}/2023/20230525e1a2.pdf"},
+        {
+            "label": "Enclosure 1",
+            "title": "Consultation Conclusions",
+            "url": f"{PDF}/2023/20230525e1a1.pdf",
+        },
+        {
+            "label": "Enclosure 2",
+            "title": "Marked-up version of AML-CFT Guideline",
+            "url": f"{PDF}/2023/20230525e1a2.pdf",
+        },
     ]
 
 
@@ -53,19 +61,28 @@ def test_listing_date_comes_from_the_table_not_the_doc_id(documents):
 
 
 def test_raw_and_browser_layouts_give_identical_documents(documents):
-    browser = {d.key: d for d in parse_topic_page(BROWSER_PAGE.read_text(encoding="utf-8"), DEMO_PAGE)}
+    browser = {
+        d.key: d for d in parse_topic_page(BROWSER_PAGE.read_text(encoding="utf-8"), DEMO_PAGE)
+    }
     assert browser == documents
 
 
 def _hashes(html):
-    return {d.key: Snapshot(d.title, d.url, d.date, d.text, d.extra).content_hash() for d in parse_topic_page(html, DEMO_PAGE)}
+    return {
+        d.key: Snapshot(d.title, d.url, d.date, d.text, d.extra).content_hash()
+        for d in parse_topic_page(html, DEMO_PAGE)
+    }
 
 
 def test_per_response_noise_changes_nothing(raw_html):
-    noisy = re.sub(r"content='[0-9a-f]{40,}'", "content='0123456789abcdef0123456789abcdef0123456789'", raw_html)
+    noisy = re.sub(
+        r"content='[0-9a-f]{40,}'", "content='0123456789abcdef0123456789abcdef0123456789'", raw_html
+    )
     assert noisy != raw_html
     # Navigation and menus sit in NO INDEX blocks; edit one of them and a script too.
-    noisy = noisy.replace("<!--NO INDEX START-->", "<!--NO INDEX START--><a href='/x'>New menu entry</a>", 1)
+    noisy = noisy.replace(
+        "<!--NO INDEX START-->", "<!--NO INDEX START--><a href='/x'>New menu entry</a>", 1
+    )
     noisy = noisy.replace("</body>", "<script>var t = 'rotated-token-42';</script></body>")
     assert _hashes(noisy) == _hashes(raw_html)
 
@@ -80,7 +97,13 @@ def test_a_non_html_response_is_a_listing_failure():
     spider = PagesSpider(listings={DEMO_PAGE: DEMO_PAGE})
     request = Request(DEMO_PAGE, meta={"listing": DEMO_PAGE})
     response = HtmlResponse(
-        url=DEMO_PAGE, body=b"%PDF-1.4", request=request, headers={"Content-Type": "application/pdf"}
+        url=DEMO_PAGE,
+        body=b"%PDF-1.4",
+        request=request,
+        headers={"Content-Type": "application/pdf"},
     )
     (outcome,) = spider.parse_listing(response, DEMO_PAGE)
-    assert (outcome.ok, outcome.reason) == (False, "not an HTML page (Content-Type application/pdf)")
+    assert (outcome.ok, outcome.reason) == (
+        False,
+        "not an HTML page (Content-Type application/pdf)",
+    )

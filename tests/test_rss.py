@@ -33,15 +33,21 @@ def test_circulars_feed_collapses_the_literal_repeat():
 
 def test_legco_items_share_a_link_and_are_keyed_by_title_with_absolute_links():
     url = FEED_URL.format("legislative-council-issues")
-    items = parse_feed(feed("legislative-council-issues"), url, "legislative-council-issues", key_by_title=True)
+    items = parse_feed(
+        feed("legislative-council-issues"), url, "legislative-council-issues", key_by_title=True
+    )
     assert len(items) == 2
-    assert {i.url for i in items} == {"https://www.hkma.gov.hk/eng/data-publications-and-research/legislative-council-issues"}
+    assert {i.url for i in items} == {
+        "https://www.hkma.gov.hk/eng/data-publications-and-research/legislative-council-issues"
+    }
     assert items[0].extra["links"][0] == (
         "https://www.hkma.gov.hk/media/eng/doc/about-the-hkma/legislative-council-issues/20260504e2.pdf"
     )
     assert "Powerpoint Presentation on 4 May 2026" in items[0].text
     # Keyed by link alone, the second would collapse into the first.
-    assert len(parse_feed(feed("legislative-council-issues"), url, "legislative-council-issues")) == 1
+    assert (
+        len(parse_feed(feed("legislative-council-issues"), url, "legislative-council-issues")) == 1
+    )
 
 
 def test_pdf_size_notes_are_stripped_and_dates_read_in_hong_kong_time():
@@ -76,7 +82,10 @@ EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
     [
         (BILLION_LAUGHS, "unsafe XML refused"),
         (EXTERNAL_ENTITY, "unsafe XML refused"),
-        (b"<html><body>Service unavailable</body></html>", "not an RSS document (root element <html>)"),
+        (
+            b"<html><body>Service unavailable</body></html>",
+            "not an RSS document (root element <html>)",
+        ),
         (b"<rss version='2.0'><channel>", "not well-formed XML"),
     ],
     ids=["entity-expansion", "external-entity", "html", "truncated"],

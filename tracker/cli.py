@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+import sqlite_utils
 
 from storage.db import open_readonly
 from storage.history import document_history, find_document, list_changes, source_status
@@ -53,7 +54,7 @@ class Context:
         except ConfigError as error:
             raise UsageProblem(str(error)) from None
 
-    def readonly_db(self) -> Any:
+    def readonly_db(self) -> sqlite_utils.Database:
         try:
             return open_readonly(self.db_path)
         except FileNotFoundError as error:
@@ -207,9 +208,7 @@ def crawl(
 @cli.command()
 @click.option("--since", help="Only events detected on or after this ISO date or time.")
 @source_option
-@click.option(
-    "--kind", "kinds", multiple=True, type=click.Choice(["new", "changed", "removed"])
-)
+@click.option("--kind", "kinds", multiple=True, type=click.Choice(["new", "changed", "removed"]))
 @click.option("--limit", type=click.IntRange(min=1), help="At most N events.")
 @json_option
 @click.pass_obj
@@ -284,7 +283,9 @@ def diff(obj: Context, document_id: str) -> None:
     if len(versions) < 2:
         click.echo(f"{document['id']}: one version only, nothing to compare")
         return
-    old, new = (Snapshot(v["title"], v["url"], v["date"], v["text"], v["extra"]) for v in versions[-2:])
+    old, new = (
+        Snapshot(v["title"], v["url"], v["date"], v["text"], v["extra"]) for v in versions[-2:]
+    )
     fields = [f for f, value in old.fields().items() if new.fields().get(f) != value]
     fields += [f for f in new.fields() if f not in old.fields()]
     click.echo(f"{document['id']}: version {versions[-2]['id']} -> {versions[-1]['id']}")

@@ -146,7 +146,9 @@ def judge_listing(
         if last_healthy_items >= health["min_items_for_drop_check"] and (
             drop > health["max_drop_ratio"]
         ):
-            reason = f"sharp drop: {items} items where the last healthy run had {last_healthy_items}"
+            reason = (
+                f"sharp drop: {items} items where the last healthy run had {last_healthy_items}"
+            )
             return ListingVerdict(source, url, False, reason, items)
     return ListingVerdict(source, url, True, "", items)
 

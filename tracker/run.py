@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import sqlite_utils
+
 from alerts.channels import Channel, FileChannel
 from alerts.digest import Digest, DigestEntry
 from spiders.settings import settings_for
@@ -140,7 +142,7 @@ def run(
         db.close()
 
 
-def deliver_pending(db: Any, channel: Channel, report: RunReport) -> None:
+def deliver_pending(db: sqlite_utils.Database, channel: Channel, report: RunReport) -> None:
     """Send every change not yet in a digest; mark them only once the channel took the digest."""
     pending = list_changes(db, pending_digest=True)
     if not pending:
@@ -159,7 +161,9 @@ def deliver_pending(db: Any, channel: Channel, report: RunReport) -> None:
 
 
 def _log_source(plan: SourcePlan) -> None:
-    counts = f"{plan.count('new')} new, {plan.count('changed')} changed, {plan.count('removed')} removed"
+    counts = (
+        f"{plan.count('new')} new, {plan.count('changed')} changed, {plan.count('removed')} removed"
+    )
     if plan.healthy:
         logger.info("%s: healthy, %d items, %s", plan.source, len(plan.seen), counts)
     else:

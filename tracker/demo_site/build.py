@@ -10,7 +10,7 @@ import json
 import re
 import shutil
 from pathlib import Path
-from xml.etree import ElementTree as ET  # noqa: S405 - we write XML here, never parse it
+from xml.etree import ElementTree as ET
 
 HERE = Path(__file__).parent
 SAMPLES = HERE.parents[1] / ".." / "shared" / "hkma-samples"
@@ -64,7 +64,9 @@ def build_feeds(site: Path, day: int, ledger: list[dict]) -> None:
         if day == 2:
             arrived = [i for i in items if i["first_seen"] >= DAY1_BEFORE]
             window = (newest(arrived)[: DAY2_NEW.get(name, 0)] + window)[:WINDOW]
-        if renamed:  # the ledger holds both titles of this circular: day 1 the first, day 2 the second
+        if (
+            renamed
+        ):  # the ledger holds both titles of this circular: day 1 the first, day 2 the second
             window.append(renamed[0] if day == 1 else renamed[-1])
         if name == "circulars" and day == 2:
             window.insert(1, window[0])  # the circulars feed sometimes repeats an item literally
@@ -93,8 +95,12 @@ def build_page(site: Path, day: int) -> None:
             "<meta name='csrf_token' content='5f0c1e2d3b4a69788796a5b4c3d2e1f00112233445566778899aa'>",
             html,
         )
-        html = html.replace("Last revision date : 10 April 2025", "Last revision date : 15 December 2025")
-        html = html.replace('content="2025-04-10T00:00:00+08:00"', 'content="2025-12-15T00:00:00+08:00"')
+        html = html.replace(
+            "Last revision date : 10 April 2025", "Last revision date : 15 December 2025"
+        )
+        html = html.replace(
+            'content="2025-04-10T00:00:00+08:00"', 'content="2025-12-15T00:00:00+08:00"'
+        )
         first_row = '<div data-id="fbea56b"'
         assert first_row in html
         html = html.replace(first_row, NEW_ROW + first_row, 1)
@@ -104,7 +110,9 @@ def build_page(site: Path, day: int) -> None:
         html = html.replace(f"{old_title}  (PDF File", f"{old_title} (revised)  (PDF File", 1)
         # The last row of the page (an old guidance paper) is dropped, as if archived.
         last = html.rindex('<div class="content-wrapper multiple-wrapper filter-table-row"')
-        end = html.index("</tr></tbody></table></div></div>", last) + len("</tr></tbody></table></div></div>")
+        end = html.index("</tr></tbody></table></div></div>", last) + len(
+            "</tr></tbody></table></div></div>"
+        )
         html = html[:last] + html[end:]
     out = site / PAGE_PATH / "index.html"
     out.parent.mkdir(parents=True, exist_ok=True)

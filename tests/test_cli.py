@@ -1,0 +1,164 @@
+"""The command line: exit codes, --json output, history/diff/status, help for every command."""
+
+import json
+import shutil
+
+import click
+import pytest
+from click.testing import CliRunner
+from conftest import DEMO_PAGE
+
+from tracker.cli import cli
+from tracker.demo import DEMO_SITE
+from tracker.loopback import RecordedSite
+
+AMENDED = "rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    """A database after real day 1 and day 2 runs through the CLI, and the day 2 output."""
+    tmp = tmp_path_factory.mktemp("cli")
+    root = tmp / "site"
+    shutil.copytree(DEMO_SITE / "day1", root)
+    config = tmp / "c.toml"
+    config.write_text(
+        f'[crawl]\ndownload_delay = 0\nretries = 0\n[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
+        f'[digest]\nfolder = "{(tmp / "digests").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    db = tmp / "h.db"
+    runner = CliRunner()
+    with RecordedSite(root) as site:
+        base = ["--config", str(config), "--db", str(db)]
+        mirror = ["--mirror", f"https://www.hkma.gov.hk={site.base_url}"]
+        day1 = runner.invoke(cli, [*base, "run", *mirror, "--json"])
+        shutil.rmtree(root)
+        shutil.copytree(DEMO_SITE / "day2", root)
+        day2 = runner.invoke(cli, [*base, "run", *mirror])
+    return {"db": db, "config": config, "day1": day1, "day2": day2}
+
+
+def invoke(history, *args):
+    return CliRunner().invoke(
+        cli, ["--config", str(history["config"]), "--db", str(history["db"]), *args]
+    )
+
+
+def test_run_prints_a_summary_per_source_and_exits_0(history):
+    assert history["day1"].exit_code == 0, history["day1"].output
+    lines = [json.loads(line) for line in history["day1"].stdout.splitlines()]
+    assert [(s["source"], s["healthy"], s["new"]) for s in lines] == [
+        ("rss", True, 49),
+        ("pages", True, 84),
+    ]
+    assert history["day2"].exit_code == 0
+    assert "pages: healthy; 84 items, 1 new, 2 changed, 1 removed" in history["day2"].stdout
+    assert "digest: " in history["day2"].stdout
+
+
+def test_changes_json_has_the_documented_fields_newest_first(history):
+    result = invoke(history, "changes", "--json", "--kind", "changed")
+    assert result.exit_code == 0
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(records) == 3
+    assert {
+        "id",
+        "kind",
+        "source",
+        "document_id",
+        "title",
+        "url",
+        "detected_at",
+        "fields",
+    } <= records[0].keys()
+    assert [r["id"] for r in records] == sorted((r["id"] for r in records), reverse=True)
+    amended = next(r for r in records if r["document_id"] == AMENDED)
+    assert amended["fields"] == ["title"]
+    assert amended["url"] == "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"
+
+
+def test_changes_filters(history):
+    everything = invoke(history, "changes", "--json").stdout.splitlines()
+    assert len(everything) == 133 + 11
+    assert (
+        len(
+            invoke(
+                history, "changes", "--json", "--source", "pages", "--kind", "removed"
+            ).stdout.splitlines()
+        )
+        == 1
+    )
+    assert len(invoke(history, "changes", "--json", "--limit", "2").stdout.splitlines()) == 2
+    assert invoke(history, "changes", "--since", "2999-01-01").stdout == ""
+
+
+def test_history_and_diff_of_an_amended_circular(history):
+    result = invoke(history, "history", AMENDED, "--json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["type"] for r in records] == ["version", "version", "change", "change"]
+    assert records[1]["title"].endswith("Generative AI Sandbox")
+
+    diff = invoke(history, "diff", AMENDED)
+    assert diff.exit_code == 0
+    assert (
+        "-Generative Artificial Intelligence Sandbox: Second Cohort Annex: Arrangement for the Second Cohort of Generative A.I. Sandbox (“Sandbox”)"
+        in diff.stdout
+    )
+    assert (
+        "+Generative Artificial Intelligence Sandbox: Second Cohort Annex: Arrangement for the Second Cohort of Generative AI Sandbox"
+        in diff.stdout
+    )
+
+    # A URL works where it names exactly one document.
+    by_url = invoke(
+        history, "history", "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"
+    )
+    assert by_url.exit_code == 0 and AMENDED in by_url.stdout
+
+
+def test_unknown_document_is_a_usage_error(history):
+    result = invoke(history, "history", "rss:nothing")
+    assert result.exit_code == 2
+    assert "no document 'rss:nothing'" in result.output
+
+
+def test_status_reports_each_source(history):
+    result = invoke(history, "status", "--json")
+    rows = {r["source"]: r for r in map(json.loads, result.stdout.splitlines())}
+    assert rows["pages"]["healthy"] is True and rows["pages"]["reason"] == ""
+    assert rows["pages"]["documents"] == 84  # the page and 83 rows: one row came, one went
+    assert rows["rss"]["last_run_id"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--source", "brdr"], "unknown source 'brdr'"),
+        (["run", "--mirror", "www.hkma.gov.hk"], "expected ORIGIN=BASE"),
+        (["--config", "/nonexistent/c.toml", "run"], "config file /nonexistent/c.toml not found"),
+        (["--db", "/nonexistent/h.db", "changes"], "database /nonexistent/h.db does not exist"),
+        (["changes", "--kind", "deleted"], "Invalid value for '--kind'"),
+    ],
+)
+def test_bad_usage_exits_2_with_a_clear_message(tmp_path, args, message):
+    result = CliRunner().invoke(cli, ["--db", str(tmp_path / "h.db"), *args])
+    assert result.exit_code == 2
+    assert message in result.output
+
+
+def test_bad_config_key_exits_2_naming_the_key(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[crawl]\nspeed = 1\n", encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "run"])
+    assert result.exit_code == 2
+    assert "unknown key 'crawl.speed'" in result.output
+
+
+def test_every_command_has_help_with_an_example():
+    for name, command in cli.commands.items():
+        assert isinstance(command, click.Command)
+        result = CliRunner().invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert "Example: hkma-tracker" in result.output, f"{name} has no example"
+    assert "3  a source was unhealthy" in CliRunner().invoke(cli, ["run", "--help"]).output
