@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -56,6 +57,9 @@ class ResultWriter:
 
 
 def run_job(job: dict[str, Any]) -> None:
+    # A failed robots.txt fetch is logged with a full traceback, and the page behind it then
+    # fails the same way and is reported per listing: the traceback adds nothing.
+    logging.getLogger("scrapy.downloadermiddlewares.robotstxt").setLevel(logging.CRITICAL)
     output = Path(job["output"])
     output.mkdir(parents=True, exist_ok=True)
     process = CrawlerProcess(settings=job["settings"])

@@ -162,3 +162,27 @@ def test_every_command_has_help_with_an_example():
         assert result.exit_code == 0, name
         assert "Example: hkma-tracker" in result.output, f"{name} has no example"
     assert "3  a source was unhealthy" in CliRunner().invoke(cli, ["run", "--help"]).output
+
+
+def test_unreachable_hkma_exits_3_naming_every_listing(tmp_path):
+    # Port 9 (discard) on loopback: nothing listens, so every connection is refused.
+    config = tmp_path / "c.toml"
+    config.write_text("[crawl]\ndownload_delay = 0\nretries = 0\n", encoding="utf-8")
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(config),
+            "--db",
+            str(tmp_path / "h.db"),
+            "run",
+            "--mirror",
+            "https://www.hkma.gov.hk=http://127.0.0.1:9",
+        ],
+    )
+    assert result.exit_code == 3, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "rss: UNHEALTHY; 0 items, 0 new, 0 changed, 0 removed"
+    refused = [line for line in lines if line.endswith(": unreachable: connection refused")]
+    assert len(refused) == 8  # six feeds and two topic pages
+    assert not (tmp_path / "digests").exists()

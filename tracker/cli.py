@@ -123,11 +123,14 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
         if as_json:
             emit(summary)
         else:
-            state = "healthy" if plan.healthy else f"UNHEALTHY: {plan.reason}"
             click.echo(
-                f"{plan.source}: {state}; {summary['items']} items, {summary['new']} new, "
+                f"{plan.source}: {'healthy' if plan.healthy else 'UNHEALTHY'}; "
+                f"{summary['items']} items, {summary['new']} new, "
                 f"{summary['changed']} changed, {summary['removed']} removed"
             )
+            for verdict in plan.verdicts:
+                if not verdict.healthy:
+                    click.echo(f"  {verdict.url}: {verdict.reason}")
     if show_events:
         for event in report.events:
             record = {

@@ -1,0 +1,91 @@
+"""Digest rendering: grouped, escaped, a proper multipart email; the file channel."""
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+from alerts.channels import FileChannel
+from alerts.digest import Digest, DigestEntry
+
+HOSTILE = 'Circular <script>alert("x")</script> & "quotes"'
+
+
+def entry(change_id, kind, source, title, url="https://www.hkma.gov.hk/a.pdf", fields=(), diff=""):
+    return DigestEntry(
+        change_id,
+        kind,
+        source,
+        title,
+        url,
+        "2026-07-29",
+        list(fields),
+        diff,
+        "2026-11-22T03:00:00+00:00",
+    )
+
+
+DIGEST = Digest(
+    datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
+    [
+        entry(1, "new", "rss", "Joint Circular on the Cross-Sectoral Cyber Mapping Exercise"),
+        entry(
+            2,
+            "changed",
+            "pages",
+            HOSTILE,
+            url='javascript:alert("x")',
+            fields=["title"],
+            diff="-old\n+new",
+        ),
+        entry(3, "removed", "pages", "Guidance Paper on Tax Evasion"),
+        entry(4, "new", "rss", "香港金融管理局 通告"),
+    ],
+)
+
+
+def test_subject_counts_kinds():
+    assert DIGEST.subject == "HKMA tracker: 4 changes (2 new, 1 changed, 1 removed)"
+
+
+def test_groups_by_source_then_kind_newest_first():
+    assert [(name, [e.change_id for e in entries]) for name, entries in DIGEST.groups()] == [
+        ("HKMA topic pages", [2, 3]),
+        ("HKMA RSS feeds", [4, 1]),
+    ]
+
+
+def test_html_escapes_titles_and_refuses_script_links():
+    html = DIGEST.render_html()
+    assert "<script>" not in html
+    assert "Circular &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;quotes&#34;" in html
+    assert (
+        'href="#"' in html
+        and "javascript:" not in html.split("<body", 1)[1].split("word-break:break-all")[0]
+    )
+    assert "<style" not in html  # inline styles only: mail clients strip <style>
+
+
+def test_text_keeps_titles_verbatim_with_the_diff():
+    text = DIGEST.render_text()
+    assert HOSTILE in text
+    assert "  Changed: title\n    -old\n    +new" in text
+
+
+def test_email_is_multipart_alternative_with_utf8_parts():
+    message = message_from_bytes(
+        DIGEST.to_email("tracker@example.org", []).as_bytes(), policy=policy.default
+    )
+    assert message.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
+    assert "香港金融管理局 通告" in message.get_body(("plain",)).get_content()
+    assert message["Subject"] == DIGEST.subject and "\n" not in message["Subject"]
+
+
+def test_file_channel_writes_three_files(tmp_path):
+    location = FileChannel(tmp_path / "digests").deliver(DIGEST)
+    files = sorted(p.name for p in (tmp_path / "digests").iterdir())
+    assert files == [
+        "digest-20261122T030000Z-1.eml",
+        "digest-20261122T030000Z-1.html",
+        "digest-20261122T030000Z-1.txt",
+    ]
+    assert location.endswith(".html")

@@ -1,0 +1,110 @@
+"""The database: schema through migrations, all-or-nothing writes, read-only access."""
+
+import sqlite3
+
+import pytest
+
+from storage.db import open_db, open_readonly, write_transaction
+from storage.history import apply_plan, load_stored, start_run
+from tracker.config import DEFAULTS
+from tracker.detect import plan_source
+
+PAGE = "https://www.hkma.gov.hk/eng/page/"
+
+
+def crawl_result(titles):
+    items = [
+        {
+            "listing": PAGE,
+            "key": f"k{i}",
+            "title": t,
+            "url": f"https://www.hkma.gov.hk/{i}.pdf",
+            "date": "2025-01-01",
+            "text": "",
+            "extra": {},
+        }
+        for i, t in enumerate(titles)
+    ]
+    return {
+        "finish_reason": "finished",
+        "items": items,
+        "outcomes": [
+            {
+                "listing": PAGE,
+                "ok": True,
+                "reason": "",
+                "items": len(items),
+                "removals_allowed": True,
+            }
+        ],
+    }
+
+
+def ingest(db, titles):
+    result = crawl_result(titles)
+    plan = plan_source("pages", result, [PAGE], load_stored(db, "pages"), {}, DEFAULTS["health"])
+    run_id = start_run(db, "test")
+    with write_transaction(db):
+        apply_plan(db, plan, run_id, result)
+    return plan
+
+
+def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
+    path = tmp_path / "h.db"
+    open_db(path).close()
+    db = open_db(path)  # a second open applies nothing again
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert [r["name"] for r in db.query("SELECT name FROM _sqlite_migrations")] == ["m001_initial"]
+    assert {
+        "runs",
+        "source_runs",
+        "listings",
+        "documents",
+        "versions",
+        "changes",
+        "digests",
+    } <= set(db.table_names())
+
+
+def test_a_write_that_fails_midway_leaves_nothing_behind(tmp_path, monkeypatch):
+    db = open_db(tmp_path / "h.db")
+    ingest(db, ["A", "B"])
+    before = list(db.query("SELECT id, title FROM documents ORDER BY id"))
+
+    import storage.history as history
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("killed while recording listings")
+
+    monkeypatch.setattr(history, "_record_listings", crash)
+    with pytest.raises(RuntimeError):
+        ingest(db, ["A (revised)", "B", "C"])
+    assert list(db.query("SELECT id, title FROM documents ORDER BY id")) == before
+    assert db.execute("SELECT count(*) FROM versions").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM changes").fetchone()[0] == 2
+
+    monkeypatch.undo()  # the next run picks up what the failed one missed
+    plan = ingest(db, ["A (revised)", "B", "C"])
+    assert sorted((e.kind, e.document_id) for e in plan.events) == [
+        ("changed", "pages:k0"),
+        ("new", "pages:k2"),
+    ]
+
+
+def test_readers_can_open_read_only_while_a_run_writes(tmp_path):
+    path = tmp_path / "h.db"
+    db = open_db(path)
+    ingest(db, ["A"])
+    db.execute("BEGIN IMMEDIATE")
+    db.execute("UPDATE documents SET title = 'uncommitted'")
+    reader = open_readonly(path)
+    assert [r["title"] for r in reader.query("SELECT title FROM documents")] == ["A"]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        reader.execute("DELETE FROM documents")
+    db.rollback()
+
+
+def test_read_only_open_never_creates_a_database(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        open_readonly(tmp_path / "missing.db")
+    assert not (tmp_path / "missing.db").exists()
