@@ -57,10 +57,7 @@ def test_html_escapes_titles_and_refuses_script_links():
     html = DIGEST.render_html()
     assert "<script>" not in html
     assert "Circular &lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt; &amp; &#34;quotes&#34;" in html
-    assert (
-        'href="#"' in html
-        and "javascript:" not in html.split("<body", 1)[1].split("word-break:break-all")[0]
-    )
+    assert 'href="#"' in html and 'href="javascript' not in html
     assert "<style" not in html  # inline styles only: mail clients strip <style>
 
 
