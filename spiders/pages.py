@@ -20,35 +20,41 @@ from spiders.items import DocumentItem
 from spiders.normalize import clean_text, clean_title, normalize_url, parse_listing_date
 
 _NO_INDEX = re.compile(r"<!--\s*NO INDEX START\s*-->.*?<!--\s*NO INDEX END\s*-->", re.DOTALL)
-_REVISION = re.compile(r"Last revision date\s*:\s*(.+)", re.IGNORECASE)
+# The revision-date footer sits inside a NO INDEX block, so it is read from the raw HTML
+# before those blocks are dropped.
+_REVISION = re.compile(
+    r'class="revision-date"[^>]*>\s*Last revision date\s*:\s*([^<]+)<', re.IGNORECASE
+)
 _ATTACHMENT_LABEL_TAIL = re.compile(r"[\s:\-–]+$")
 # Where the main content lives on HKMA's templates, most specific first.
 _CONTENT_SELECTORS = ("div.top-background-content", "main", "div#content", "body")
 _NOISE_SELECTORS = "script, style, noscript, iframe, form, div.filter-table, div.filter-table-row"
 
 
-def _revision_date(soup: BeautifulSoup) -> str | None:
-    node = soup.select_one("div.revision-date")
-    if node is None:
-        return None
-    match = _REVISION.search(clean_text(node.get_text(" ")))
+def _revision_date(html: str) -> str | None:
+    match = _REVISION.search(html)
     parsed = parse_listing_date(match.group(1)) if match else None
     return parsed.isoformat() if parsed else None
 
 
-def _section_of(row: Tag, soup: BeautifulSoup) -> str:
+def _table_headings(soup: BeautifulSoup) -> dict[str, str]:
+    """Document-table id -> its heading ("Circulars", "Guidance Papers")."""
+    headings = {}
+    for table in soup.select("div.filter-table[id]"):
+        heading = table.select_one(".heading")
+        headings[str(table["id"])] = clean_text(heading.get_text(" ")) if heading else ""
+    return headings
+
+
+def _section_of(row: Tag, headings: dict[str, str]) -> str:
     """The heading of the table a row belongs to, in either layout."""
     wrapper = row.find_parent("div", attrs={"data-target": True})
-    table: Tag | None = None
-    if wrapper is not None:
-        target = str(wrapper["data-target"]).lstrip("#")
-        table = soup.find(id=target) if target else None
-    if table is None:
-        table = row.find_parent("div", class_="filter-table")
-    if table is None:
-        return ""
-    heading = table.select_one(".heading")
-    return clean_text(heading.get_text(" ")) if heading else str(table.get("id", ""))
+    if wrapper is None:  # browser layout: the row sits inside its table
+        wrapper = row.find_parent("div", class_="filter-table")
+        table_id = str(wrapper.get("id", "")) if wrapper is not None else ""
+    else:  # as served: the row names its table
+        table_id = str(wrapper["data-target"]).lstrip("#")
+    return headings.get(table_id, table_id)
 
 
 def _categories(row: Tag) -> list[str]:
@@ -94,15 +100,16 @@ def parse_row(row: Tag, page_url: str) -> dict[str, Any] | None:
 
 def parse_topic_page(body: str, page_url: str) -> list[DocumentItem]:
     """The page as one document plus one document per distinct row link."""
-    soup = BeautifulSoup(body, "lxml")
-    revision = _revision_date(soup)  # it sits inside a NO INDEX block: read it first
+    revision = _revision_date(body)
+    soup = BeautifulSoup(_NO_INDEX.sub(" ", body), "lxml")
+    headings = _table_headings(soup)
 
     rows: dict[str, dict[str, Any]] = {}
     for tr in soup.select("div.template-table tbody tr"):
         row = parse_row(tr, page_url)
         if row is None:
             continue
-        section, categories = _section_of(tr, soup), _categories(tr)
+        section, categories = _section_of(tr, headings), _categories(tr)
         seen = rows.get(row["url"])
         if seen is None:
             rows[row["url"]] = {**row, "sections": [section], "categories": categories}
@@ -110,9 +117,8 @@ def parse_topic_page(body: str, page_url: str) -> list[DocumentItem]:
             seen["sections"] = sorted({*seen["sections"], section})
             seen["categories"] = sorted({*seen["categories"], *categories})
 
-    content_soup = BeautifulSoup(_NO_INDEX.sub(" ", body), "lxml")
     content = next(
-        (n for sel in _CONTENT_SELECTORS if (n := content_soup.select_one(sel)) is not None), None
+        (n for sel in _CONTENT_SELECTORS if (n := soup.select_one(sel)) is not None), None
     )
     if content is None:
         raise ListingError("no page content found (no <body>)")
