@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 import scrapy
 from scrapy.exceptions import (
     CannotResolveHostError,
+    DownloadCancelledError,
     DownloadConnectionRefusedError,
     DownloadTimeoutError,
     IgnoreRequest,
@@ -96,6 +97,9 @@ class HkmaSpider(scrapy.Spider):
             reason = "unreachable: timed out"
         elif failure.check(DownloadConnectionRefusedError, twisted_errors.ConnectionRefusedError):
             reason = "unreachable: connection refused"
+        elif failure.check(DownloadCancelledError) and "max size" in failure.getErrorMessage():
+            limit = self.settings.getint("DOWNLOAD_MAXSIZE")
+            reason = f"dropped: response larger than the {limit}-byte limit"
         elif failure.check(IgnoreRequest):
             reason = f"refused: {failure.getErrorMessage()}"
         else:

@@ -276,3 +276,22 @@ def test_a_failed_delivery_keeps_every_change_for_the_next_digest(site, config, 
     assert table(db_path, pending) == [(0,)]
     text = next((tmp_path / "digests").glob("*.txt")).read_text(encoding="utf-8")
     assert text.startswith("HKMA tracker: 11 changes")
+
+
+def test_oversized_responses_are_dropped_and_reported(site, config, db_path):
+    small = dataclasses.replace(config, crawl={**config.crawl, "max_page_bytes": 50_000})
+    report = run(small, db_path, sources=["pages"])  # the real page is ~195 KB
+    assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    assert report.plans[0].reason.endswith("larger than the 50000-byte limit")
+    assert table(db_path, "SELECT count(*) FROM documents") == [(0,)]
+
+
+def test_a_hung_crawl_is_killed_and_reported(site, config, db_path):
+    site.overrides[page_path(DEMO_PAGE)] = Override(delay=8)
+    slow = dataclasses.replace(config, crawl={**config.crawl, "timeout": 30, "process_timeout": 2})
+    report = run(slow, db_path, sources=["pages"])
+    assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    assert report.plans[0].reason.endswith(
+        "no result: crawl ended (crawl process killed after 2 s)"
+    )
+    assert table(db_path, "SELECT status FROM runs") == [("degraded",)]

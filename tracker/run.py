@@ -108,38 +108,50 @@ def run(
     dry_run: bool = False,
     channel: Channel | None = None,
 ) -> RunReport:
-    """Crawl, detect and store; with `alerts`, deliver pending changes as a digest."""
+    """Crawl, detect and store; with `alerts`, deliver pending changes as a digest.
+
+    A dry run stores nothing: no run row, no documents, no events.
+    """
     selected = select_sources(config, sources)
     db = open_db(db_path)
     try:
-        command = "dry-run" if dry_run else ("run" if alerts else "crawl")
-        run_id = None if dry_run else start_run(db, command)
-        report = RunReport(run_id)
-        with tempfile.TemporaryDirectory(prefix="hkma-tracker-") as workdir:
-            results = crawl(config, selected, Path(workdir))
-        for source in selected:
-            plan = plan_source(
-                source,
-                results[source],
-                list(config.listings(source).values()),
-                load_stored(db, source),
-                last_healthy_items(db, source),
-                config.health,
-            )
-            report.plans.append(plan)
-            if not dry_run:
-                assert run_id is not None
-                with write_transaction(db):
-                    apply_plan(db, plan, run_id, results[source] or {})
-            _log_source(plan)
-        if alerts and not dry_run:
-            deliver_pending(db, channel or FileChannel(config.digest_folder), report)
-        if run_id is not None:
+        command = "run" if alerts else "crawl"
+        report = RunReport(None if dry_run else start_run(db, command))
+        try:
+            _crawl_and_record(config, db, selected, report)
+            if alerts and report.run_id is not None:
+                deliver_pending(db, channel or FileChannel(config.digest_folder), report)
+        except BaseException:
+            if report.run_id is not None:
+                finish_run(db, report.run_id, "failed", int(ExitStatus.ERROR))
+            raise
+        if report.run_id is not None:
             status = "ok" if report.exit_status == ExitStatus.OK else "degraded"
-            finish_run(db, run_id, status, int(report.exit_status))
+            finish_run(db, report.run_id, status, int(report.exit_status))
         return report
     finally:
         db.close()
+
+
+def _crawl_and_record(
+    config: Config, db: sqlite_utils.Database, selected: list[str], report: RunReport
+) -> None:
+    with tempfile.TemporaryDirectory(prefix="hkma-tracker-") as workdir:
+        results = crawl(config, selected, Path(workdir))
+    for source in selected:
+        plan = plan_source(
+            source,
+            results[source],
+            list(config.listings(source).values()),
+            load_stored(db, source),
+            last_healthy_items(db, source),
+            config.health,
+        )
+        report.plans.append(plan)
+        if report.run_id is not None:
+            with write_transaction(db):
+                apply_plan(db, plan, report.run_id, results[source] or {})
+        _log_source(plan)
 
 
 def deliver_pending(db: sqlite_utils.Database, channel: Channel, report: RunReport) -> None:
