@@ -139,6 +139,7 @@ def test_status_reports_each_source(history):
         (["--config", "/nonexistent/c.toml", "run"], "config file /nonexistent/c.toml not found"),
         (["--db", "/nonexistent/h.db", "changes"], "database /nonexistent/h.db does not exist"),
         (["changes", "--kind", "deleted"], "Invalid value for '--kind'"),
+        (["changes", "--since", "last week"], "--since 'last week': expected an ISO date"),
     ],
 )
 def test_bad_usage_exits_2_with_a_clear_message(tmp_path, args, message):

@@ -216,12 +216,16 @@ def test_bodies_that_are_not_feeds_make_the_source_unhealthy(site, config, db_pa
     )
     site.overrides[page_path(FEED_URL.format("speeches"))] = Override(body=b"")
     site.overrides[page_path(FEED_URL.format("guidelines"))] = Override(body=b"not xml at all")
+    site.overrides[page_path(FEED_URL.format("consultations"))] = Override(
+        body=b'<?xml version="1.0"?><rss version="2.0"><channel><title>HKMA</title></channel></rss>'
+    )
     report = run(config, db_path, sources=["rss"])
     reason = report.plans[0].reason
     assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
     assert "rss_circulars.xml: not an RSS document (root element <html>)" in reason
     assert "rss_speeches.xml: empty body" in reason
     assert "rss_guidelines.xml: not well-formed XML" in reason
+    assert "rss_consultations.xml: 0 items where the last healthy run had 10" in reason
     assert events(db_path, report.run_id) == set()
 
 

@@ -9,7 +9,9 @@ import json
 import logging
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -176,12 +178,25 @@ source_option = click.option(
 )
 
 
+def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options `run` and `crawl` share."""
+    for option in reversed(
+        [
+            source_option,
+            mirror_option,
+            click.option(
+                "--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing."
+            ),
+            json_option,
+            click.pass_obj,
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @cli.command("run", epilog=EXIT_CODES_HELP)
-@source_option
-@mirror_option
-@click.option("--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing.")
-@json_option
-@click.pass_obj
+@crawl_options
 def run_command(
     obj: Context, sources: tuple[str, ...], mirrors: tuple[str, ...], dry_run: bool, as_json: bool
 ) -> None:
@@ -193,11 +208,7 @@ def run_command(
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@source_option
-@mirror_option
-@click.option("--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing.")
-@json_option
-@click.pass_obj
+@crawl_options
 def crawl(
     obj: Context, sources: tuple[str, ...], mirrors: tuple[str, ...], dry_run: bool, as_json: bool
 ) -> None:
@@ -227,6 +238,11 @@ def changes(
 
     Example: hkma-tracker changes --since 2026-01-01 --kind changed --json
     """
+    if since:
+        try:
+            datetime.fromisoformat(since)
+        except ValueError:
+            raise UsageProblem(f"--since {since!r}: expected an ISO date like 2026-01-31") from None
     db = obj.readonly_db()
     for change in list_changes(db, since, sources, kinds, limit):
         if as_json:
