@@ -88,8 +88,9 @@ class HkmaSpider(scrapy.Spider):
         request = failure.request  # type: ignore[attr-defined]
         listing = request.meta["listing"]
         status = None
-        if failure.check(HttpError):
-            status = failure.value.response.status
+        error = failure.value
+        if isinstance(error, HttpError):
+            status = error.response.status
             reason = f"HTTP {status}"
         elif failure.check(CannotResolveHostError, twisted_errors.DNSLookupError):
             reason = "unreachable: DNS lookup failed"
@@ -103,6 +104,6 @@ class HkmaSpider(scrapy.Spider):
         elif failure.check(IgnoreRequest):
             reason = f"refused: {failure.getErrorMessage()}"
         else:
-            reason = f"fetch failed: {failure.type.__name__}: {failure.getErrorMessage()}"
+            reason = f"fetch failed: {type(error).__name__}: {failure.getErrorMessage()}"
         logger.error("%s: %s: %s", self.name, listing, reason)
         yield self.outcome(listing, False, reason=reason, status=status)

@@ -163,7 +163,7 @@ class PagesSpider(HkmaSpider):
     name = "pages"
 
     def extract(self, response: Response, name: str) -> Iterable[DocumentItem]:
-        content_type = response.headers.get(b"Content-Type", b"text/html").decode("latin-1")
+        content_type = (response.headers.get(b"Content-Type") or b"text/html").decode("latin-1")
         if not content_type.startswith("text/html"):
             raise ListingError(f"not an HTML page (Content-Type {content_type})")
         return parse_topic_page(response.text, response.meta["listing"])

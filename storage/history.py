@@ -85,7 +85,7 @@ def apply_plan(
         for doc_id, (listing, snapshot) in plan.seen.items()
         if doc_id in plan.first_seen
     ]
-    db["documents"].insert_all(inserts, batch_size=1000)
+    db.table("documents").insert_all(inserts, batch_size=1000)
 
     for event in plan.events:
         if event.document_id in plan.first_seen:
@@ -101,14 +101,14 @@ def apply_plan(
                 event.document_id, plan.source, plan.seen[event.document_id][0], event.snapshot, now
             )
             del row["first_seen_at"]
-            db["documents"].update(event.document_id, row)
+            db.table("documents").update(event.document_id, row)
 
     unchanged = [doc_id for doc_id in plan.seen if doc_id not in by_id]
     for chunk in _chunks(unchanged, 500):
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE documents SET last_seen_at = ? WHERE id IN ({marks})", [now, *chunk])  # noqa: S608
 
-    db["versions"].insert_all(
+    db.table("versions").insert_all(
         (
             {
                 "document_id": e.document_id,
@@ -126,12 +126,12 @@ def apply_plan(
         ),
         batch_size=1000,
     )
-    db["changes"].insert_all(
+    db.table("changes").insert_all(
         (_change_row(e, plan.source, run_id, now) for e in plan.events), batch_size=1000
     )
     _record_listings(db, plan, run_id, now)
     stats = result.get("stats", {})
-    db["source_runs"].insert(
+    db.table("source_runs").insert(
         {
             "run_id": run_id,
             "source": plan.source,
@@ -220,7 +220,8 @@ def list_changes(
     pending_digest: bool = False,
 ) -> list[dict[str, Any]]:
     """Change events, newest first, optionally filtered."""
-    where, params = [], []
+    where: list[str] = []
+    params: list[str | int] = []
     if since:
         where.append("detected_at >= ?")
         params.append(since)
@@ -243,25 +244,22 @@ def list_changes(
 def mark_digested(
     db: sqlite_utils.Database, change_ids: list[int], channel: str, location: str
 ) -> int:
-    digest_id = (
-        db["digests"]
-        .insert(
-            {
-                "created_at": utc_now(),
-                "channel": channel,
-                "location": location,
-                "changes": len(change_ids),
-            }
-        )
-        .last_pk
+    digests = db.table("digests").insert(
+        {
+            "created_at": utc_now(),
+            "channel": channel,
+            "location": location,
+            "changes": len(change_ids),
+        }
     )
+    digest_id = int(digests.last_rowid or 0)
     for chunk in _chunks([str(i) for i in change_ids], 500):
         marks = ",".join("?" * len(chunk))
         db.execute(
             f"UPDATE changes SET digest_id = ? WHERE id IN ({marks})",  # noqa: S608
             [digest_id, *chunk],
         )
-    return int(digest_id)
+    return digest_id
 
 
 def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:

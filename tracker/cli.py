@@ -180,17 +180,16 @@ source_option = click.option(
 
 def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options `run` and `crawl` share."""
-    for option in reversed(
-        [
-            source_option,
-            mirror_option,
-            click.option(
-                "--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing."
-            ),
-            json_option,
-            click.pass_obj,
-        ]
-    ):
+    options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
+        source_option,
+        mirror_option,
+        click.option(
+            "--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing."
+        ),
+        json_option,
+        click.pass_obj,
+    ]
+    for option in reversed(options):
         command = option(command)
     return command
 

@@ -108,7 +108,7 @@ def _lines(name: str, value: Any) -> list[str]:
 def describe_change(old: Snapshot, new: Snapshot, fields: list[str]) -> str:
     """A readable diff: one unified diff per changed field, long text split into sentences."""
     before, after = old.fields(), new.fields()
-    parts = []
+    parts: list[str] = []
     for name in fields:
         parts.extend(
             difflib.unified_diff(

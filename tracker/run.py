@@ -35,11 +35,13 @@ logger = logging.getLogger(__name__)
 
 
 class UnknownSourceError(ValueError):
-    pass
+    """`--source` named a source the config does not define."""
 
 
 @dataclass
 class RunReport:
+    """What one run did: a plan per source, the digest written, a delivery failure if any."""
+
     run_id: int | None
     plans: list[SourcePlan] = field(default_factory=list)
     digest: str | None = None
