@@ -57,12 +57,13 @@ class ResultWriter:
 
 
 def run_job(job: dict[str, Any]) -> None:
-    # A failed robots.txt fetch is logged with a full traceback, and the page behind it then
-    # fails the same way and is reported per listing: the traceback adds nothing.
-    logging.getLogger("scrapy.downloadermiddlewares.robotstxt").setLevel(logging.CRITICAL)
     output = Path(job["output"])
     output.mkdir(parents=True, exist_ok=True)
     process = CrawlerProcess(settings=job["settings"])
+    # A failed robots.txt fetch is logged with a full traceback, and the page behind it then
+    # fails the same way and is reported per listing: the traceback adds nothing. (Set after
+    # CrawlerProcess, which configures logging.)
+    logging.getLogger("scrapy.downloadermiddlewares.robotstxt").setLevel(logging.CRITICAL)
     writers = []  # kept alive here: Scrapy holds signal receivers by weak reference
     for name, spec in job["spiders"].items():
         crawler = process.create_crawler(SPIDERS[name])
