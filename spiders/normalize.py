@@ -11,7 +11,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
 
 # "(PDF File, 154.7 KB)", "(PDF file, 136KB)", "(PDF File, 1.2 MB)" anywhere in a title.
-_PDF_SIZE = re.compile(r"\s*\(PDF\s+file,\s*[\d.,]+\s*[KM]B\)", re.IGNORECASE)
+_PDF_SIZE = re.compile(r"\s*\(PDF\s+file,\s*([\d.,]+\s*[KM]B)\)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 _HKMA_HOST = re.compile(r"(^|\.)hkma\.gov\.hk$")
 
@@ -26,6 +26,12 @@ def clean_text(text: str | None) -> str:
 def clean_title(title: str | None) -> str:
     """A listing title without its "(PDF File, N KB)" size note."""
     return clean_text(_PDF_SIZE.sub(" ", title or ""))
+
+
+def pdf_size_note(title: str | None) -> str | None:
+    """The "154.7 KB" of a "(PDF File, 154.7 KB)" title note: a cheap sign that a PDF changed."""
+    match = _PDF_SIZE.search(title or "")
+    return clean_text(match.group(1)).replace(" ", "") if match else None
 
 
 def is_hkma_host(host: str) -> bool:

@@ -17,7 +17,13 @@ from scrapy.http import Response
 
 from spiders.base import HkmaSpider, ListingError
 from spiders.items import DocumentItem
-from spiders.normalize import clean_text, clean_title, normalize_url, parse_listing_date
+from spiders.normalize import (
+    clean_text,
+    clean_title,
+    normalize_url,
+    parse_listing_date,
+    pdf_size_note,
+)
 
 _NO_INDEX = re.compile(r"<!--\s*NO INDEX START\s*-->.*?<!--\s*NO INDEX END\s*-->", re.DOTALL)
 # The revision-date footer sits inside a NO INDEX block, so it is read from the raw HTML
@@ -95,6 +101,7 @@ def parse_row(row: Tag, page_url: str) -> dict[str, Any] | None:
         "url": normalize_url(str(anchor["href"]), page_url),
         "date": listed.isoformat() if listed else None,
         "attachments": attachments,
+        "pdf_size": pdf_size_note(anchor.get_text(" ")),
     }
 
 
@@ -151,6 +158,8 @@ def parse_topic_page(body: str, page_url: str) -> list[DocumentItem]:
                     "sections": row["sections"],
                     "categories": row["categories"],
                     "attachments": row["attachments"],
+                    "document_url": url,
+                    **({"pdf_size": row["pdf_size"]} if row["pdf_size"] else {}),
                 },
             )
         )

@@ -13,7 +13,13 @@ from scrapy.http import Response
 
 from spiders.base import HkmaSpider, ListingError
 from spiders.items import DocumentItem
-from spiders.normalize import clean_text, clean_title, normalize_url, parse_rss_date
+from spiders.normalize import (
+    clean_text,
+    clean_title,
+    normalize_url,
+    parse_rss_date,
+    pdf_size_note,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +50,8 @@ def parse_feed(
     items: dict[str, DocumentItem] = {}
     for element in channel.iter("item"):
         link = clean_text(_child_text(element, "link"))
-        title = clean_title(_child_text(element, "title"))
+        raw_title = _child_text(element, "title")
+        title = clean_title(raw_title)
         if not link:
             logger.warning("%s: item without a link skipped: %r", feed_url, title)
             continue
@@ -54,6 +61,10 @@ def parse_feed(
             continue
         published = parse_rss_date(_child_text(element, "pubDate"))
         extra: dict[str, object] = {"feed": feed_name}
+        if not key_by_title:  # LegCo items all link one index page: no document of their own
+            extra["document_url"] = url
+        if size := pdf_size_note(raw_title):
+            extra["pdf_size"] = size
         description = _child_text(element, "description")
         text = ""
         if "<" in description:

@@ -66,9 +66,12 @@ def write_transaction(db: sqlite_utils.Database, commit: bool = True) -> Iterato
 
 def _execute_script(db: sqlite_utils.Database, script: str) -> None:
     # Not executescript(): it commits first, breaking the migration's transaction.
-    for statement in script.split(";\n"):
-        if statement.strip():
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
             db.execute(statement)
+            statement = ""
 
 
 @migrations()
@@ -167,5 +170,25 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         CREATE INDEX changes_detected ON changes(detected_at);
         CREATE INDEX changes_document ON changes(document_id, id);
         CREATE INDEX changes_pending ON changes(digest_id) WHERE digest_id IS NULL;
+        """,
+    )
+
+
+@migrations()
+def m002_document_content(db: sqlite_utils.Database) -> None:
+    """What linked documents (PDFs, HTML pages) say, and the state of fetching them."""
+    _execute_script(
+        db,
+        """
+        ALTER TABLE documents ADD COLUMN document_content TEXT;  -- JSON: text, extracted fields
+        ALTER TABLE documents ADD COLUMN fetch_url TEXT;         -- the linked document
+        ALTER TABLE documents ADD COLUMN fetch_status TEXT;      -- NULL, ok, unparsable, failed
+        ALTER TABLE documents ADD COLUMN fetch_reason TEXT;      -- why unparsable or failed
+        ALTER TABLE documents ADD COLUMN fetch_etag TEXT;
+        ALTER TABLE documents ADD COLUMN fetch_last_modified TEXT;
+        ALTER TABLE documents ADD COLUMN fetch_listing_hash TEXT;  -- listing state when fetched
+        ALTER TABLE documents ADD COLUMN fetched_at TEXT;
+        ALTER TABLE documents ADD COLUMN fetch_attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE versions ADD COLUMN document_content TEXT;
         """,
     )

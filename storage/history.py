@@ -31,8 +31,8 @@ def finish_run(db: sqlite_utils.Database, run_id: int, status: str, exit_code: i
 
 def load_stored(db: sqlite_utils.Database, source: str) -> dict[str, StoredDocument]:
     rows = db.execute(
-        "SELECT id, listing, status, content_hash, title, url, date, text, extra "
-        "FROM documents WHERE source = ?",
+        "SELECT id, listing, status, content_hash, title, url, date, text, extra, "
+        "document_content FROM documents WHERE source = ?",
         [source],
     )
     return {
@@ -41,10 +41,18 @@ def load_stored(db: sqlite_utils.Database, source: str) -> dict[str, StoredDocum
             row[1],
             row[2],
             row[3],
-            Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8])),
+            Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]), _load_json(row[9])),
         )
         for row in rows
     }
+
+
+def _load_json(value: str | None) -> Any:
+    return json.loads(value) if value is not None else None
+
+
+def _dump_json(value: Any) -> str | None:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True) if value is not None else None
 
 
 def last_healthy_items(db: sqlite_utils.Database, source: str) -> dict[str, int | None]:
@@ -61,7 +69,8 @@ def _document_row(doc_id: str, source: str, listing: str, snap: Snapshot, now: s
         "url": snap.url,
         "date": snap.date,
         "text": snap.text,
-        "extra": json.dumps(snap.extra, ensure_ascii=False, sort_keys=True),
+        "extra": _dump_json(snap.extra),
+        "document_content": _dump_json(snap.document),
         "content_hash": snap.content_hash(),
         "status": "active",
         "first_seen_at": now,
@@ -108,24 +117,7 @@ def apply_plan(
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE documents SET last_seen_at = ? WHERE id IN ({marks})", [now, *chunk])  # noqa: S608
 
-    db.table("versions").insert_all(
-        (
-            {
-                "document_id": e.document_id,
-                "run_id": run_id,
-                "fetched_at": now,
-                "content_hash": e.snapshot.content_hash(),
-                "title": e.snapshot.title,
-                "url": e.snapshot.url,
-                "date": e.snapshot.date,
-                "text": e.snapshot.text,
-                "extra": json.dumps(e.snapshot.extra, ensure_ascii=False, sort_keys=True),
-            }
-            for e in plan.events
-            if e.kind != "removed"
-        ),
-        batch_size=1000,
-    )
+    record_versions(db, [e for e in plan.events if e.kind != "removed"], run_id, now)
     db.table("changes").insert_all(
         (_change_row(e, plan.source, run_id, now) for e in plan.events), batch_size=1000
     )
@@ -147,6 +139,30 @@ def apply_plan(
             "stats": json.dumps(stats, default=str, sort_keys=True),
             "finished_at": now,
         }
+    )
+
+
+def record_versions(
+    db: sqlite_utils.Database, events: list[ChangeEvent], run_id: int, now: str
+) -> None:
+    """Append the snapshots of `events` to the versions table."""
+    db.table("versions").insert_all(
+        (
+            {
+                "document_id": e.document_id,
+                "run_id": run_id,
+                "fetched_at": now,
+                "content_hash": e.snapshot.content_hash(),
+                "title": e.snapshot.title,
+                "url": e.snapshot.url,
+                "date": e.snapshot.date,
+                "text": e.snapshot.text,
+                "extra": _dump_json(e.snapshot.extra),
+                "document_content": _dump_json(e.snapshot.document),
+            }
+            for e in events
+        ),
+        batch_size=1000,
     )
 
 
@@ -276,6 +292,7 @@ def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, A
     )
     for version in versions:
         version["extra"] = json.loads(version["extra"])
+        version["document_content"] = _load_json(version["document_content"])
     changes = [
         change_record(row)
         for row in db.query(

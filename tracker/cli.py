@@ -302,7 +302,8 @@ def diff(obj: Context, document_id: str) -> None:
         click.echo(f"{document['id']}: one version only, nothing to compare")
         return
     old, new = (
-        Snapshot(v["title"], v["url"], v["date"], v["text"], v["extra"]) for v in versions[-2:]
+        Snapshot(v["title"], v["url"], v["date"], v["text"], v["extra"], v["document_content"])
+        for v in versions[-2:]
     )
     fields = [f for f, value in old.fields().items() if new.fields().get(f) != value]
     fields += [f for f in new.fields() if f not in old.fields()]

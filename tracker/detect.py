@@ -12,29 +12,47 @@ from typing import Any
 SNAPSHOT_FIELDS = ("title", "url", "date", "text")
 
 
+def _hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True)
 class Snapshot:
-    """What is tracked of a document: a change to any of it is a new version."""
+    """What is tracked of a document: a change to any of it is a new version.
+
+    Two facets: what its listing says (title, url, date, text, extra), and `document`, what the
+    linked document itself says (its text and the fields extracted from it), None until fetched.
+    """
 
     title: str
     url: str
     date: str | None
     text: str
     extra: dict[str, Any]
+    document: dict[str, Any] | None = None
 
     @classmethod
-    def from_item(cls, item: dict[str, Any]) -> Snapshot:
-        return cls(item["title"], item["url"], item["date"], item["text"], item["extra"])
+    def from_item(cls, item: dict[str, Any], document: dict[str, Any] | None = None) -> Snapshot:
+        return cls(item["title"], item["url"], item["date"], item["text"], item["extra"], document)
 
-    def fields(self) -> dict[str, Any]:
-        """Flat field map: the four core fields plus each key of `extra`."""
+    def listing_fields(self) -> dict[str, Any]:
         flat: dict[str, Any] = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
         flat.update({f"extra.{k}": v for k, v in self.extra.items()})
         return flat
 
+    def fields(self) -> dict[str, Any]:
+        """Flat field map: core fields, each key of `extra`, each key of `document`."""
+        flat = self.listing_fields()
+        flat.update({f"document.{k}": v for k, v in (self.document or {}).items()})
+        return flat
+
     def content_hash(self) -> str:
-        canonical = json.dumps(self.fields(), sort_keys=True, ensure_ascii=False)
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        return _hash(self.fields())
+
+    def listing_hash(self) -> str:
+        """Hash of what the listing says: when it moves, the document may have changed."""
+        return _hash(self.listing_fields())
 
 
 @dataclass(frozen=True)
@@ -98,7 +116,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;:。；])\s+")
 def _lines(name: str, value: Any) -> list[str]:
     if value is None or value == "":
         return []
-    if name == "text":  # page text is one long line: compare it sentence by sentence
+    if name in ("text", "document.text"):  # long text is one line: compare sentence by sentence
         return _SENTENCE_END.split(value)
     if isinstance(value, str):
         return [value]
@@ -189,9 +207,9 @@ def plan_source(
         doc_id = f"{source}:{item['key']}"
         if doc_id in plan.seen:
             continue
-        snapshot = Snapshot.from_item(item)
-        plan.seen[doc_id] = (item["listing"], snapshot)
         old = stored.get(doc_id)
+        snapshot = Snapshot.from_item(item, old.snapshot.document if old else None)
+        plan.seen[doc_id] = (item["listing"], snapshot)
         if old is None:
             plan.first_seen.add(doc_id)
         if old is None or old.status == "removed":
