@@ -31,11 +31,16 @@ class ListingError(Exception):
 class HkmaSpider(scrapy.Spider):
     """Base spider: `listings` maps a listing name to its real HKMA URL.
 
-    Subclasses implement `extract(response, name)`. Whatever happens to a listing, exactly one
-    ListingOutcome is yielded for it, so the tracker can judge each listing's health.
+    Subclasses implement `extract(response, name)`, which yields documents and, for a listing
+    of several pages, the request for the next page (built with `listing_request`). Whatever
+    happens to a listing, exactly one ListingOutcome is yielded for it once its last page is
+    parsed or a page fails, so the tracker can judge each listing's health.
     """
 
     removals_allowed: ClassVar[bool] = True
+    # False where a listing's size varies by design (incremental queries): the tracker then
+    # does not judge it by comparing item counts with earlier runs.
+    comparable: bool = True
 
     def __init__(self, listings: dict[str, str], options: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -44,16 +49,27 @@ class HkmaSpider(scrapy.Spider):
 
     async def start(self) -> AsyncIterator[scrapy.Request]:
         for name, url in self.listings.items():
-            yield scrapy.Request(
-                url,
-                callback=self.parse_listing,
-                errback=self.listing_failed,
-                cb_kwargs={"name": name},
-                meta={"listing": url},
-                dont_filter=True,
-            )
+            yield self.first_request(name, url)
 
-    def extract(self, response: Response, name: str) -> Iterable[DocumentItem]:
+    def first_request(self, name: str, listing: str) -> scrapy.Request:
+        return self.listing_request(name, listing, listing)
+
+    def listing_request(
+        self, name: str, listing: str, url: str, **kwargs: Any
+    ) -> scrapy.Request:
+        """A request for (a page of) a listing, routed to parse_listing / listing_failed."""
+        meta = {"listing": listing, **kwargs.pop("meta", {})}
+        return scrapy.Request(
+            url,
+            callback=self.parse_listing,
+            errback=self.listing_failed,
+            cb_kwargs={"name": name},
+            meta=meta,
+            dont_filter=True,
+            **kwargs,
+        )
+
+    def extract(self, response: Response, name: str) -> Iterable[DocumentItem | scrapy.Request]:
         raise NotImplementedError
 
     def outcome(self, listing: str, ok: bool, **fields: Any) -> ListingOutcome:
@@ -62,17 +78,18 @@ class HkmaSpider(scrapy.Spider):
             listing=listing,
             ok=ok,
             removals_allowed=self.removals_allowed,
+            comparable=self.comparable,
             **fields,
         )
 
     def parse_listing(
         self, response: Response, name: str
-    ) -> Iterable[DocumentItem | ListingOutcome]:
+    ) -> Iterable[DocumentItem | ListingOutcome | scrapy.Request]:
         listing = response.meta["listing"]
         try:
             if not response.body.strip():
                 raise ListingError("empty body")
-            items = list(self.extract(response, name))
+            results = list(self.extract(response, name))
         except ListingError as error:
             yield self.outcome(listing, False, reason=str(error), status=response.status)
             return
@@ -81,29 +98,38 @@ class HkmaSpider(scrapy.Spider):
             reason = f"parse error: {type(error).__name__}: {error}"
             yield self.outcome(listing, False, reason=reason, status=response.status)
             return
-        yield from items
-        yield self.outcome(listing, True, status=response.status, items=len(items))
+        documents = [r for r in results if isinstance(r, DocumentItem)]
+        next_pages = [r for r in results if isinstance(r, scrapy.Request)]
+        so_far = response.meta.get("listing_items", 0) + len(documents)
+        yield from documents
+        for page in next_pages:
+            page.meta["listing_items"] = so_far
+            yield page
+        if not next_pages:
+            yield self.outcome(listing, True, status=response.status, items=so_far)
 
     def listing_failed(self, failure: Failure) -> Iterable[ListingOutcome]:
         request = failure.request  # type: ignore[attr-defined]
         listing = request.meta["listing"]
-        status = None
-        error = failure.value
-        if isinstance(error, HttpError):
-            status = error.response.status
-            reason = f"HTTP {status}"
-        elif failure.check(CannotResolveHostError, twisted_errors.DNSLookupError):
-            reason = "unreachable: DNS lookup failed"
-        elif failure.check(DownloadTimeoutError, twisted_errors.TimeoutError):
-            reason = "unreachable: timed out"
-        elif failure.check(DownloadConnectionRefusedError, twisted_errors.ConnectionRefusedError):
-            reason = "unreachable: connection refused"
-        elif failure.check(DownloadCancelledError) and "max size" in failure.getErrorMessage():
-            limit = self.settings.getint("DOWNLOAD_MAXSIZE")
-            reason = f"dropped: response larger than the {limit}-byte limit"
-        elif failure.check(IgnoreRequest):
-            reason = f"refused: {failure.getErrorMessage()}"
-        else:
-            reason = f"fetch failed: {type(error).__name__}: {failure.getErrorMessage()}"
+        limit = request.meta.get("download_maxsize", self.settings.getint("DOWNLOAD_MAXSIZE"))
+        reason, status = failure_reason(failure, limit)
         logger.error("%s: %s: %s", self.name, listing, reason)
         yield self.outcome(listing, False, reason=reason, status=status)
+
+
+def failure_reason(failure: Failure, size_limit: int | None) -> tuple[str, int | None]:
+    """A one-line reason for a failed download, and the HTTP status if there was one."""
+    error = failure.value
+    if isinstance(error, HttpError):
+        return f"HTTP {error.response.status}", error.response.status
+    if failure.check(CannotResolveHostError, twisted_errors.DNSLookupError):
+        return "unreachable: DNS lookup failed", None
+    if failure.check(DownloadTimeoutError, twisted_errors.TimeoutError):
+        return "unreachable: timed out", None
+    if failure.check(DownloadConnectionRefusedError, twisted_errors.ConnectionRefusedError):
+        return "unreachable: connection refused", None
+    if failure.check(DownloadCancelledError) and "max size" in failure.getErrorMessage():
+        return f"dropped: response larger than the {size_limit}-byte limit", None
+    if failure.check(IgnoreRequest):
+        return f"refused: {failure.getErrorMessage()}", None
+    return f"fetch failed: {type(error).__name__}: {failure.getErrorMessage()}", None

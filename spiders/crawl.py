@@ -19,11 +19,17 @@ from typing import Any
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler, CrawlerProcess
 
+from spiders.brdr import BrdrSpider
+from spiders.documents import DocumentsSpider, FetchedDocument
 from spiders.items import DocumentItem, ListingOutcome
 from spiders.pages import PagesSpider
+from spiders.press_releases import PressReleasesSpider
 from spiders.rss import RssSpider
 
-SPIDERS: dict[str, type[Spider]] = {"rss": RssSpider, "pages": PagesSpider}
+SPIDERS: dict[str, type[Spider]] = {
+    spider.name: spider
+    for spider in (RssSpider, PagesSpider, BrdrSpider, PressReleasesSpider, DocumentsSpider)
+}
 
 
 class ResultWriter:
@@ -40,7 +46,7 @@ class ResultWriter:
     def item_scraped(self, item: object) -> None:
         if isinstance(item, ListingOutcome):
             self.outcomes.append(dataclasses.asdict(item))
-        elif isinstance(item, DocumentItem):
+        elif isinstance(item, DocumentItem | FetchedDocument):
             self.items.append(dataclasses.asdict(item))
 
     def spider_closed(self, reason: str) -> None:

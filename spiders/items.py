@@ -35,3 +35,4 @@ class ListingOutcome:
     status: int | None = None
     items: int = 0
     removals_allowed: bool = True
+    comparable: bool = True  # item counts can be compared with earlier runs

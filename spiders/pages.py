@@ -105,6 +105,29 @@ def parse_row(row: Tag, page_url: str) -> dict[str, Any] | None:
     }
 
 
+def main_text(soup: BeautifulSoup) -> tuple[str, str]:
+    """Heading and main text of an HKMA page parsed without its NO INDEX blocks.
+
+    Scripts, forms and document tables are dropped (the tables' rows are documents of their
+    own). Changes `soup`: call it after reading anything else from it.
+    """
+    content = next(
+        (n for sel in _CONTENT_SELECTORS if (n := soup.select_one(sel)) is not None), None
+    )
+    if content is None:
+        raise ListingError("no page content found (no <body>)")
+    for noise in content.select(_NOISE_SELECTORS):
+        noise.decompose()
+    heading = soup.select_one("h1") or soup.find("title")
+    title = clean_text(heading.get_text(" ")) if heading else ""
+    return title, clean_text(content.get_text(" "))
+
+
+def html_text(body: str) -> tuple[str, str]:
+    """Heading and main text of an HKMA HTML page (a press release, an old circular)."""
+    return main_text(BeautifulSoup(_NO_INDEX.sub(" ", body), "lxml"))
+
+
 def parse_topic_page(body: str, page_url: str) -> list[DocumentItem]:
     """The page as one document plus one document per distinct row link."""
     revision = _revision_date(body)
@@ -124,22 +147,15 @@ def parse_topic_page(body: str, page_url: str) -> list[DocumentItem]:
             seen["sections"] = sorted({*seen["sections"], section})
             seen["categories"] = sorted({*seen["categories"], *categories})
 
-    content = next(
-        (n for sel in _CONTENT_SELECTORS if (n := soup.select_one(sel)) is not None), None
-    )
-    if content is None:
-        raise ListingError("no page content found (no <body>)")
-    for noise in content.select(_NOISE_SELECTORS):
-        noise.decompose()
-    heading = soup.select_one("h1") or soup.find("title")
+    title, text = main_text(soup)
     page = DocumentItem(
         source="pages",
         listing=page_url,
         key=page_url,
-        title=clean_text(heading.get_text(" ")) if heading else page_url,
+        title=title or page_url,
         url=page_url,
         date=revision,
-        text=clean_text(content.get_text(" ")),
+        text=text,
         extra={"kind": "topic-page"},
     )
     documents = [page]

@@ -7,7 +7,13 @@ from typing import Any
 from spiders.middleware import LOOPBACK_SLOT
 
 BOT_NAME = "hkma-tracker"
-SPIDER_MODULES = ["spiders.rss", "spiders.pages"]
+SPIDER_MODULES = [
+    "spiders.rss",
+    "spiders.pages",
+    "spiders.brdr",
+    "spiders.press_releases",
+    "spiders.documents",
+]
 NEWSPIDER_MODULE = "spiders"
 
 USER_AGENT = "hkma-tracker/0.1 (regulatory change tracker)"

@@ -156,7 +156,7 @@ def judge_listing(
     items = int(outcome["items"])
     if not outcome["ok"]:
         return ListingVerdict(source, url, False, outcome["reason"] or "failed", items)
-    if last_healthy_items:
+    if last_healthy_items and outcome.get("comparable", True):
         if items == 0:
             reason = f"0 items where the last healthy run had {last_healthy_items}"
             return ListingVerdict(source, url, False, reason, items)

@@ -1,0 +1,238 @@
+"""The Banking Regulatory Document Repository: `POST /restapi/doc-search` on brdr.hkma.gov.hk.
+
+One listing per document type (CIR, GLI, SPM, CPR, COP, GTA, ...). Each listing pages through
+every result of each configured language before yielding anything, so English and Chinese
+records of one document are paired into one document, and supersessions named in one record
+can mark another.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import scrapy
+from scrapy.http import Response
+
+from spiders.base import HkmaSpider, ListingError
+from spiders.items import DocumentItem
+from spiders.normalize import HONG_KONG, clean_text, parse_listing_date
+
+BRDR = "https://brdr.hkma.gov.hk"
+_LANGUAGE_SUFFIX = re.compile(r"-(EN|TC|SC|CHI)$", re.IGNORECASE)
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def search_body(
+    doc_type: str, page: int, page_size: int, lang: str, date_group: str, version: str
+) -> dict[str, Any]:
+    """The doc-search request body, as the BRDR web client sends it."""
+    return {
+        "langCode": lang,
+        "pageNumber": str(page),
+        "pageSize": str(page_size),
+        "sortBy": "ISSUE_DATE_DESCENDING",
+        "docSrchCriteriaDtoList": [
+            {"fieldCode": "docType", "valueList": [doc_type]},
+            {"fieldCode": "version", "valueList": [version]},
+            {"fieldCode": "language", "valueList": [lang]},
+            {"fieldCode": "issueDateGrp", "valueList": [date_group]},
+        ],
+    }
+
+
+def strip_markup(title: str | None) -> str:
+    """`docLongTitle` without its `<br/>` and other markup, entities decoded."""
+    return clean_text(html.unescape(_TAG.sub("", _BREAK.sub(" ", title or ""))))
+
+
+def hong_kong_date(record: dict[str, Any]) -> str | None:
+    """The issue date as HKMA states it.
+
+    `issueDateStr` ("28 Apr 2025") is the Hong Kong date. `issueDate` is Hong Kong midnight
+    expressed in UTC (16:00Z the day before), as epoch milliseconds or an ISO string: it is
+    converted to Hong Kong time, never cut at its own date.
+    """
+    if parsed := parse_listing_date(record.get("issueDateStr")):
+        return parsed.isoformat()
+    value = record.get("issueDate")
+    moment = None
+    if isinstance(value, int | float):
+        moment = datetime.fromtimestamp(value / 1000, HONG_KONG)
+    elif isinstance(value, str) and value:
+        try:
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        if moment.tzinfo is None:  # an instant without zone: the API speaks UTC
+            moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(HONG_KONG).date().isoformat() if moment else None
+
+
+def _date_field(record: dict[str, Any], name: str) -> str | None:
+    return hong_kong_date({"issueDate": record.get(name)}) if record.get(name) else None
+
+
+def _doc_ids(entries: Any) -> list[str]:
+    """Document ids named by a relationship list; its inner fields are not documented, so
+    plain ids and objects with a `docId` are both accepted."""
+    ids = []
+    for entry in entries or []:
+        if isinstance(entry, str):
+            ids.append(entry)
+        elif isinstance(entry, dict) and entry.get("docId"):
+            ids.append(str(entry["docId"]))
+    return sorted(set(ids))
+
+
+def base_id(doc_id: str) -> str:
+    """`20250428-3-EN` and `20250428-3-TC` -> `20250428-3`."""
+    return _LANGUAGE_SUFFIX.sub("", doc_id)
+
+
+def document_key(record: dict[str, Any]) -> str:
+    """What stays the same across versions: the SPM code, the guideline number, else the id."""
+    if record.get("spmCode"):
+        return f"spm:{clean_text(record['spmCode'])}"
+    if record.get("guidelineNo"):
+        return f"guideline:{clean_text(str(record['guidelineNo']))}"
+    return f"doc:{base_id(str(record['docId']))}"
+
+
+def document_items(
+    listing: str, english: list[dict[str, Any]], chinese: list[dict[str, Any]]
+) -> list[DocumentItem]:
+    """One item per document, newest version first wins, Chinese record attached."""
+    chinese_by_base = {base_id(str(r["docId"])): r for r in chinese if r.get("docId")}
+    superseded_by: dict[str, str] = {}
+    for record in english:
+        for old in _doc_ids(record.get("supersededDocList")):
+            superseded_by.setdefault(base_id(old), str(record["docId"]))
+
+    items: dict[str, DocumentItem] = {}
+    for record in english:
+        if not record.get("docId"):
+            continue
+        doc_id = str(record["docId"])
+        key = document_key(record)
+        if key in items:  # several versions listed: results are newest first, keep that one
+            continue
+        supersession = _date_field(record, "supersessionDate")
+        version_status = clean_text(str(record.get("versionCode") or ""))
+        successor = superseded_by.get(base_id(doc_id))
+        extra: dict[str, Any] = {
+            "doc_id": doc_id,
+            "version": base_id(doc_id),
+            "version_status": version_status,
+            "doc_type": record.get("docTypeCode"),
+            "doc_type_desc": clean_text(record.get("docTypeDesc")),
+            "spm_code": record.get("spmCode") or None,
+            "guideline_no": record.get("guidelineNo") or None,
+            "topics": sorted(
+                {
+                    clean_text(t.get("topicSubtopicDesc") or t.get("topicDesc"))
+                    for t in record.get("docTopicSubtopicList") or []
+                    if isinstance(t, dict) and (t.get("topicSubtopicDesc") or t.get("topicDesc"))
+                }
+            ),
+            "supersession_date": supersession,
+            "superseded_by": successor,
+            "supersedes": _doc_ids(record.get("supersededDocList")),
+            "related": _doc_ids(record.get("directlyRelatedDocList")),
+            "status": "superseded"
+            if supersession or successor or version_status.lower() not in ("", "current")
+            else "current",
+            "document_url": f"{BRDR}/eng/doc-ldg/docId/getPdf/{doc_id}/{doc_id}.pdf",
+        }
+        if record.get("consultStsCode"):
+            extra["consultation"] = {
+                "status": record.get("consultStsCode"),
+                "opens": _date_field(record, "consultOpenDate"),
+                "closes": _date_field(record, "consultClsDate"),
+            }
+        twin = chinese_by_base.get(base_id(doc_id))
+        if twin is not None:
+            extra["chinese"] = {
+                "doc_id": str(twin["docId"]),
+                "title": strip_markup(twin.get("docLongTitle")),
+            }
+        items[key] = DocumentItem(
+            source="brdr",
+            listing=listing,
+            key=key,
+            title=strip_markup(record.get("docLongTitle")),
+            url=f"{BRDR}/eng/doc-ldg/docId/{doc_id}",
+            date=hong_kong_date(record),
+            extra={k: v for k, v in extra.items() if v not in (None, [], "")},
+        )
+    return list(items.values())
+
+
+class BrdrSpider(HkmaSpider):
+    """Pages through doc-search for each document type and language.
+
+    Options: `page_size`, `languages` (first is the primary, e.g. ["eng", "chi"]), `version`
+    ("CURRENT"), `date_group` ("ALL" for a full sweep, e.g. "THIS_YEAR" for incremental runs).
+    BRDR never 'removes' a document: a document leaving the current set is superseded, which its
+    own fields say.
+    """
+
+    name = "brdr"
+    removals_allowed = False
+
+    def __init__(self, listings: dict[str, str], options: dict[str, Any] | None = None) -> None:
+        super().__init__(listings, options)
+        self.languages: list[str] = list(self.options.get("languages", ["eng"]))
+        self.page_size = int(self.options.get("page_size", 100))
+        self.version = str(self.options.get("version", "CURRENT"))
+        self.date_group = str(self.options.get("date_group", "ALL"))
+        # Incremental queries return a varying slice: their sizes say nothing about health.
+        self.comparable = self.date_group == "ALL"
+        self.records: dict[str, dict[str, list[dict[str, Any]]]] = {}
+
+    def search(self, name: str, listing: str, lang: str, page: int) -> scrapy.Request:
+        body = search_body(name, page, self.page_size, lang, self.date_group, self.version)
+        return self.listing_request(
+            name,
+            listing,
+            listing.split("#", 1)[0],
+            method="POST",
+            body=json.dumps(body),
+            headers={
+                "Content-Type": "application/json; charset=utf-8",
+                "X-Requested-With": "XMLHttpRequest",
+            },
+            meta={"lang": lang, "page": page},
+        )
+
+    def first_request(self, name: str, listing: str) -> scrapy.Request:
+        return self.search(name, listing, self.languages[0], 1)
+
+    def extract(self, response: Response, name: str) -> Iterable[DocumentItem | scrapy.Request]:
+        listing, lang, page = response.meta["listing"], response.meta["lang"], response.meta["page"]
+        try:
+            data = json.loads(response.text)
+        except ValueError as error:
+            raise ListingError(f"not JSON: {error}") from error
+        if not isinstance(data, dict) or not isinstance(data.get("resultList"), list):
+            raise ListingError("no resultList in the doc-search response")
+        results = [r for r in data["resultList"] if isinstance(r, dict)]
+        total = int(data.get("totalRecordNumber") or 0)
+        collected = self.records.setdefault(listing, {})
+        collected.setdefault(lang, []).extend(results)
+        if results and page * self.page_size < total:
+            return [self.search(name, listing, lang, page + 1)]
+        if not results and page > 1 and (page - 1) * self.page_size < total:
+            raise ListingError(f"page {page} of {lang} came back empty, {total} records announced")
+        next_lang = self.languages.index(lang) + 1
+        if next_lang < len(self.languages):
+            return [self.search(name, listing, self.languages[next_lang], 1)]
+        by_lang = self.records.pop(listing)
+        english = by_lang.get(self.languages[0], [])
+        chinese = [r for other in self.languages[1:] for r in by_lang.get(other, [])]
+        return document_items(listing, english, chinese)
