@@ -54,9 +54,7 @@ class HkmaSpider(scrapy.Spider):
     def first_request(self, name: str, listing: str) -> scrapy.Request:
         return self.listing_request(name, listing, listing)
 
-    def listing_request(
-        self, name: str, listing: str, url: str, **kwargs: Any
-    ) -> scrapy.Request:
+    def listing_request(self, name: str, listing: str, url: str, **kwargs: Any) -> scrapy.Request:
         """A request for (a page of) a listing, routed to parse_listing / listing_failed."""
         meta = {"listing": listing, **kwargs.pop("meta", {})}
         return scrapy.Request(

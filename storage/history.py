@@ -10,6 +10,7 @@ import sqlite_utils
 
 from storage.db import utc_now
 from tracker.detect import ChangeEvent, Snapshot, SourcePlan, StoredDocument
+from tracker.documents import DocumentPlan, FetchCandidate, FetchState
 
 
 def start_run(db: sqlite_utils.Database, command: str) -> int:
@@ -53,6 +54,56 @@ def _load_json(value: str | None) -> Any:
 
 def _dump_json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True) if value is not None else None
+
+
+def fetch_candidates(db: sqlite_utils.Database, sources: list[str]) -> dict[str, FetchCandidate]:
+    """Active documents of `sources` that link a document, with their fetch state."""
+    marks = ",".join("?" * len(sources))
+    sql = (
+        "SELECT id, listing, status, content_hash, title, url, date, text, extra, "  # noqa: S608 - placeholders only
+        "document_content, source, fetch_url, fetch_status, fetch_reason, fetch_etag, "
+        "fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts FROM documents "
+        "WHERE status = 'active' AND json_extract(extra, '$.document_url') IS NOT NULL "
+        f"AND source IN ({marks})"
+    )
+    rows = db.execute(sql, sources)
+    return {
+        row[0]: FetchCandidate(
+            StoredDocument(
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]), _load_json(row[9])),
+            ),
+            row[10],
+            FetchState(*row[11:19]),
+        )
+        for row in rows
+    }
+
+
+def apply_document_plan(
+    db: sqlite_utils.Database,
+    plan: DocumentPlan,
+    run_id: int,
+    candidates: dict[str, FetchCandidate],
+) -> None:
+    """Write fetch results. Call inside `write_transaction`."""
+    now = utc_now()
+    changed = {e.document_id for e in plan.events}
+    for doc_id, update in plan.updates.items():
+        columns = dict(update)
+        if "document_content" in columns:
+            columns["document_content"] = _dump_json(columns["document_content"])
+        if doc_id in changed:
+            columns["last_changed_at"] = now
+        db.table("documents").update(doc_id, columns)
+    record_versions(db, plan.versions, run_id, now)
+    db.table("changes").insert_all(
+        (_change_row(e, candidates[e.document_id].source, run_id, now) for e in plan.events),
+        batch_size=1000,
+    )
 
 
 def last_healthy_items(db: sqlite_utils.Database, source: str) -> dict[str, int | None]:

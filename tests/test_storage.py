@@ -54,7 +54,10 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
     open_db(path).close()
     db = open_db(path)  # a second open applies nothing again
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert [r["name"] for r in db.query("SELECT name FROM _sqlite_migrations")] == ["m001_initial", "m002_document_content"]
+    assert [r["name"] for r in db.query("SELECT name FROM _sqlite_migrations")] == [
+        "m001_initial",
+        "m002_document_content",
+    ]
     assert {
         "runs",
         "source_runs",

@@ -1,0 +1,148 @@
+"""Which linked documents to fetch this run, and what their fetched text means for the store.
+
+Pure functions. A document is fetched when it never was, when its last fetch failed, when its
+listing moved (new title, date, version, PDF size...), or, where the server gave validators,
+for a conditional re-check every `revalidate_after_days`. Otherwise nothing says it changed and
+it is not downloaded again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from tracker.detect import ChangeEvent, StoredDocument, changed_fields, describe_change
+from tracker.document_text import PdfText
+from tracker.extract import document_fields
+
+MAX_UNPARSABLE_ATTEMPTS = 3
+
+
+@dataclass(frozen=True)
+class FetchState:
+    """What the store knows of a document's last fetch (the `fetch_*` columns)."""
+
+    url: str | None = None
+    status: str | None = None  # None (never), ok, unparsable, failed
+    reason: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    listing_hash: str | None = None
+    fetched_at: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class FetchCandidate:
+    document: StoredDocument
+    source: str
+    fetch: FetchState
+
+    @property
+    def document_url(self) -> str | None:
+        url = self.document.snapshot.extra.get("document_url")
+        return str(url) if url else None
+
+
+def select_fetches(
+    candidates: list[FetchCandidate], now: datetime, revalidate_after_days: float, limit: int
+) -> list[dict[str, Any]]:
+    """Fetch requests, most urgent first: new, failed, listing moved, due for re-validation."""
+    due: list[tuple[int, str, dict[str, Any]]] = []
+    stale_before = (now - timedelta(days=revalidate_after_days)).isoformat()
+    for c in candidates:
+        url, f = c.document_url, c.fetch
+        if url is None or c.document.status != "active":
+            continue
+        validators = {"etag": f.etag, "last_modified": f.last_modified}
+        if f.status is None or f.url != url:
+            priority, validators = 0, {}
+        elif f.status == "failed":
+            priority = 1
+        elif f.status == "unparsable" and f.attempts < MAX_UNPARSABLE_ATTEMPTS:
+            priority, validators = 1, {}
+        elif f.listing_hash != c.document.snapshot.listing_hash():
+            priority = 2
+        elif (f.etag or f.last_modified) and (f.fetched_at or "") < stale_before:
+            priority = 3
+        else:
+            continue
+        due.append((priority, c.document.id, {"id": c.document.id, "url": url, **validators}))
+    due.sort(key=lambda entry: entry[:2])
+    return [request for _, _, request in due[:limit]]
+
+
+@dataclass
+class DocumentPlan:
+    """Fetch-state updates, versions to record and change events, decided before writing."""
+
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> columns
+    versions: list[ChangeEvent] = field(default_factory=list)
+    events: list[ChangeEvent] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+
+def plan_documents(
+    stored: dict[str, FetchCandidate],
+    results: list[dict[str, Any]],
+    pdf_texts: dict[str, PdfText],
+    now: str,
+) -> DocumentPlan:
+    """What each fetch result means. A document's first text is recorded as a version without
+    an event (its arrival is not news); later text changes are 'changed' events naming the
+    fields (`document.text`, `document.effective_dates`, ...). Failures keep the old text."""
+    plan = DocumentPlan()
+    for result in results:
+        candidate = stored.get(result["document_id"])
+        if candidate is None:
+            continue
+        doc = candidate.document
+        attempts = candidate.fetch.attempts
+        update: dict[str, Any] = {
+            "fetch_url": result["url"],
+            "fetched_at": now,
+            "fetch_listing_hash": doc.snapshot.listing_hash(),
+        }
+        status, reason = result["status"], result.get("reason") or ""
+        text = result.get("text") or ""
+        if status == "fetched" and result.get("format") == "pdf":
+            pdf = pdf_texts.get(doc.id) or PdfText(None, "unparsable: PDF not extracted")
+            text = pdf.text or ""
+            if pdf.text is None:
+                status, reason = "unparsable", pdf.reason.removeprefix("unparsable: ")
+        plan.count(status)
+        if status == "not-modified":
+            update.update(fetch_status="ok", fetch_reason=None, fetch_attempts=0)
+        elif status in ("failed", "unparsable"):
+            update.update(fetch_status=status, fetch_reason=reason, fetch_attempts=attempts + 1)
+        else:
+            update.update(
+                fetch_status="ok",
+                fetch_reason=None,
+                fetch_attempts=0,
+                fetch_etag=result.get("etag"),
+                fetch_last_modified=result.get("last_modified"),
+            )
+            content = {"format": result["format"], "text": text, **document_fields(text)}
+            snapshot = dataclasses.replace(doc.snapshot, document=content)
+            if snapshot.content_hash() != doc.content_hash:
+                fields = changed_fields(doc.snapshot, snapshot)
+                event = ChangeEvent(
+                    doc.id,
+                    "changed",
+                    snapshot,
+                    fields,
+                    describe_change(doc.snapshot, snapshot, fields),
+                )
+                plan.versions.append(event)
+                update.update(document_content=content, content_hash=snapshot.content_hash())
+                if doc.snapshot.document is not None:
+                    plan.events.append(event)
+                    plan.count("changed")
+        plan.updates[doc.id] = update
+    return plan

@@ -1,0 +1,77 @@
+"""Fields read from a document's text: reference numbers, addressees, SPM codes, effective
+dates and supersession wording. Pure functions, tested with tables."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from spiders.normalize import parse_listing_date
+
+# Circular reference numbers as HKMA prints them: "B1/15C", "B9/29C", "B10/1C".
+_REFERENCE = re.compile(r"\b([A-Z]{1,2}\d{1,2}/\d{1,3}[A-Z]{0,2})\b")
+_ADDRESSEE = re.compile(
+    r"\bAll\s+(authori[sz]ed\s+institutions|licensed\s+banks|restricted\s+licence\s+banks|"
+    r"deposit[- ]taking\s+companies|(?:licensed\s+)?stored\s+value\s+facility\s+licensees|"
+    r"SVF\s+licensees|licensed\s+stablecoin\s+issuers|approved\s+money\s+brokers|"
+    r"money\s+brokers|registered\s+institutions|local\s+banks|"
+    r"licensed\s+insurance\s+intermediaries)\b",
+    re.IGNORECASE,
+)
+# Supervisory Policy Manual module codes: "IC-6", "CR-G-7", "CA-B-3", "CRP-1".
+SPM_FAMILIES = "CA|CB|CG|CR|CRP|CS|DS|IB|IC|IR|LI|LM|MA|OR|RE|RR|SA|SB|TM|GS|FX|SR|CM|IP|MC|SP|VA"
+_SPM_CODE = re.compile(rf"\b((?:{SPM_FAMILIES})-(?:[A-Z]-)?\d{{1,2}})\b")
+# A sentence ends at . ! ? ; before a capital or an opening quote ("Ref.: B1/15C" does not).
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=[A-Z“\"(])")
+_EFFECTIVE = re.compile(
+    r"\b(effective|take[sn]?\s+effect|taking\s+effect|with\s+effect\s+from|"
+    r"come[s]?\s+into\s+(?:effect|operation|force)|commence[sd]?)\b",
+    re.IGNORECASE,
+)
+_MONTHS = (
+    r"(?:January|February|March|April|May|June|July|August|September|October|November|"
+    r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)"
+)
+_DATE = re.compile(rf"\b(\d{{1,2}}\s+{_MONTHS}\s+\d{{4}}|{_MONTHS}\s+\d{{1,2}},\s+\d{{4}})\b")
+_SUPERSEDE = re.compile(
+    r"\b(supersed(?:e|es|ed|ing)|replac(?:e|es|ed|ing)|revised|revision|amended)\b",
+    re.IGNORECASE,
+)
+MAX_MENTIONS = 10
+MAX_SENTENCE = 400
+
+
+def _sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_BREAK.split(text) if s.strip()]
+
+
+def _iso(date_text: str) -> str | None:
+    cleaned = re.sub(r"(\w+)\s+(\d{1,2}),\s+(\d{4})", r"\2 \1 \3", date_text).replace("Sept", "Sep")
+    parsed = parse_listing_date(cleaned)
+    return parsed.isoformat() if parsed else None
+
+
+def _unique(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def document_fields(text: str) -> dict[str, Any]:
+    """Structured fields of a document's text, each a list (empty when not found)."""
+    sentences = _sentences(text)
+    effective = []
+    for sentence in sentences:
+        if _EFFECTIVE.search(sentence):
+            for found in _DATE.findall(sentence):
+                if iso := _iso(found):
+                    effective.append({"date": iso, "sentence": sentence[:MAX_SENTENCE]})
+    return {
+        "references": _unique(_REFERENCE.findall(text)),
+        "addressees": _unique(
+            ["All " + re.sub(r"\s+", " ", m.group(1)).lower() for m in _ADDRESSEE.finditer(text)]
+        ),
+        "spm_codes": _unique(_SPM_CODE.findall(text)),
+        "effective_dates": effective[:MAX_MENTIONS],
+        "supersession_mentions": [s[:MAX_SENTENCE] for s in sentences if _SUPERSEDE.search(s)][
+            :MAX_MENTIONS
+        ],
+    }
