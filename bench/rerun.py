@@ -83,6 +83,8 @@ def main() -> int:
         config_path.write_text(
             "[crawl]\ndownload_delay = 0\nretries = 0\n"
             "[sources.rss]\nenabled = false\n"
+            "[sources.brdr]\nenabled = false\n[sources.press_releases]\nenabled = false\n"
+            "[documents]\nenabled = false\n"
             f"[sources.pages]\nurls = {urls!r}\n"
             f'[digest]\nfolder = "{(Path(tmp) / "digests").as_posix()}"\n'.replace("'", '"'),
             encoding="utf-8",

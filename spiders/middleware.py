@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from urllib.parse import urlsplit
 
 from scrapy import Request
@@ -23,6 +24,9 @@ logger = logging.getLogger(__name__)
 
 MIRROR_META = "hkma_mirrored_from"
 LOOPBACK_SLOT = "loopback-mirror"
+# Set by the test suite: any request that would leave 127.0.0.0/8 is refused, whatever the
+# config says, so that no test can reach a real host by mistake.
+LOOPBACK_ONLY_ENV = "HKMA_TRACKER_LOOPBACK_ONLY"
 
 
 def origin_of(url: str) -> str:
@@ -71,6 +75,7 @@ class HkmaOnlyMirrorMiddleware:
     def __init__(self, mirrors: MirrorMap, stats: StatsCollector) -> None:
         self.mirrors = mirrors
         self.stats = stats
+        self.loopback_only = os.environ.get(LOOPBACK_ONLY_ENV) == "1"
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HkmaOnlyMirrorMiddleware:
@@ -78,6 +83,12 @@ class HkmaOnlyMirrorMiddleware:
         return cls(MirrorMap(crawler.settings.getdict("HKMA_MIRRORS")), crawler.stats)
 
     def process_request(self, request: Request) -> Request | None:
+        if self.loopback_only and not is_loopback(
+            self.mirrors.to_mirror(request.url) or request.url
+        ):
+            raise IgnoreRequest(
+                f"refused {request.url}: {LOOPBACK_ONLY_ENV}=1 allows loopback only"
+            )
         if self.mirrors.is_mirror(request.url):
             return None  # already rewritten by us
         host = urlsplit(request.url).hostname or ""

@@ -106,6 +106,13 @@ def apply_document_plan(
     )
 
 
+def last_healthy_at(db: sqlite_utils.Database, source: str, url: str) -> str | None:
+    row = db.execute(
+        "SELECT last_healthy_at FROM listings WHERE source = ? AND url = ?", [source, url]
+    ).fetchone()
+    return row[0] if row else None
+
+
 def last_healthy_items(db: sqlite_utils.Database, source: str) -> dict[str, int | None]:
     rows = db.execute("SELECT url, last_healthy_items FROM listings WHERE source = ?", [source])
     return dict(rows.fetchall())

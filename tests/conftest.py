@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
+from spiders.middleware import LOOPBACK_ONLY_ENV
 from tracker.config import Config, load_config
 from tracker.demo import DEMO_PAGE, DEMO_SITE
 from tracker.loopback import RecordedSite
+
+# Inherited by every crawl process the tests start: nothing may leave 127.0.0.0/8.
+os.environ[LOOPBACK_ONLY_ENV] = "1"
 
 FIXTURES = Path(__file__).parent / "fixtures"
 RAW_PAGE = DEMO_SITE / "day1" / DEMO_PAGE.split("hkma.gov.hk/", 1)[1] / "index.html"
 BROWSER_PAGE = FIXTURES / "aml-cft-page_browser-saved.html"
 FEED_URL = "https://www.hkma.gov.hk/eng/other-information/rss/rss_{}.xml"
+# For configs of tests that serve only the recorded www site: the other sources and the
+# linked documents stay off, so that nothing is ever asked of a real HKMA host.
+WWW_ONLY = """
+[sources.brdr]
+enabled = false
+
+[sources.press_releases]
+enabled = false
+
+[documents]
+enabled = false
+"""
 
 
 def page_path(url: str = DEMO_PAGE) -> str:
@@ -50,7 +67,7 @@ process_timeout = 120
 
 [sources.pages]
 urls = ["{DEMO_PAGE}"]
-
+{WWW_ONLY}
 [digest]
 folder = "{(tmp_path / "digests").as_posix()}"
 

@@ -6,7 +6,7 @@ import shutil
 import click
 import pytest
 from click.testing import CliRunner
-from conftest import DEMO_PAGE
+from conftest import DEMO_PAGE, WWW_ONLY
 
 from tracker.cli import cli
 from tracker.demo import DEMO_SITE
@@ -24,7 +24,7 @@ def history(tmp_path_factory):
     config = tmp / "c.toml"
     config.write_text(
         f'[crawl]\ndownload_delay = 0\nretries = 0\n[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
-        f'[digest]\nfolder = "{(tmp / "digests").as_posix()}"\n',
+        f'[digest]\nfolder = "{(tmp / "digests").as_posix()}"\n{WWW_ONLY}',
         encoding="utf-8",
     )
     db = tmp / "h.db"
@@ -134,7 +134,7 @@ def test_status_reports_each_source(history):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--source", "brdr"], "unknown source 'brdr'"),
+        (["run", "--source", "sfc"], "unknown source 'sfc'"),
         (["run", "--mirror", "www.hkma.gov.hk"], "expected ORIGIN=BASE"),
         (["--config", "/nonexistent/c.toml", "run"], "config file /nonexistent/c.toml not found"),
         (["--db", "/nonexistent/h.db", "changes"], "database /nonexistent/h.db does not exist"),
@@ -169,6 +169,7 @@ def test_unreachable_hkma_exits_3_naming_every_listing(tmp_path):
     # Port 9 (discard) on loopback: nothing listens, so every connection is refused.
     config = tmp_path / "c.toml"
     config.write_text("[crawl]\ndownload_delay = 0\nretries = 0\n", encoding="utf-8")
+    closed = "http://127.0.0.1:9"
     result = CliRunner().invoke(
         cli,
         [
@@ -177,13 +178,14 @@ def test_unreachable_hkma_exits_3_naming_every_listing(tmp_path):
             "--db",
             str(tmp_path / "h.db"),
             "run",
-            "--mirror",
-            "https://www.hkma.gov.hk=http://127.0.0.1:9",
+            *("--mirror", f"https://www.hkma.gov.hk={closed}"),
+            *("--mirror", f"https://brdr.hkma.gov.hk={closed}"),
+            *("--mirror", f"https://api.hkma.gov.hk={closed}"),
         ],
     )
     assert result.exit_code == 3, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == "rss: UNHEALTHY; 0 items, 0 new, 0 changed, 0 removed"
     refused = [line for line in lines if line.endswith(": unreachable: connection refused")]
-    assert len(refused) == 8  # six feeds and two topic pages
+    assert len(refused) == 18  # six feeds, two topic pages, nine BRDR types, the press API
     assert not (tmp_path / "digests").exists()

@@ -16,7 +16,13 @@ def write(tmp_path, text):
 def test_defaults_need_no_file(monkeypatch):
     monkeypatch.delenv("HKMA_TRACKER_CONFIG", raising=False)
     config = load_config()
-    assert config.enabled_sources() == ["rss", "pages"]
+    assert config.enabled_sources() == ["rss", "pages", "brdr", "press_releases"]
+    assert config.listings("brdr")["SPM"] == "https://brdr.hkma.gov.hk/restapi/doc-search#SPM"
+    assert config.spider_options("brdr")["date_group"] == "THIS_YEAR"
+    assert config.spider_options("brdr", full_sweep=True)["date_group"] == "ALL"
+    assert config.listings("press_releases") == {
+        "press-releases": "https://api.hkma.gov.hk/public/press-releases?lang=en"
+    }
     assert config.listings("rss")["circulars"] == (
         "https://www.hkma.gov.hk/eng/other-information/rss/rss_circulars.xml"
     )
@@ -33,7 +39,7 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
     config = load_config()
     assert config.crawl["download_delay"] == 5
     assert config.crawl["timeout"] == 30  # untouched keys keep their defaults
-    assert config.enabled_sources() == ["pages"]
+    assert config.enabled_sources() == ["pages", "brdr", "press_releases"]
 
 
 @pytest.mark.parametrize(
@@ -60,6 +66,18 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
         ('[mirror]\n"https://example.com" = "http://127.0.0.1:1"\n', "is not an HKMA origin"),
         ('[mirror]\n"https://www.hkma.gov.hk" = "nowhere"\n', "'nowhere' is not a base URL"),
         ("crawl = 3\n", "crawl must be a table"),
+        (
+            '[sources.brdr]\nurl = "https://brdr.example.com/x"\n',
+            "sources.brdr.url must be an https URL on an HKMA host",
+        ),
+        (
+            "[sources.brdr]\nlanguages = []\n",
+            "sources.brdr.languages must name at least one language",
+        ),
+        (
+            '[documents]\nmax_per_run = "all"\n',
+            "documents.max_per_run must be a non-negative number",
+        ),
         ("[crawl\n", "c.toml"),
     ],
 )

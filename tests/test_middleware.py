@@ -7,11 +7,22 @@ from scrapy.http import HtmlResponse
 from scrapy.statscollectors import MemoryStatsCollector
 from scrapy.utils.test import get_crawler
 
-from spiders.middleware import LOOPBACK_SLOT, HkmaOnlyMirrorMiddleware, MirrorMap
+from spiders.middleware import (
+    LOOPBACK_ONLY_ENV,
+    LOOPBACK_SLOT,
+    HkmaOnlyMirrorMiddleware,
+    MirrorMap,
+)
 from spiders.settings import settings_for
 from tracker.config import DEFAULTS
 
 REAL = "https://www.hkma.gov.hk/eng/other-information/rss/rss_circulars.xml?x=1"
+
+
+@pytest.fixture(autouse=True)
+def production_mode(monkeypatch):
+    """These tests build requests but send none: check the rules as they are in production."""
+    monkeypatch.delenv(LOOPBACK_ONLY_ENV)
 
 
 def middleware(mirrors):
@@ -75,3 +86,11 @@ def test_responses_and_redirects_come_back_with_real_urls():
     real = mw.process_response(Request(response.url), response)
     assert real.url == "https://www.hkma.gov.hk/media/eng/doc/a.pdf"
     assert real.headers[b"Location"] == b"https://www.hkma.gov.hk/media/eng/doc/b.pdf"
+
+
+def test_loopback_only_mode_refuses_any_real_host(monkeypatch):
+    monkeypatch.setenv(LOOPBACK_ONLY_ENV, "1")
+    mw = middleware({"https://www.hkma.gov.hk": "http://127.0.0.1:8000"})
+    assert mw.process_request(Request(REAL)).url.startswith("http://127.0.0.1:8000/")
+    with pytest.raises(IgnoreRequest, match="allows loopback only"):
+        mw.process_request(Request("https://brdr.hkma.gov.hk/restapi/doc-search"))

@@ -146,6 +146,12 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
                 emit(record)
             else:
                 click.echo(f"  {event.kind:8} {event.snapshot.title}  <{event.snapshot.url}>")
+    if report.documents and report.documents.counts:
+        counts = report.documents.counts
+        if as_json:
+            emit({"documents": counts})
+        else:
+            click.echo("documents: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     if report.digest and not as_json:
         click.echo(f"digest: {report.digest}")
     if report.delivery_error:
@@ -154,15 +160,23 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
 
 def _run(
     obj: Context,
+    alerts: bool,
     sources: tuple[str, ...],
     mirrors: tuple[str, ...],
     dry_run: bool,
+    full_sweep: bool,
     as_json: bool,
-    alerts: bool,
 ) -> NoReturn:
     config = obj.config(mirrors)
     try:
-        report = run(config, obj.db_path, list(sources), alerts=alerts, dry_run=dry_run)
+        report = run(
+            config,
+            obj.db_path,
+            list(sources),
+            alerts=alerts,
+            dry_run=dry_run,
+            full_sweep=full_sweep,
+        )
     except UnknownSourceError as error:
         raise UsageProblem(str(error)) from None
     _print_report(report, as_json, show_events=dry_run)
@@ -174,7 +188,7 @@ source_option = click.option(
     "sources",
     multiple=True,
     metavar="NAME",
-    help="Only this source (rss, pages). Repeatable; default: all enabled.",
+    help="Only this source (rss, pages, brdr, press_releases). Repeatable; default: all enabled.",
 )
 
 
@@ -184,7 +198,15 @@ def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
         source_option,
         mirror_option,
         click.option(
-            "--dry-run", is_flag=True, help="Crawl and detect, print the events, store nothing."
+            "--dry-run",
+            is_flag=True,
+            help="Crawl and detect, print the events, store nothing, fetch no documents.",
+        ),
+        click.option(
+            "--full-sweep",
+            is_flag=True,
+            help="Ask BRDR and the press-release API for everything, not only recent items "
+            "(a periodic reconciliation).",
         ),
         json_option,
         click.pass_obj,
@@ -196,26 +218,23 @@ def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
 
 @cli.command("run", epilog=EXIT_CODES_HELP)
 @crawl_options
-def run_command(
-    obj: Context, sources: tuple[str, ...], mirrors: tuple[str, ...], dry_run: bool, as_json: bool
-) -> None:
-    """Crawl, detect changes, store them, and write the digest of unreported changes.
+def run_command(obj: Context, **options: Any) -> None:
+    """Crawl, detect changes, fetch linked documents, store it all, and write the digest of
+    unreported changes.
 
     Example: hkma-tracker --db hkma.db run --source rss
     """
-    _run(obj, sources, mirrors, dry_run, as_json, alerts=True)
+    _run(obj, alerts=True, **options)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @crawl_options
-def crawl(
-    obj: Context, sources: tuple[str, ...], mirrors: tuple[str, ...], dry_run: bool, as_json: bool
-) -> None:
+def crawl(obj: Context, **options: Any) -> None:
     """Like run, without the digest: changes stay pending for the next run's digest.
 
     Example: hkma-tracker crawl --source pages
     """
-    _run(obj, sources, mirrors, dry_run, as_json, alerts=False)
+    _run(obj, alerts=False, **options)
 
 
 @cli.command()

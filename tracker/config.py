@@ -17,6 +17,8 @@ DB_ENV = "HKMA_TRACKER_DB"
 DEFAULT_DB = "hkma-tracker.db"
 
 HKMA = "https://www.hkma.gov.hk"
+BRDR_SEARCH = "https://brdr.hkma.gov.hk/restapi/doc-search"
+PRESS_RELEASES = "https://api.hkma.gov.hk/public/press-releases?lang=en"
 RSS = f"{HKMA}/eng/other-information/rss"
 FEED_NAMES = (
     "press-release",
@@ -63,6 +65,36 @@ DEFAULTS: dict[str, Any] = {
                 "implementation/liquidity/",
             ],
         },
+        "brdr": {
+            "enabled": True,
+            "url": BRDR_SEARCH,
+            # Circulars, guidelines, SPM modules, consultation papers, Guide to Authorization,
+            # codes of practice (codes from ../shared/hkma-sources.md; sub-codes unverified).
+            "doc_types": ["CIR", "GLI", "IGL", "SPM", "SPM-NGL", "SPM-SGL", "CPR", "GTA", "COP"],
+            # The first language is the record kept; others are paired to it. The API's code
+            # for Traditional Chinese is unverified, hence not on by default.
+            "languages": ["eng"],
+            "page_size": 100,
+            "version": "CURRENT",
+            # Incremental runs ask only for recent issue dates; `run --full-sweep` asks for ALL.
+            "recent_date_group": "THIS_YEAR",
+        },
+        "press_releases": {
+            "enabled": True,
+            "url": PRESS_RELEASES,
+            "page_size": 100,
+            # Incremental runs page back to this many days before the last healthy run.
+            "overlap_days": 7,
+        },
+    },
+    "documents": {
+        "enabled": True,
+        "max_per_run": 300,  # the rest waits for the next run
+        "pdf_max_bytes": 50 * 1024 * 1024,
+        "pdf_timeout": 60,  # seconds of text extraction per PDF
+        "pdf_memory_mb": 1024,
+        # Where a server gave ETag/Last-Modified, re-check unchanged-looking documents this often.
+        "revalidate_after_days": 7.0,
     },
     "digest": {"folder": "digests"},
     "mirror": {},
@@ -82,6 +114,7 @@ class Config:
     crawl: dict[str, Any]
     health: dict[str, Any]
     sources: dict[str, dict[str, Any]]
+    documents: dict[str, Any]
     digest_folder: Path
     mirrors: dict[str, str]
     origin: str = "built-in defaults"
@@ -90,15 +123,29 @@ class Config:
         return [name for name, spec in self.sources.items() if spec["enabled"]]
 
     def listings(self, source: str) -> dict[str, str]:
-        """Listing name -> real URL, for one source."""
+        """Listing name -> listing id (its real URL; `#TYPE` per BRDR document type)."""
         spec = self.sources[source]
         if source == "rss":
             return dict(spec["feeds"])
+        if source == "brdr":
+            return {doc_type: f"{spec['url']}#{doc_type}" for doc_type in spec["doc_types"]}
+        if source == "press_releases":
+            return {"press-releases": spec["url"]}
         return {url: url for url in spec["urls"]}
 
-    def spider_options(self, source: str) -> dict[str, Any]:
+    def spider_options(self, source: str, full_sweep: bool = False) -> dict[str, Any]:
+        spec = self.sources[source]
         if source == "rss":
-            return {"key_by_title": list(self.sources["rss"]["key_by_title"])}
+            return {"key_by_title": list(spec["key_by_title"])}
+        if source == "brdr":
+            return {
+                "languages": list(spec["languages"]),
+                "page_size": spec["page_size"],
+                "version": spec["version"],
+                "date_group": "ALL" if full_sweep else spec["recent_date_group"],
+            }
+        if source == "press_releases":
+            return {"page_size": spec["page_size"]}
         return {}
 
 
@@ -154,11 +201,15 @@ def _merge(key: str, default: Any, given: Any) -> Any:
     if isinstance(default, list):
         if not isinstance(given, list) or not all(isinstance(v, str) for v in given):
             raise ConfigError(f"{key} must be a list of strings")
+        if key == "sources.brdr.languages" and not given:
+            raise ConfigError(f"{key} must name at least one language")
         if key == "sources.pages.urls":
             return [_check_hkma_url(f"{key}[{i}]", v) for i, v in enumerate(given)]
         return list(given)
     if not isinstance(given, str):
         raise ConfigError(f"{key} must be a string, got {given!r}")
+    if key.startswith("sources.") and key.endswith(".url"):
+        return _check_hkma_url(key, given)
     return given
 
 
@@ -192,6 +243,7 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
         crawl=merged["crawl"],
         health=merged["health"],
         sources=merged["sources"],
+        documents=merged["documents"],
         digest_folder=Path(merged["digest"]["folder"]),
         mirrors=merged["mirror"],
         origin=origin,

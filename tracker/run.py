@@ -8,7 +8,7 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +17,13 @@ import sqlite_utils
 from alerts.channels import Channel, FileChannel
 from alerts.digest import Digest, DigestEntry
 from spiders.settings import settings_for
-from storage.db import open_db, write_transaction
+from storage.db import open_db, utc_now, write_transaction
 from storage.history import (
+    apply_document_plan,
     apply_plan,
+    fetch_candidates,
     finish_run,
+    last_healthy_at,
     last_healthy_items,
     list_changes,
     load_stored,
@@ -29,6 +32,8 @@ from storage.history import (
 )
 from tracker.config import Config
 from tracker.detect import ChangeEvent, SourcePlan, plan_source
+from tracker.document_text import extract_pdf_text
+from tracker.documents import DocumentPlan, plan_documents, select_fetches
 from tracker.exit_codes import ExitStatus
 
 logger = logging.getLogger(__name__)
@@ -44,6 +49,7 @@ class RunReport:
 
     run_id: int | None
     plans: list[SourcePlan] = field(default_factory=list)
+    documents: DocumentPlan | None = None
     digest: str | None = None
     delivery_error: str | None = None
 
@@ -57,7 +63,8 @@ class RunReport:
 
     @property
     def events(self) -> list[ChangeEvent]:
-        return [e for p in self.plans for e in p.events]
+        documents = self.documents.events if self.documents else []
+        return [e for p in self.plans for e in p.events] + documents
 
 
 def select_sources(config: Config, requested: list[str] | None) -> list[str]:
@@ -70,15 +77,15 @@ def select_sources(config: Config, requested: list[str] | None) -> list[str]:
     return list(dict.fromkeys(requested))
 
 
-def crawl(config: Config, sources: list[str], workdir: Path) -> dict[str, dict[str, Any] | None]:
-    """Run the spiders for `sources` in one child process; each source's result, or None."""
+def crawl(
+    config: Config, spiders: dict[str, dict[str, Any]], workdir: Path
+) -> dict[str, dict[str, Any] | None]:
+    """Run `spiders` (name -> listings and options) in one child process; each one's result."""
+    sources = list(spiders)
     job = {
         "output": str(workdir / "results"),
         "settings": settings_for(config.crawl, config.mirrors),
-        "spiders": {
-            name: {"listings": config.listings(name), "options": config.spider_options(name)}
-            for name in sources
-        },
+        "spiders": spiders,
     }
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job), encoding="utf-8")
@@ -109,10 +116,12 @@ def run(
     alerts: bool = True,
     dry_run: bool = False,
     channel: Channel | None = None,
+    full_sweep: bool = False,
 ) -> RunReport:
     """Crawl, detect and store; with `alerts`, deliver pending changes as a digest.
 
-    A dry run stores nothing: no run row, no documents, no events.
+    `full_sweep` asks sources with an incremental mode (brdr, press_releases) for everything.
+    A dry run stores nothing (no run row, no documents, no events) and fetches no documents.
     """
     selected = select_sources(config, sources)
     db = open_db(db_path)
@@ -120,7 +129,9 @@ def run(
         command = "run" if alerts else "crawl"
         report = RunReport(None if dry_run else start_run(db, command))
         try:
-            _crawl_and_record(config, db, selected, report)
+            _crawl_and_record(config, db, selected, report, full_sweep)
+            if report.run_id is not None and config.documents["enabled"]:
+                _fetch_documents(config, db, selected, report)
             if alerts and report.run_id is not None:
                 deliver_pending(db, channel or FileChannel(config.digest_folder), report)
         except BaseException:
@@ -135,11 +146,35 @@ def run(
         db.close()
 
 
+def _spider_options(
+    config: Config, db: sqlite_utils.Database, source: str, full_sweep: bool
+) -> dict[str, Any]:
+    options = config.spider_options(source, full_sweep)
+    if source == "press_releases" and not full_sweep:
+        listing = config.listings(source)["press-releases"]
+        last = last_healthy_at(db, source, listing)
+        if last:  # page back only to a little before the last healthy run
+            overlap = timedelta(days=config.sources[source]["overlap_days"])
+            options["since"] = (datetime.fromisoformat(last) - overlap).date().isoformat()
+    return options
+
+
 def _crawl_and_record(
-    config: Config, db: sqlite_utils.Database, selected: list[str], report: RunReport
+    config: Config,
+    db: sqlite_utils.Database,
+    selected: list[str],
+    report: RunReport,
+    full_sweep: bool,
 ) -> None:
+    spiders = {
+        name: {
+            "listings": config.listings(name),
+            "options": _spider_options(config, db, name, full_sweep),
+        }
+        for name in selected
+    }
     with tempfile.TemporaryDirectory(prefix="hkma-tracker-") as workdir:
-        results = crawl(config, selected, Path(workdir))
+        results = crawl(config, spiders, Path(workdir))
     for source in selected:
         plan = plan_source(
             source,
@@ -154,6 +189,47 @@ def _crawl_and_record(
             with write_transaction(db):
                 apply_plan(db, plan, report.run_id, results[source] or {})
         _log_source(plan)
+
+
+def _fetch_documents(
+    config: Config, db: sqlite_utils.Database, sources: list[str], report: RunReport
+) -> None:
+    """Fetch the linked documents that are due, extract their text, record what changed."""
+    assert report.run_id is not None
+    settings = config.documents
+    candidates = fetch_candidates(db, sources)
+    requests = select_fetches(
+        list(candidates.values()),
+        datetime.now(UTC),
+        settings["revalidate_after_days"],
+        settings["max_per_run"],
+    )
+    if not requests:
+        return
+    with tempfile.TemporaryDirectory(prefix="hkma-tracker-docs-") as workdir:
+        options = {
+            "documents": requests,
+            "output": str(Path(workdir) / "pdf"),
+            "pdf_max_bytes": settings["pdf_max_bytes"],
+        }
+        spiders = {"documents": {"listings": {}, "options": options}}
+        result = crawl(config, spiders, Path(workdir))["documents"] or {}
+        fetched = result.get("items", [])
+        pdf_texts = {
+            item["document_id"]: extract_pdf_text(
+                item["pdf_file"], settings["pdf_timeout"], settings["pdf_memory_mb"]
+            )
+            for item in fetched
+            if item["status"] == "fetched" and item["format"] == "pdf"
+        }
+    plan = plan_documents(candidates, fetched, pdf_texts, utc_now())
+    report.documents = plan
+    with write_transaction(db):
+        apply_document_plan(db, plan, report.run_id, candidates)
+    missing = len(requests) - len(fetched)
+    if missing:  # the crawl died part way: those stay due and are fetched next run
+        logger.error("documents: %d of %d fetches gave no result", missing, len(requests))
+    logger.info("documents: %s", plan.counts)
 
 
 def deliver_pending(db: sqlite_utils.Database, channel: Channel, report: RunReport) -> None:
