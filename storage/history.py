@@ -170,7 +170,14 @@ def apply_plan(
             del row["first_seen_at"]
             db.table("documents").update(event.document_id, row)
 
-    unchanged = [doc_id for doc_id in plan.seen if doc_id not in by_id]
+    for doc_id in plan.refreshed:  # sign fields only: keep them current, no version, no event
+        _, snapshot = plan.seen[doc_id]
+        db.table("documents").update(
+            doc_id, {"extra": _dump_json(snapshot.extra), "last_seen_at": now}
+        )
+    unchanged = [
+        doc_id for doc_id in plan.seen if doc_id not in by_id and doc_id not in plan.refreshed
+    ]
     for chunk in _chunks(unchanged, 500):
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE documents SET last_seen_at = ? WHERE id IN ({marks})", [now, *chunk])  # noqa: S608

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SNAPSHOT_FIELDS = ("title", "url", "date", "text")
+# Listing details that are signs, not news: a PDF re-exported with the same text has another
+# size. A change in them makes the tracker re-read the document, not report a change.
+SIGN_FIELDS = ("pdf_size",)
 
 
 def _hash(value: Any) -> str:
@@ -42,8 +45,12 @@ class Snapshot:
         return flat
 
     def fields(self) -> dict[str, Any]:
-        """Flat field map: core fields, each key of `extra`, each key of `document`."""
-        flat = self.listing_fields()
+        """What is compared: core fields, `extra` less its sign fields, `document`."""
+        flat = {
+            k: v
+            for k, v in self.listing_fields().items()
+            if k.removeprefix("extra.") not in SIGN_FIELDS
+        }
         flat.update({f"document.{k}": v for k, v in (self.document or {}).items()})
         return flat
 
@@ -92,6 +99,7 @@ class SourcePlan:
     events: list[ChangeEvent] = field(default_factory=list)
     seen: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)  # id -> (listing, snap)
     first_seen: set[str] = field(default_factory=set)  # ids the store has never had
+    refreshed: set[str] = field(default_factory=set)  # only sign fields moved: store, no event
 
     @property
     def healthy(self) -> bool:
@@ -221,6 +229,8 @@ def plan_source(
             fields = changed_fields(old.snapshot, snapshot)
             diff = describe_change(old.snapshot, snapshot, fields)
             plan.events.append(ChangeEvent(doc_id, "changed", snapshot, fields, diff))
+        elif old.snapshot.listing_hash() != snapshot.listing_hash():
+            plan.refreshed.add(doc_id)
 
     removable = {
         o["listing"] for o in outcomes.values() if o["listing"] in healthy and o["removals_allowed"]

@@ -1,24 +1,30 @@
-"""A static HTTP server on 127.0.0.1 serving a recorded HKMA site (demo, tests, benchmark).
+"""An HTTP server on 127.0.0.1 serving a recorded HKMA site (demo, tests, benchmark).
 
 Paths map onto a folder: `/eng/x/` serves `x/index.html`. The served folder can be switched
-between days, and single paths overridden (a status, a body, a delay) to act out failures.
-It counts requests and bytes so a benchmark can report what a run cost.
+between days; single paths can be overridden (a status, a body, a delay, a stalled body) or
+answered by a function (the fakes of HKMA's JSON APIs). With `validators`, files are served
+with ETag and Last-Modified and conditional requests get 304. It counts requests and bytes so
+a benchmark can report what a run cost.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".xml": "text/xml; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
     ".pdf": "application/pdf",
 }
 
@@ -30,28 +36,48 @@ class Override:
     content_type: str = "text/html; charset=utf-8"
     delay: float = 0.0
     location: str | None = None  # a Location header, for redirects
+    stall_after: int | None = None  # send this many bytes of the body, then hang for `delay`
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ServedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+
+Handler = Callable[[ServedRequest], Override]
 
 
 class RecordedSite:
     """Context manager: `with RecordedSite(folder) as site: site.base_url ...`."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, validators: bool = False) -> None:
         self.root = Path(root)
+        self.validators = validators
         self.overrides: dict[str, Override] = {}
+        self.handlers: dict[str, Handler] = {}
         self.requests = 0
         self.bytes_sent = 0
         self.paths: list[str] = []
+        self.not_modified = 0
         self._lock = threading.Lock()
         site = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class RequestHandler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                site._serve(self)
+
+            def do_POST(self) -> None:
                 site._serve(self)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: tests and the demo print their own summaries
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -76,6 +102,7 @@ class RecordedSite:
         with self._lock:
             self.requests = 0
             self.bytes_sent = 0
+            self.not_modified = 0
             self.paths = []
 
     def _file_for(self, path: str) -> Path | None:
@@ -87,33 +114,58 @@ class RecordedSite:
             candidate = candidate / "index.html"
         return candidate if candidate.is_file() else None
 
+    def _answer(self, request: ServedRequest) -> Override:
+        if request.path in self.handlers:
+            return self.handlers[request.path](request)
+        if request.path in self.overrides:
+            return self.overrides[request.path]
+        file = self._file_for(request.path)
+        if file is None:
+            return Override(status=404, body=b"Not Found", content_type="text/plain")
+        body = file.read_bytes()
+        answer = Override(body=body, content_type=CONTENT_TYPES.get(file.suffix, "text/plain"))
+        if self.validators:
+            etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+            answer.headers = {
+                "ETag": etag,
+                "Last-Modified": formatdate(file.stat().st_mtime, usegmt=True),
+            }
+            if request.headers.get("if-none-match") == etag:
+                return Override(status=304, headers=answer.headers)
+        return answer
+
     def _serve(self, handler: BaseHTTPRequestHandler) -> None:
-        path = urlsplit(handler.path).path
-        override = self.overrides.get(path)
-        location = override.location if override else None
-        if override is not None:
-            status, body, content_type = override.status, override.body, override.content_type
-            if override.delay:
-                time.sleep(override.delay)
-        else:
-            file = self._file_for(path)
-            if file is None:
-                status, body, content_type = 404, b"Not Found", "text/plain"
-            else:
-                body = file.read_bytes()
-                status = 200
-                content_type = CONTENT_TYPES.get(file.suffix, "application/octet-stream")
+        parts = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        request = ServedRequest(
+            handler.command,
+            parts.path,
+            parse_qs(parts.query),
+            {k.lower(): v for k, v in handler.headers.items()},
+            handler.rfile.read(length) if length else b"",
+        )
+        answer = self._answer(request)
+        if answer.delay and answer.stall_after is None:
+            time.sleep(answer.delay)
+        body = answer.body if answer.stall_after is None else answer.body[: answer.stall_after]
         with self._lock:
             self.requests += 1
             self.bytes_sent += len(body)
-            self.paths.append(path)
+            self.paths.append(request.path)
+            self.not_modified += answer.status == 304
         try:
-            handler.send_response(status)
-            handler.send_header("Content-Type", content_type)
-            handler.send_header("Content-Length", str(len(body)))
-            if location:
-                handler.send_header("Location", location)
+            handler.send_response(answer.status)
+            handler.send_header("Content-Type", answer.content_type)
+            handler.send_header("Content-Length", str(len(answer.body)))
+            if answer.location:
+                handler.send_header("Location", answer.location)
+            for name, value in answer.headers.items():
+                handler.send_header(name, value)
             handler.end_headers()
-            handler.wfile.write(body)
+            if answer.status != 304:
+                handler.wfile.write(body)
+            if answer.stall_after is not None:
+                handler.wfile.flush()
+                time.sleep(answer.delay)  # a body that never finishes
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test): nothing to tell it
