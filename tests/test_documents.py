@@ -1,0 +1,259 @@
+"""Linked documents end to end: the real topic page's rows link PDFs built here, served from
+127.0.0.1 with a BRDR landing page in front of one; real crawls, real pypdf in a limited child."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sqlite3
+
+import pytest
+from conftest import DEMO_PAGE, page_path
+from pdfs import CIRCULAR, make_pdf
+
+from tracker.config import load_config
+from tracker.document_text import extract_pdf_text
+from tracker.exit_codes import ExitStatus
+from tracker.loopback import Override, RecordedSite
+from tracker.run import run
+
+PDF_DIR = "media/eng/doc/key-information/guidelines-and-circular/2024"
+PDFS = ["20241220e1.pdf", "20241112e1.pdf", "20240909e1.pdf"]
+LANDING = "/eng/doc-ldg/docId/20250408-4-EN"
+BRDR_PDF = "/eng/doc-ldg/docId/getPdf/20250408-4-EN/20250408-4-EN.pdf"
+ROW = re.compile(
+    r'<div class="content-wrapper multiple-wrapper filter-table-row".*?</tr></tbody></table></div></div>',
+    re.DOTALL,
+)
+
+
+def doc_id(name):
+    return f"pages:{DEMO_PAGE}|https://www.hkma.gov.hk/{PDF_DIR}/{name}"
+
+
+BRDR_DOC = f"pages:{DEMO_PAGE}|https://brdr.hkma.gov.hk{LANDING}"
+
+
+def circular(title, effective="1 March 2026", extra_sentence=""):
+    lines = [
+        line.replace("Guidance on combating high-end money laundering", title) for line in CIRCULAR
+    ]
+    lines = [line.replace("1 March 2026", effective) for line in lines]
+    return lines[:9] + ([extra_sentence] if extra_sentence else []) + lines[9:]
+
+
+@pytest.fixture
+def sites(tmp_path):
+    """www: the real AML/CFT page cut down to its BRDR row and three PDF rows, with those
+    PDFs; brdr: the landing page of the BRDR row and its PDF."""
+    from tracker.demo import DEMO_SITE
+
+    www, brdr = tmp_path / "www", tmp_path / "brdr"
+    page = www / page_path().lstrip("/") / "index.html"
+    page.parent.mkdir(parents=True)
+    html = (DEMO_SITE / "day1" / page_path().lstrip("/") / "index.html").read_text(encoding="utf-8")
+    keep = [LANDING, *PDFS]
+    page.write_text(
+        ROW.sub(lambda m: m.group(0) if any(k in m.group(0) for k in keep) else "", html),
+        encoding="utf-8",
+    )
+    (www / PDF_DIR).mkdir(parents=True)
+    for n, name in enumerate(PDFS):
+        (www / PDF_DIR / name).write_bytes(make_pdf(circular(f"Circular {n}")))
+    (brdr / LANDING.lstrip("/")).mkdir(parents=True)
+    (brdr / LANDING.lstrip("/") / "index.html").write_text(
+        '<html><body><div class="document-file-info">'
+        f'<a href="{BRDR_PDF}">20250408-4-EN.pdf</a></div></body></html>',
+        encoding="utf-8",
+    )
+    (brdr / BRDR_PDF.lstrip("/")).parent.mkdir(parents=True)
+    (brdr / BRDR_PDF.lstrip("/")).write_bytes(make_pdf(circular("Strengthening the response")))
+    with RecordedSite(www, validators=False) as w, RecordedSite(brdr) as b:
+        yield w, b, page
+
+
+@pytest.fixture
+def config(tmp_path, sites):
+    www, brdr, _ = sites
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f"""
+[crawl]
+download_delay = 0
+timeout = 3
+retries = 0
+[sources.rss]
+enabled = false
+[sources.brdr]
+enabled = false
+[sources.press_releases]
+enabled = false
+[sources.pages]
+urls = ["{DEMO_PAGE}"]
+[documents]
+pdf_timeout = 20
+[digest]
+folder = "{(tmp_path / "digests").as_posix()}"
+[mirror]
+"https://www.hkma.gov.hk" = "{www.base_url}"
+"https://brdr.hkma.gov.hk" = "{brdr.base_url}"
+""",
+        encoding="utf-8",
+    )
+    return load_config(path)
+
+
+def row(db_path, doc):
+    with sqlite3.connect(db_path) as conn:
+        conn.row_factory = sqlite3.Row
+        return dict(conn.execute("SELECT * FROM documents WHERE id = ?", [doc]).fetchone())
+
+
+def events(db_path, run_id):
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT kind, document_id, fields, diff FROM changes WHERE run_id = ?", [run_id]
+        )
+        return [(k, d, json.loads(f), diff) for k, d, f, diff in rows]
+
+
+def pdf_requests(site):
+    return [p for p in site.paths if p.endswith(".pdf")]
+
+
+def set_size_note(page, name, size):
+    html = page.read_text(encoding="utf-8")
+    html, n = re.subn(
+        rf'({re.escape(name)}"[^>]*>[^<]*?)\(PDF File, [\d.]+ [KM]B\)',
+        rf"\1(PDF File, {size})",
+        html,
+    )
+    assert n == 1
+    page.write_text(html, encoding="utf-8")
+
+
+def test_first_run_reads_every_linked_document_then_rereads_nothing(sites, config, db_path):
+    www, brdr, _ = sites
+    first = run(config, db_path)
+    assert first.exit_status == ExitStatus.OK
+    assert first.documents.counts == {"fetched": 4}
+    content = json.loads(row(db_path, doc_id(PDFS[0]))["document_content"])
+    assert content["format"] == "pdf"
+    assert content["text"].startswith(
+        "Our Ref.: B1/15C B9/29C 12 December 2025 The Chief Executive"
+    )
+    assert content["references"] == ["B1/15C", "B9/29C"]
+    assert content["addressees"] == ["All authorized institutions"]
+    assert content["spm_codes"] == ["CR-G-7", "IC-6"]
+    assert content["effective_dates"] == [
+        {
+            "date": "2026-03-01",
+            "sentence": "The revised requirements will take effect on 1 March 2026.",
+        }
+    ]
+    # The BRDR row's link is a landing page: its PDF was followed and read.
+    landed = row(db_path, BRDR_DOC)
+    assert landed["fetch_status"] == "ok"
+    assert "Strengthening the response" in json.loads(landed["document_content"])["text"]
+    # A document's first text is recorded, not reported.
+    assert {kind for kind, *_ in events(db_path, first.run_id)} == {"new"}
+
+    www.reset_counters()
+    brdr.reset_counters()
+    again = run(config, db_path)
+    assert again.documents is None
+    assert pdf_requests(www) == [] and brdr.requests == 0
+    assert events(db_path, again.run_id) == []
+
+
+def test_reexport_with_the_same_text_is_not_a_change_but_an_edit_is(sites, config, db_path):
+    www, _, page = sites
+    run(config, db_path)
+    # Re-exported: other bytes, same text; the listing's size note moves.
+    (www.root / PDF_DIR / PDFS[0]).write_bytes(
+        make_pdf(circular("Circular 0"), producer="Acrobat", spacing=15)
+    )
+    set_size_note(page, PDFS[0], "155.0 KB")
+    www.reset_counters()
+    reexported = run(config, db_path)
+    assert pdf_requests(www) == [f"/{PDF_DIR}/{PDFS[0]}"]
+    assert reexported.documents.counts == {"fetched": 1}
+    assert events(db_path, reexported.run_id) == []
+
+    # An edited paragraph and a new effective date: one change naming both.
+    edited = circular("Circular 0", effective="1 June 2026", extra_sentence="Annex B is withdrawn.")
+    (www.root / PDF_DIR / PDFS[0]).write_bytes(make_pdf(edited))
+    set_size_note(page, PDFS[0], "156.0 KB")
+    changed = run(config, db_path)
+    (event,) = events(db_path, changed.run_id)
+    kind, document, fields, diff = event
+    assert (kind, document) == ("changed", doc_id(PDFS[0]))
+    # "revised requirements" also makes that sentence a supersession mention.
+    assert fields == ["document.effective_dates", "document.supersession_mentions", "document.text"]
+    assert "-The revised requirements will take effect on 1 March 2026." in diff
+    assert "+The revised requirements will take effect on 1 June 2026." in diff
+    assert "+Annex B is withdrawn." in diff
+
+
+def test_bad_documents_are_recorded_with_a_reason_and_retried(sites, config, db_path):
+    www, _, _ = sites
+    good = {name: (www.root / PDF_DIR / name).read_bytes() for name in PDFS}
+    www.overrides[f"/{PDF_DIR}/{PDFS[0]}"] = Override(
+        body=b"<html><body>Document moved</body></html>"
+    )
+    www.overrides[f"/{PDF_DIR}/{PDFS[1]}"] = Override(
+        body=good[PDFS[1]][: len(good[PDFS[1]]) // 2], content_type="application/pdf"
+    )
+    www.overrides[f"/{PDF_DIR}/{PDFS[2]}"] = Override(
+        body=good[PDFS[2]], content_type="application/pdf", stall_after=200, delay=6
+    )
+    first = run(config, db_path)
+    assert first.exit_status == ExitStatus.OK  # listings were healthy; documents wait for retry
+    assert first.documents.counts == {"fetched": 1, "unparsable": 2, "failed": 1}
+    html = row(db_path, doc_id(PDFS[0]))
+    assert (html["fetch_status"], html["document_content"]) == ("unparsable", None)
+    assert html["fetch_reason"].startswith("expected a PDF, got an HTML page")
+    truncated = row(db_path, doc_id(PDFS[1]))
+    assert (
+        truncated["fetch_status"] == "unparsable" and "PdfStreamError" in truncated["fetch_reason"]
+    )
+    stalled = row(db_path, doc_id(PDFS[2]))
+    assert (stalled["fetch_status"], stalled["fetch_reason"]) == (
+        "failed",
+        "unreachable: timed out",
+    )
+
+    www.overrides.clear()
+    www.reset_counters()
+    retried = run(config, db_path)
+    assert sorted(pdf_requests(www)) == sorted(f"/{PDF_DIR}/{name}" for name in PDFS)
+    assert retried.documents.counts == {"fetched": 3}
+    assert all(row(db_path, doc_id(name))["fetch_status"] == "ok" for name in PDFS)
+    assert events(db_path, retried.run_id) == []  # first texts: recorded, not news
+
+
+def test_conditional_requests_where_the_server_gives_validators(sites, config, db_path):
+    www, _, _ = sites
+    www.validators = True
+    config = dataclasses.replace(config, documents={**config.documents, "revalidate_after_days": 0})
+    run(config, db_path)
+    assert row(db_path, doc_id(PDFS[0]))["fetch_etag"]
+    www.reset_counters()
+    again = run(config, db_path)
+    assert www.not_modified == 3 and again.documents.counts == {"not-modified": 3}
+    assert sum(1 for p in www.paths if p.endswith(".pdf")) == 3
+    assert events(db_path, again.run_id) == []
+
+
+def test_pdf_extraction_is_limited_in_time():
+    # A child that cannot finish in time is killed and the document is unparsable, not empty.
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pdf = Path(tmp) / "a.pdf"
+        pdf.write_bytes(make_pdf(CIRCULAR * 200))
+        result = extract_pdf_text(pdf, timeout_s=0.001, memory_mb=512)
+    assert result.text is None
+    assert result.reason == "unparsable: text extraction took over 0.001 s"
