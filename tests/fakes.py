@@ -1,0 +1,96 @@
+"""Loopback fakes of HKMA's JSON APIs, answering from records derived from real items
+(tests/fixtures/README.md): BRDR doc-search honouring its request body, and the Open API's
+press releases honouring lang, pagesize and offset."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tracker.loopback import Override, ServedRequest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LANGUAGE_SUFFIX = {"eng": "-EN", "chi": "-TC"}
+
+
+def load(name: str) -> list[dict]:
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def as_json(data: object, status: int = 200) -> Override:
+    return Override(status=status, body=json.dumps(data).encode(), content_type="application/json")
+
+
+class BrdrFake:
+    """POST /restapi/doc-search. `this_year` stands for today's year in `THIS_YEAR`."""
+
+    path = "/restapi/doc-search"
+
+    def __init__(self, records: list[dict], this_year: int = 2026) -> None:
+        self.records = records
+        self.this_year = this_year
+        self.bodies: list[dict] = []
+
+    def __call__(self, request: ServedRequest) -> Override:
+        if request.method != "POST":
+            return as_json({"error": "POST only"}, 405)
+        body = json.loads(request.body)
+        self.bodies.append(body)
+        criteria = {c["fieldCode"]: c["valueList"] for c in body["docSrchCriteriaDtoList"]}
+        if not {"docType", "version", "language", "issueDateGrp"} <= criteria.keys():
+            return as_json({"error": "missing criteria"}, 400)
+        suffix = LANGUAGE_SUFFIX[body["langCode"]]
+        selected = [
+            r
+            for r in self.records
+            if r["docTypeCode"] in criteria["docType"]
+            and r["docId"].endswith(suffix)
+            and (criteria["version"] != ["CURRENT"] or r["versionCode"] == "Current")
+            and (
+                criteria["issueDateGrp"] != ["THIS_YEAR"]
+                or r["issueDateStr"].endswith(str(self.this_year))
+            )
+        ]
+        selected.sort(key=lambda r: r["issueDate"], reverse=True)
+        page, size = int(body["pageNumber"]), int(body["pageSize"])
+        return as_json(
+            {
+                "langCode": body["langCode"],
+                "pageNumber": page,
+                "pageSize": size,
+                "totalRecordNumber": len(selected),
+                "sortBy": body["sortBy"],
+                "resultList": selected[(page - 1) * size : page * size],
+            }
+        )
+
+    def pages(self, doc_type: str) -> list[tuple[str, int]]:
+        """(language, page) of every request made for one document type."""
+        return [
+            (b["langCode"], int(b["pageNumber"]))
+            for b in self.bodies
+            if b["docSrchCriteriaDtoList"][0]["valueList"] == [doc_type]
+        ]
+
+
+class PressReleasesFake:
+    """GET /public/press-releases?lang=en&pagesize=N&offset=K, newest first."""
+
+    path = "/public/press-releases"
+
+    def __init__(self, records: list[dict]) -> None:
+        self.records = records
+        self.offsets: list[int] = []
+        self.error: str | None = None
+
+    def __call__(self, request: ServedRequest) -> Override:
+        if self.error:
+            header = {"success": False, "err_code": "9999", "err_msg": self.error}
+            return as_json({"header": header, "result": {"datasize": 0, "records": []}})
+        lang = request.query.get("lang", [""])[0]
+        size = int(request.query.get("pagesize", ["100"])[0])
+        offset = int(request.query.get("offset", ["0"])[0])
+        self.offsets.append(offset)
+        records = self.records[offset : offset + size] if lang == "en" else []
+        header = {"success": True, "err_code": "0000", "err_msg": "No error found"}
+        return as_json({"header": header, "result": {"datasize": len(records), "records": records}})
