@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
+from pypdf import PdfReader  # imported once here, so that each forked child starts warm
+
 from spiders.normalize import clean_text
 
 
@@ -26,8 +28,6 @@ class PdfText:
 def _extract(path: str, memory_bytes: int, conn: Connection) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
-        from pypdf import PdfReader
-
         reader = PdfReader(path)
         pages = [page.extract_text() or "" for page in reader.pages]
         conn.send(("ok", clean_text(" ".join(pages)), len(pages)))
