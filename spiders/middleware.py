@@ -83,18 +83,14 @@ class HkmaOnlyMirrorMiddleware:
         return cls(MirrorMap(crawler.settings.getdict("HKMA_MIRRORS")), crawler.stats)
 
     def process_request(self, request: Request) -> Request | None:
-        if self.loopback_only and not is_loopback(
-            self.mirrors.to_mirror(request.url) or request.url
-        ):
-            raise IgnoreRequest(
-                f"refused {request.url}: {LOOPBACK_ONLY_ENV}=1 allows loopback only"
-            )
         if self.mirrors.is_mirror(request.url):
             return None  # already rewritten by us
         host = urlsplit(request.url).hostname or ""
         if not is_hkma_host(host):
             self.stats.inc_value("hkma/offsite_blocked")
-            raise IgnoreRequest(f"refused {request.url}: not an HKMA host")
+            raise IgnoreRequest(f"{request.url} is not an HKMA host")
+        if self.loopback_only and not is_loopback(self.mirrors.to_mirror(request.url) or ""):
+            raise IgnoreRequest(f"{request.url}: {LOOPBACK_ONLY_ENV}=1 allows loopback only")
         mirrored = self.mirrors.to_mirror(request.url)
         if mirrored is None:
             return None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pdfs import CIRCULAR, make_pdf
+
 from tracker.loopback import Override, ServedRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -94,3 +96,27 @@ class PressReleasesFake:
         records = self.records[offset : offset + size] if lang == "en" else []
         header = {"success": True, "err_code": "0000", "err_msg": "No error found"}
         return as_json({"header": header, "result": {"datasize": len(records), "records": records}})
+
+
+class DocumentsFake:
+    """Any document a listing links: a PDF for `.pdf` paths, a BRDR landing page (linking its
+    PDF) for `/doc-ldg/` pages, an HKMA-style HTML page otherwise. Texts follow the circular
+    structure of tests/pdfs.py and name the path, so each document has text of its own."""
+
+    def __call__(self, request: ServedRequest) -> Override:
+        path = request.path
+        if path.endswith(".pdf"):
+            body = make_pdf([f"Document {path}", *CIRCULAR])
+            return Override(body=body, content_type="application/pdf")
+        if "/doc-ldg/" in path:
+            doc_id = path.rstrip("/").rsplit("/", 1)[-1]
+            link = f"/eng/doc-ldg/docId/getPdf/{doc_id}/{doc_id}.pdf"
+            html = f'<html><body><div class="document-file-info"><a href="{link}">PDF</a></div>'
+            return Override(body=(html + "</body></html>").encode())
+        paragraphs = "".join(f"<p>{line}</p>" for line in CIRCULAR)
+        html = (
+            "<html><body><!--NO INDEX START--><nav>Menu</nav><!--NO INDEX END-->"
+            f'<div class="top-background-content"><h1>Page {path}</h1>{paragraphs}</div>'
+            "</body></html>"
+        )
+        return Override(body=html.encode())

@@ -60,6 +60,7 @@ class RecordedSite:
         self.validators = validators
         self.overrides: dict[str, Override] = {}
         self.handlers: dict[str, Handler] = {}
+        self.fallback: Handler | None = None  # answers what no file or handler does
         self.requests = 0
         self.bytes_sent = 0
         self.paths: list[str] = []
@@ -68,6 +69,10 @@ class RecordedSite:
         site = self
 
         class RequestHandler(BaseHTTPRequestHandler):
+            # Keep-alive, as HKMA's servers do: with HTTP/1.0 a client that reuses a
+            # connection can see it closed under a POST, which it may not resend.
+            protocol_version = "HTTP/1.1"
+
             def do_GET(self) -> None:
                 site._serve(self)
 
@@ -120,6 +125,8 @@ class RecordedSite:
         if request.path in self.overrides:
             return self.overrides[request.path]
         file = self._file_for(request.path)
+        if file is None and self.fallback is not None:
+            return self.fallback(request)
         if file is None:
             return Override(status=404, body=b"Not Found", content_type="text/plain")
         body = file.read_bytes()
@@ -167,5 +174,6 @@ class RecordedSite:
             if answer.stall_after is not None:
                 handler.wfile.flush()
                 time.sleep(answer.delay)  # a body that never finishes
+                handler.close_connection = True
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test): nothing to tell it

@@ -1,0 +1,62 @@
+"""One run over loopback fakes of every source at once: every document recorded with its text."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from conftest import DEMO_PAGE
+from fakes import BrdrFake, DocumentsFake, PressReleasesFake, load
+
+from tracker.config import load_config
+from tracker.exit_codes import ExitStatus
+from tracker.loopback import RecordedSite
+from tracker.run import run
+
+
+def test_every_source_and_every_linked_document(site, tmp_path, db_path):
+    site.fallback = DocumentsFake()
+    press = PressReleasesFake(load("press-releases.json"))
+    with RecordedSite(tmp_path) as brdr, RecordedSite(tmp_path) as api:
+        brdr.handlers[BrdrFake.path] = BrdrFake(load("brdr-records.json"))
+        brdr.fallback = DocumentsFake()
+        api.handlers[PressReleasesFake.path] = press
+        path = tmp_path / "all.toml"
+        path.write_text(
+            "[crawl]\ndownload_delay = 0\nretries = 0\n"
+            f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
+            "[documents]\nmax_per_run = 1000\n"
+            f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
+            encoding="utf-8",
+        )
+        mirrors = [
+            f"https://www.hkma.gov.hk={site.base_url}",
+            f"https://brdr.hkma.gov.hk={brdr.base_url}",
+            f"https://api.hkma.gov.hk={api.base_url}",
+        ]
+        report = run(load_config(path, mirrors), db_path, full_sweep=True)
+
+    assert report.exit_status == ExitStatus.OK
+    assert {p.source: (p.healthy, len(p.seen)) for p in report.plans} == {
+        "rss": (True, 49),
+        "pages": (True, 84),
+        "brdr": (True, 117),
+        "press_releases": (True, 260),
+    }
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute(
+            "SELECT id, url, fetch_status, fetch_reason, document_content FROM documents "
+            "WHERE json_extract(extra, '$.document_url') IS NOT NULL"
+        ).fetchall()
+    assert len(rows) == 47 + 83 + 117 + 260  # LegCo items and the page itself link nothing
+    # Real items that link www.info.gov.hk (press release, and its RSS twin) are not followed.
+    refused = [r for r in rows if r[2] != "ok"]
+    assert refused and all(url.startswith("https://www.info.gov.hk/") for _, url, *_ in refused)
+    assert all(r[2:4] == ("failed", f"refused: {r[1]} is not an HKMA host") for r in refused)
+    for doc, _, status, _, content in rows:
+        if status == "ok":
+            fields = json.loads(content)
+            assert fields["text"], doc
+            assert fields["references"] == ["B1/15C", "B9/29C"], doc
+            assert fields["effective_dates"][0]["date"] == "2026-03-01", doc
+    assert report.documents.counts == {"fetched": len(rows) - len(refused), "failed": len(refused)}
