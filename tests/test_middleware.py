@@ -48,6 +48,7 @@ def test_loopback_slot_has_no_delay_while_hkma_keeps_the_polite_default():
     assert settings["ROBOTSTXT_OBEY"] is True
     assert settings["TELNETCONSOLE_ENABLED"] is False
     assert settings["REMOTE_CONTROL_ENABLED"] is False
+    assert settings["DOWNLOAD_VERIFY_CERTIFICATES"] is True
 
 
 def test_a_remote_mirror_keeps_the_polite_delay():

@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
         "obey_robots_txt": True,
         "log_level": "WARNING",
         "process_timeout": 1800,
+        # A PEM file of extra CA certificates (for a server that sends an incomplete chain).
+        "ca_bundle": "",
     },
     "health": {
         # A listing that lost more than this share of its items since its last healthy run is
@@ -233,6 +235,9 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
     if merged["crawl"]["log_level"].upper() not in LOG_LEVELS:
         raise ConfigError(f"config file {origin}: crawl.log_level must be one of {LOG_LEVELS}")
     merged["crawl"]["log_level"] = merged["crawl"]["log_level"].upper()
+    bundle = merged["crawl"]["ca_bundle"]
+    if bundle and not Path(bundle).is_file():
+        raise ConfigError(f"config file {origin}: crawl.ca_bundle: no file {bundle}")
     for item in mirrors or []:
         origin_part, sep, base = item.partition("=")
         if not sep:

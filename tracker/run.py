@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -92,8 +93,14 @@ def crawl(
     timeout = config.crawl["process_timeout"]
     failure = None
     try:
+        env = dict(os.environ)
+        if config.crawl["ca_bundle"]:
+            env["SSL_CERT_FILE"] = config.crawl["ca_bundle"]
         completed = subprocess.run(
-            [sys.executable, "-m", "spiders.crawl", str(job_path)], timeout=timeout, check=False
+            [sys.executable, "-m", "spiders.crawl", str(job_path)],
+            timeout=timeout,
+            check=False,
+            env=env,
         )
         if completed.returncode != 0:
             failure = f"crawl process exited with status {completed.returncode}"
