@@ -78,6 +78,10 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
             '[documents]\nmax_per_run = "all"\n',
             "documents.max_per_run must be a non-negative number",
         ),
+        (
+            '[crawl]\nca_bundle = "/nonexistent/ca.pem"\n',
+            "crawl.ca_bundle: no file /nonexistent/ca.pem",
+        ),
         ("[crawl\n", "c.toml"),
     ],
 )
