@@ -30,22 +30,20 @@ def finish_run(db: sqlite_utils.Database, run_id: int, status: str, exit_code: i
     db.commit()
 
 
+# The columns a StoredDocument is made of, in the order `_stored_document` reads them.
+_STORED_COLUMNS = (
+    "id, listing, status, content_hash, title, url, date, text, extra, document_content"
+)
+
+
+def _stored_document(row: tuple[Any, ...]) -> StoredDocument:
+    snapshot = Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]), _load_json(row[9]))
+    return StoredDocument(row[0], row[1], row[2], row[3], snapshot)
+
+
 def load_stored(db: sqlite_utils.Database, source: str) -> dict[str, StoredDocument]:
-    rows = db.execute(
-        "SELECT id, listing, status, content_hash, title, url, date, text, extra, "
-        "document_content FROM documents WHERE source = ?",
-        [source],
-    )
-    return {
-        row[0]: StoredDocument(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]), _load_json(row[9])),
-        )
-        for row in rows
-    }
+    rows = db.execute(f"SELECT {_STORED_COLUMNS} FROM documents WHERE source = ?", [source])  # noqa: S608
+    return {row[0]: _stored_document(row) for row in rows}
 
 
 def _load_json(value: str | None) -> Any:
@@ -60,26 +58,15 @@ def fetch_candidates(db: sqlite_utils.Database, sources: list[str]) -> dict[str,
     """Active documents of `sources` that link a document, with their fetch state."""
     marks = ",".join("?" * len(sources))
     sql = (
-        "SELECT id, listing, status, content_hash, title, url, date, text, extra, "  # noqa: S608 - placeholders only
-        "document_content, source, fetch_url, fetch_status, fetch_reason, fetch_etag, "
-        "fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts FROM documents "
-        "WHERE status = 'active' AND json_extract(extra, '$.document_url') IS NOT NULL "
+        f"SELECT {_STORED_COLUMNS}, source, fetch_url, fetch_status, fetch_reason, "  # noqa: S608
+        "fetch_etag, fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts "
+        "FROM documents WHERE status = 'active' "
+        "AND json_extract(extra, '$.document_url') IS NOT NULL "
         f"AND source IN ({marks})"
     )
-    rows = db.execute(sql, sources)
     return {
-        row[0]: FetchCandidate(
-            StoredDocument(
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]), _load_json(row[9])),
-            ),
-            row[10],
-            FetchState(*row[11:19]),
-        )
-        for row in rows
+        row[0]: FetchCandidate(_stored_document(row), row[10], FetchState(*row[11:19]))
+        for row in db.execute(sql, sources)
     }
 
 
