@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -11,7 +13,16 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-SOURCE_NAMES = {"rss": "HKMA RSS feeds", "pages": "HKMA topic pages"}
+SOURCE_NAMES = {
+    "rss": "HKMA RSS feeds",
+    "pages": "HKMA topic pages",
+    "brdr": "Banking Regulatory Document Repository",
+    "press_releases": "HKMA press releases",
+}
+# A BRDR document's id, whichever BRDR page form links it (current/…, docId/…, getPdf/…).
+_BRDR_DOC_ID = re.compile(
+    r"brdr\.hkma\.gov\.hk/\w+/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-"
+)
 KIND_ORDER = {"new": 0, "changed": 1, "removed": 2}
 DIFF_PREVIEW_LINES = 12
 
@@ -35,6 +46,7 @@ class DigestEntry:
     fields: list[str]
     diff: str
     detected_at: str
+    also_in: tuple[str, ...] = ()  # other sources that reported the same publication
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -49,6 +61,16 @@ class DigestEntry:
             change["diff"],
             change["detected_at"],
         )
+
+    @property
+    def publication(self) -> str:
+        """What was published, whichever source saw it: a BRDR doc id, else the URL."""
+        match = _BRDR_DOC_ID.search(self.url)
+        return f"brdr:{match.group(1)}" if match else self.url
+
+    @property
+    def also_in_names(self) -> list[str]:
+        return [SOURCE_NAMES.get(s, s) for s in self.also_in]
 
     @property
     def href(self) -> str:
@@ -69,6 +91,26 @@ class Digest:
 
     created_at: datetime
     entries: list[DigestEntry]
+
+    @classmethod
+    def of_changes(cls, created_at: datetime, changes: list[dict[str, Any]]) -> Digest:
+        """A digest of change events. A publication that several sources announce as new (the
+        circulars feed, a topic page and BRDR; the press feed and the press API) is one entry
+        naming the other sources."""
+        entries: dict[tuple[str, str], DigestEntry] = {}
+        merged: list[DigestEntry] = []
+        for change in sorted(changes, key=lambda c: c["id"]):
+            entry = DigestEntry.from_change(change)
+            if entry.kind != "new":
+                merged.append(entry)
+                continue
+            first = entries.get(("new", entry.publication))
+            if first is None:
+                entries[("new", entry.publication)] = entry
+            elif entry.source != first.source and entry.source not in first.also_in:
+                also = dataclasses.replace(first, also_in=(*first.also_in, entry.source))
+                entries[("new", entry.publication)] = also
+        return cls(created_at, merged + list(entries.values()))
 
     def groups(self) -> list[tuple[str, list[DigestEntry]]]:
         """Entries by source, then new / changed / removed, newest first within a kind."""

@@ -86,3 +86,49 @@ def test_file_channel_writes_three_files(tmp_path):
         "digest-20261122T030000Z-1.txt",
     ]
     assert location.endswith(".html")
+
+
+def change(
+    change_id,
+    source,
+    url,
+    kind="new",
+    title="Joint Circular on the Cross-Sectoral Cyber Mapping Exercise",
+):
+    return {
+        "id": change_id,
+        "kind": kind,
+        "source": source,
+        "title": title,
+        "url": url,
+        "date": "2026-07-29",
+        "fields": [],
+        "diff": "",
+        "detected_at": "2026-11-22T03:00:00+00:00",
+    }
+
+
+def test_one_publication_announced_by_several_sources_is_one_entry():
+    press = "https://www.hkma.gov.hk/eng/news-and-media/press-releases/2026/07/20260731-4/"
+    digest = Digest.of_changes(
+        datetime(2026, 11, 22, tzinfo=UTC),
+        [
+            change(1, "rss", "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20260729-1-EN"),
+            change(2, "brdr", "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20260729-1-EN"),
+            change(3, "rss", press, title="International Reserves"),
+            change(4, "press_releases", press, title="International Reserves"),
+            change(
+                5,
+                "brdr",
+                "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20260729-1-EN",
+                kind="changed",
+            ),
+        ],
+    )
+    assert [(e.change_id, e.kind, e.also_in) for e in digest.entries] == [
+        (5, "changed", ()),
+        (1, "new", ("brdr",)),
+        (3, "new", ("press_releases",)),
+    ]
+    assert digest.subject == "HKMA tracker: 3 changes (2 new, 1 changed)"
+    assert "Also in: Banking Regulatory Document Repository" in digest.render_text()

@@ -16,7 +16,7 @@ from typing import Any
 import sqlite_utils
 
 from alerts.channels import Channel, FileChannel
-from alerts.digest import Digest, DigestEntry
+from alerts.digest import Digest
 from spiders.settings import settings_for
 from storage.db import open_db, utc_now, write_transaction
 from storage.history import (
@@ -245,7 +245,7 @@ def deliver_pending(db: sqlite_utils.Database, channel: Channel, report: RunRepo
     if not pending:
         logger.info("no changes to report")
         return
-    digest = Digest(datetime.now(UTC), [DigestEntry.from_change(c) for c in pending])
+    digest = Digest.of_changes(datetime.now(UTC), pending)
     try:
         report.digest = channel.deliver(digest)
     except Exception as error:
