@@ -19,8 +19,10 @@ _ADDRESSEE = re.compile(
     re.IGNORECASE,
 )
 # Supervisory Policy Manual module codes: "IC-6", "CR-G-7", "CA-B-3", "CRP-1".
-SPM_FAMILIES = "CA|CB|CG|CR|CRP|CS|DS|IB|IC|IR|LI|LM|MA|OR|RE|RR|SA|SB|TM|GS|FX|SR|CM|IP|MC|SP|VA"
-_SPM_CODE = re.compile(rf"\b((?:{SPM_FAMILIES})-(?:[A-Z]-)?\d{{1,2}})\b")
+SPM_FAMILIES = (
+    "CA|CB|CG|CR|CRP|CS|DS|IB|IC|IR|LI|LM|MA|OR|RE|RR|SA|SB|TB|TM|GS|FX|SR|CM|IP|MC|SP|VA"
+)
+SPM_CODE = re.compile(rf"\b((?:{SPM_FAMILIES})-(?:[A-Z]-)?\d{{1,2}})\b")
 # A sentence ends at . ! ? ; before a capital or an opening quote ("Ref.: B1/15C" does not).
 _SENTENCE_BREAK = re.compile(r"(?<=[.!?;])\s+(?=[A-Z“\"(])")
 _EFFECTIVE = re.compile(
@@ -69,7 +71,7 @@ def document_fields(text: str) -> dict[str, Any]:
         "addressees": _unique(
             ["All " + re.sub(r"\s+", " ", m.group(1)).lower() for m in _ADDRESSEE.finditer(text)]
         ),
-        "spm_codes": _unique(_SPM_CODE.findall(text)),
+        "spm_codes": _unique(SPM_CODE.findall(text)),
         "effective_dates": effective[:MAX_MENTIONS],
         "supersession_mentions": [s[:MAX_SENTENCE] for s in sentences if _SUPERSEDE.search(s)][
             :MAX_MENTIONS

@@ -1,0 +1,205 @@
+"""Tags by function, product and entity type, with the evidence for each: a pure function of a
+document and a taxonomy (tracker/taxonomy.toml, overridable with `[tagging] taxonomy`)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tracker.extract import SPM_CODE
+
+DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
+KINDS = ("functions", "products", "entity_types")
+RULE_KEYS = {
+    "strong",
+    "weak",
+    "patterns",
+    "brdr_topics",
+    "spm_prefixes",
+    "sources",
+    "feeds",
+    "pages",
+    "addressees",
+}
+_CJK = re.compile(r"[\u3000-\u9fff\uf900-\ufaff]")
+
+
+class TaxonomyError(ValueError):
+    """The taxonomy file is unusable; the message names the file, tag and key."""
+
+
+@dataclass(frozen=True)
+class Term:
+    label: str  # how evidence names it
+    regex: re.Pattern[str]
+
+
+def _term(text: str) -> Term:
+    if _CJK.search(text):  # Chinese has no word boundaries to respect
+        return Term(text, re.compile(re.escape(text)))
+    return Term(text, re.compile(rf"(?<![\w]){re.escape(text)}(?![\w])", re.IGNORECASE))
+
+
+@dataclass(frozen=True)
+class TagRule:
+    kind: str
+    name: str
+    strong: tuple[Term, ...]
+    weak: tuple[Term, ...]
+    brdr_topics: frozenset[str]
+    spm_prefixes: frozenset[str]
+    sources: frozenset[str]
+    feeds: frozenset[str]
+    pages: tuple[str, ...]
+    addressees: frozenset[str]
+
+
+@dataclass(frozen=True)
+class Taxonomy:
+    version: str
+    threshold: float
+    max_mentions: int
+    weights: dict[str, float]
+    rules: tuple[TagRule, ...]
+
+    def names(self, kind: str) -> list[str]:
+        return [r.name for r in self.rules if r.kind == kind]
+
+
+def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
+    """Read and check a taxonomy file (the shipped one by default)."""
+    path = Path(path or DEFAULT_TAXONOMY)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise TaxonomyError(f"taxonomy {path}: {error}") from error
+    unknown = set(data) - {"version", "threshold", "max_mentions", "weights", *KINDS}
+    if unknown:
+        raise TaxonomyError(f"taxonomy {path}: unknown key {sorted(unknown)[0]!r}")
+    weights = {"title": 3.0, "text": 1.0, "weak_title": 1.5, "weak_text": 0.5, "metadata": 3.0}
+    weights.update(data.get("weights", {}))
+    rules = []
+    for kind in KINDS:
+        for name, spec in data.get(kind, {}).items():
+            where = f"taxonomy {path}: {kind}.{name!r}"
+            if not isinstance(spec, dict):
+                raise TaxonomyError(f"{where} must be a table")
+            if bad := set(spec) - RULE_KEYS:
+                raise TaxonomyError(f"{where}: unknown key {sorted(bad)[0]!r}")
+            try:
+                patterns = tuple(Term(p, re.compile(p)) for p in spec.get("patterns", []))
+            except re.error as error:
+                raise TaxonomyError(f"{where}: bad pattern: {error}") from error
+            rules.append(
+                TagRule(
+                    kind=kind,
+                    name=name,
+                    strong=tuple(_term(t) for t in spec.get("strong", [])) + patterns,
+                    weak=tuple(_term(t) for t in spec.get("weak", [])),
+                    brdr_topics=frozenset(t.lower() for t in spec.get("brdr_topics", [])),
+                    spm_prefixes=frozenset(spec.get("spm_prefixes", [])),
+                    sources=frozenset(spec.get("sources", [])),
+                    feeds=frozenset(spec.get("feeds", [])),
+                    pages=tuple(spec.get("pages", [])),
+                    addressees=frozenset(a.lower() for a in spec.get("addressees", [])),
+                )
+            )
+    return Taxonomy(
+        version=str(data.get("version", "unversioned")),
+        threshold=float(data.get("threshold", 3.0)),
+        max_mentions=int(data.get("max_mentions", 3)),
+        weights=weights,
+        rules=tuple(rules),
+    )
+
+
+@dataclass(frozen=True)
+class Taggable:
+    """What the tagger reads of a document."""
+
+    title: str
+    text: str = ""
+    source: str = ""
+    url: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+    document: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, source: str, snapshot: Any) -> Taggable:
+        """From a stored or crawled Snapshot (title, text, extra, document)."""
+        return cls(
+            snapshot.title, snapshot.text, source, snapshot.url, snapshot.extra, snapshot.document
+        )
+
+
+def _metadata_evidence(rule: TagRule, doc: Taggable) -> list[str]:
+    found = []
+    extra, document = doc.extra, doc.document or {}
+    if doc.source in rule.sources:
+        found.append(f"source {doc.source}")
+    if extra.get("feed") in rule.feeds:
+        found.append(f"feed {extra['feed']}")
+    page = str(extra.get("page") or (doc.url if extra.get("kind") == "topic-page" else ""))
+    found += [f"listed on topic page {p}" for p in rule.pages if p in page]
+    found += [f"BRDR topic {t}" for t in extra.get("topics", []) if t.lower() in rule.brdr_topics]
+    codes = [
+        extra.get("spm_code") or "",
+        *SPM_CODE.findall(doc.title),
+        *document.get("spm_codes", []),
+    ]
+    found += [
+        f"SPM module {code}"
+        for code in dict.fromkeys(codes)
+        if code and code.split("-", 1)[0] in rule.spm_prefixes
+    ]
+    found += [
+        f"addressed to {a}" for a in document.get("addressees", []) if a.lower() in rule.addressees
+    ]
+    return found
+
+
+def _score(rule: TagRule, doc: Taggable, body: str, taxonomy: Taxonomy) -> tuple[float, list]:
+    weights, evidence = taxonomy.weights, []
+    for terms, title_weight, text_weight, strength in (
+        (rule.strong, weights["title"], weights["text"], "strong"),
+        (rule.weak, weights["weak_title"], weights["weak_text"], "weak"),
+    ):
+        for term in terms:
+            if term.regex.search(doc.title):
+                evidence.append(
+                    {"rule": f"{strength} {term.label!r}", "where": "title", "weight": title_weight}
+                )
+            elif body:
+                mentions = min(len(term.regex.findall(body)), taxonomy.max_mentions)
+                if mentions:
+                    evidence.append(
+                        {
+                            "rule": f"{strength} {term.label!r} ×{mentions}",
+                            "where": "text",
+                            "weight": text_weight * mentions,
+                        }
+                    )
+    for found in _metadata_evidence(rule, doc):
+        evidence.append({"rule": found, "where": "metadata", "weight": weights["metadata"]})
+    return sum(e["weight"] for e in evidence), evidence
+
+
+def tag(doc: Taggable, taxonomy: Taxonomy) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """kind -> tag -> evidence (the rules that matched, where, with what weight).
+
+    Only tags whose evidence weighs at least the taxonomy's threshold are returned.
+    """
+    body = " ".join(filter(None, [doc.text, (doc.document or {}).get("text", "")]))
+    result: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {} for kind in KINDS}
+    for rule in taxonomy.rules:
+        score, evidence = _score(rule, doc, body, taxonomy)
+        if score >= taxonomy.threshold:
+            result[rule.kind][rule.name] = evidence
+    return result
+
+
+def tag_names(tags: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
+    return {kind: sorted(tags.get(kind, {})) for kind in KINDS}
