@@ -161,8 +161,14 @@ def _metadata_evidence(rule: TagRule, doc: Taggable) -> list[str]:
     return found
 
 
-def _score(rule: TagRule, doc: Taggable, body: str, taxonomy: Taxonomy) -> tuple[float, list]:
-    weights, evidence = taxonomy.weights, []
+Evidence = dict[str, Any]  # {"rule": ..., "where": title|text|metadata, "weight": ...}
+
+
+def _score(
+    rule: TagRule, doc: Taggable, body: str, taxonomy: Taxonomy
+) -> tuple[float, list[Evidence]]:
+    weights = taxonomy.weights
+    evidence: list[Evidence] = []
     for terms, title_weight, text_weight, strength in (
         (rule.strong, weights["title"], weights["text"], "strong"),
         (rule.weak, weights["weak_title"], weights["weak_text"], "weak"),
