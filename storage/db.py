@@ -192,3 +192,37 @@ def m002_document_content(db: sqlite_utils.Database) -> None:
         ALTER TABLE versions ADD COLUMN document_content TEXT;
         """,
     )
+
+
+@migrations()
+def m003_tags(db: sqlite_utils.Database) -> None:
+    """Tags per document version (with the taxonomy version that made them), current tags."""
+    _execute_script(
+        db,
+        """
+        CREATE TABLE tags (
+            version_id INTEGER NOT NULL REFERENCES versions(id),
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            taxonomy_version TEXT NOT NULL,
+            kind TEXT NOT NULL,             -- functions, products, entity_types
+            tag TEXT NOT NULL,
+            evidence TEXT NOT NULL,         -- JSON list: rule, where, weight
+            PRIMARY KEY (version_id, kind, tag)
+        );
+        CREATE INDEX tags_document ON tags(document_id);
+        CREATE INDEX tags_tag ON tags(kind, tag);
+        ALTER TABLE documents ADD COLUMN functions TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE documents ADD COLUMN products TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE documents ADD COLUMN entity_types TEXT NOT NULL DEFAULT '[]';
+        ALTER TABLE documents ADD COLUMN taxonomy_version TEXT;
+        CREATE TABLE tag_changes (
+            id INTEGER PRIMARY KEY,
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            changed_at TEXT NOT NULL,
+            taxonomy_from TEXT,
+            taxonomy_to TEXT NOT NULL,
+            added TEXT NOT NULL,            -- JSON: {kind: [tags]}
+            removed TEXT NOT NULL
+        );
+        """,
+    )

@@ -9,8 +9,10 @@ from typing import Any
 import sqlite_utils
 
 from storage.db import utc_now
+from storage.tags import store_tags
 from tracker.detect import ChangeEvent, Snapshot, SourcePlan, StoredDocument
 from tracker.documents import DocumentPlan, FetchCandidate, FetchState
+from tracker.tagging import Taxonomy
 
 
 def start_run(db: sqlite_utils.Database, command: str) -> int:
@@ -75,6 +77,7 @@ def apply_document_plan(
     plan: DocumentPlan,
     run_id: int,
     candidates: dict[str, FetchCandidate],
+    taxonomy: Taxonomy,
 ) -> None:
     """Write fetch results. Call inside `write_transaction`."""
     now = utc_now()
@@ -86,7 +89,9 @@ def apply_document_plan(
         if doc_id in changed:
             columns["last_changed_at"] = now
         db.table("documents").update(doc_id, columns)
-    record_versions(db, plan.versions, run_id, now)
+    record_versions(
+        db, [(e, candidates[e.document_id].source) for e in plan.versions], run_id, now, taxonomy
+    )
     db.table("changes").insert_all(
         (_change_row(e, candidates[e.document_id].source, run_id, now) for e in plan.events),
         batch_size=1000,
@@ -130,6 +135,7 @@ def apply_plan(
     plan: SourcePlan,
     run_id: int,
     result: dict[str, Any],
+    taxonomy: Taxonomy,
 ) -> None:
     """Write one source's plan. Call inside `write_transaction`: all of it lands or none."""
     now = utc_now()
@@ -169,7 +175,8 @@ def apply_plan(
         marks = ",".join("?" * len(chunk))
         db.execute(f"UPDATE documents SET last_seen_at = ? WHERE id IN ({marks})", [now, *chunk])  # noqa: S608
 
-    record_versions(db, [e for e in plan.events if e.kind != "removed"], run_id, now)
+    kept = [(e, plan.source) for e in plan.events if e.kind != "removed"]
+    record_versions(db, kept, run_id, now, taxonomy)
     db.table("changes").insert_all(
         (_change_row(e, plan.source, run_id, now) for e in plan.events), batch_size=1000
     )
@@ -195,27 +202,34 @@ def apply_plan(
 
 
 def record_versions(
-    db: sqlite_utils.Database, events: list[ChangeEvent], run_id: int, now: str
+    db: sqlite_utils.Database,
+    events: list[tuple[ChangeEvent, str]],
+    run_id: int,
+    now: str,
+    taxonomy: Taxonomy,
 ) -> None:
-    """Append the snapshots of `events` to the versions table."""
-    db.table("versions").insert_all(
-        (
+    """Append the snapshots of (event, source) pairs to the versions table, tagged."""
+    versions = db.table("versions")
+    tagged = []
+    for event, source in events:
+        snap = event.snapshot
+        version_id = versions.insert(
             {
-                "document_id": e.document_id,
+                "document_id": event.document_id,
                 "run_id": run_id,
                 "fetched_at": now,
-                "content_hash": e.snapshot.content_hash(),
-                "title": e.snapshot.title,
-                "url": e.snapshot.url,
-                "date": e.snapshot.date,
-                "text": e.snapshot.text,
-                "extra": _dump_json(e.snapshot.extra),
-                "document_content": _dump_json(e.snapshot.document),
+                "content_hash": snap.content_hash(),
+                "title": snap.title,
+                "url": snap.url,
+                "date": snap.date,
+                "text": snap.text,
+                "extra": _dump_json(snap.extra),
+                "document_content": _dump_json(snap.document),
             }
-            for e in events
-        ),
-        batch_size=1000,
-    )
+        ).last_rowid
+        assert version_id is not None
+        tagged.append((version_id, event.document_id, source, snap))
+    store_tags(db, tagged, taxonomy)
 
 
 def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:

@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from spiders.normalize import is_hkma_host
+from tracker.tagging import Taxonomy, TaxonomyError, load_taxonomy
 
 CONFIG_ENV = "HKMA_TRACKER_CONFIG"
 DB_ENV = "HKMA_TRACKER_DB"
@@ -98,6 +99,10 @@ DEFAULTS: dict[str, Any] = {
         # Where a server gave ETag/Last-Modified, re-check unchanged-looking documents this often.
         "revalidate_after_days": 7.0,
     },
+    "tagging": {
+        # A taxonomy file of your own; empty: the one shipped (tracker/taxonomy.toml).
+        "taxonomy": "",
+    },
     "digest": {"folder": "digests"},
     "mirror": {},
 }
@@ -117,9 +122,17 @@ class Config:
     health: dict[str, Any]
     sources: dict[str, dict[str, Any]]
     documents: dict[str, Any]
+    tagging: dict[str, Any]
     digest_folder: Path
     mirrors: dict[str, str]
     origin: str = "built-in defaults"
+
+    def taxonomy(self) -> Taxonomy:
+        """The taxonomy in force (ConfigError naming the file if it is unusable)."""
+        try:
+            return load_taxonomy(self.tagging["taxonomy"] or None)
+        except TaxonomyError as error:
+            raise ConfigError(f"tagging.taxonomy: {error}") from None
 
     def enabled_sources(self) -> list[str]:
         return [name for name, spec in self.sources.items() if spec["enabled"]]
@@ -249,6 +262,7 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
         health=merged["health"],
         sources=merged["sources"],
         documents=merged["documents"],
+        tagging=merged["tagging"],
         digest_folder=Path(merged["digest"]["folder"]),
         mirrors=merged["mirror"],
         origin=origin,

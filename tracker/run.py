@@ -36,6 +36,7 @@ from tracker.detect import ChangeEvent, SourcePlan, plan_source
 from tracker.document_text import extract_pdf_text
 from tracker.documents import DocumentPlan, plan_documents, select_fetches
 from tracker.exit_codes import ExitStatus
+from tracker.tagging import Taxonomy
 
 logger = logging.getLogger(__name__)
 
@@ -131,14 +132,15 @@ def run(
     A dry run stores nothing (no run row, no documents, no events) and fetches no documents.
     """
     selected = select_sources(config, sources)
+    taxonomy = config.taxonomy()
     db = open_db(db_path)
     try:
         command = "run" if alerts else "crawl"
         report = RunReport(None if dry_run else start_run(db, command))
         try:
-            _crawl_and_record(config, db, selected, report, full_sweep)
+            _crawl_and_record(config, db, selected, report, full_sweep, taxonomy)
             if report.run_id is not None and config.documents["enabled"]:
-                _fetch_documents(config, db, selected, report)
+                _fetch_documents(config, db, selected, report, taxonomy)
             if alerts and report.run_id is not None:
                 deliver_pending(db, channel or FileChannel(config.digest_folder), report)
         except BaseException:
@@ -172,6 +174,7 @@ def _crawl_and_record(
     selected: list[str],
     report: RunReport,
     full_sweep: bool,
+    taxonomy: Taxonomy,
 ) -> None:
     spiders = {
         name: {
@@ -194,12 +197,16 @@ def _crawl_and_record(
         report.plans.append(plan)
         if report.run_id is not None:
             with write_transaction(db):
-                apply_plan(db, plan, report.run_id, results[source] or {})
+                apply_plan(db, plan, report.run_id, results[source] or {}, taxonomy)
         _log_source(plan)
 
 
 def _fetch_documents(
-    config: Config, db: sqlite_utils.Database, sources: list[str], report: RunReport
+    config: Config,
+    db: sqlite_utils.Database,
+    sources: list[str],
+    report: RunReport,
+    taxonomy: Taxonomy,
 ) -> None:
     """Fetch the linked documents that are due, extract their text, record what changed."""
     assert report.run_id is not None
@@ -232,7 +239,7 @@ def _fetch_documents(
     plan = plan_documents(candidates, fetched, pdf_texts, utc_now())
     report.documents = plan
     with write_transaction(db):
-        apply_document_plan(db, plan, report.run_id, candidates)
+        apply_document_plan(db, plan, report.run_id, candidates, taxonomy)
     missing = len(requests) - len(fetched)
     if missing:  # the crawl died part way: those stay due and are fetched next run
         logger.error("documents: %d of %d fetches gave no result", missing, len(requests))
