@@ -226,3 +226,15 @@ def m003_tags(db: sqlite_utils.Database) -> None:
         );
         """,
     )
+
+
+@migrations()
+def m004_change_significance(db: sqlite_utils.Database) -> None:
+    """Substantive or cosmetic, and why, for each change event."""
+    _execute_script(
+        db,
+        """
+        ALTER TABLE changes ADD COLUMN significance TEXT NOT NULL DEFAULT 'substantive';
+        ALTER TABLE changes ADD COLUMN significance_reason TEXT NOT NULL DEFAULT '';
+        """,
+    )

@@ -12,7 +12,7 @@ from storage.db import utc_now
 from storage.tags import store_tags
 from tracker.detect import ChangeEvent, Snapshot, SourcePlan, StoredDocument
 from tracker.documents import DocumentPlan, FetchCandidate, FetchState
-from tracker.tagging import Taxonomy
+from tracker.tagging import KINDS, Taxonomy
 
 
 def start_run(db: sqlite_utils.Database, command: str) -> int:
@@ -246,6 +246,8 @@ def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:
         "detected_at": now,
         "baseline": int(event.baseline),
         "digest_id": None,
+        "significance": event.significance,
+        "significance_reason": event.significance_reason,
     }
 
 
@@ -290,6 +292,9 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     record = dict(row)
     record["fields"] = json.loads(record["fields"])
     record["baseline"] = bool(record["baseline"])
+    for kind in KINDS:
+        if kind in record:
+            record[kind] = json.loads(record[kind])
     return record
 
 
@@ -300,23 +305,38 @@ def list_changes(
     kinds: Iterable[str] = (),
     limit: int | None = None,
     pending_digest: bool = False,
+    include_cosmetic: bool = True,
+    tags: dict[str, list[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Change events, newest first, optionally filtered."""
+    """Change events, newest first, with their documents' current tags; optionally filtered
+    (`tags`: kind -> tags, any of which the document must carry)."""
     where: list[str] = []
     params: list[str | int] = []
+    if not include_cosmetic or pending_digest:
+        where.append("c.significance = 'substantive'")
+    for kind, wanted in (tags or {}).items():
+        if wanted and kind in KINDS:
+            where.append(
+                f"EXISTS (SELECT 1 FROM json_each(d.{kind}) t "  # noqa: S608 - kind is one of KINDS
+                f"WHERE t.value IN ({','.join('?' * len(wanted))}))"
+            )
+            params.extend(wanted)
     if since:
-        where.append("detected_at >= ?")
+        where.append("c.detected_at >= ?")
         params.append(since)
-    for column, values in (("source", list(sources)), ("kind", list(kinds))):
+    for column, values in (("c.source", list(sources)), ("c.kind", list(kinds))):
         if values:
             where.append(f"{column} IN ({','.join('?' * len(values))})")
             params.extend(values)
     if pending_digest:
-        where.append("digest_id IS NULL AND baseline = 0")
-    sql = "SELECT * FROM changes"
+        where.append("c.digest_id IS NULL AND c.baseline = 0")
+    sql = (
+        "SELECT c.*, d.functions, d.products, d.entity_types "
+        "FROM changes c JOIN documents d ON d.id = c.document_id"
+    )
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY id DESC"
+    sql += " ORDER BY c.id DESC"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)

@@ -59,6 +59,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m001_initial",
         "m002_document_content",
         "m003_tags",
+        "m004_change_significance",
     ]
     assert {
         "runs",

@@ -79,6 +79,8 @@ class ChangeEvent:
     fields: list[str]
     diff: str
     baseline: bool = False
+    significance: str = "substantive"  # or "cosmetic" (changed events only)
+    significance_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,62 @@ def describe_change(old: Snapshot, new: Snapshot, fields: list[str]) -> str:
             )
         )
     return "\n".join(parts)
+
+
+# Fields whose every change matters, however small.
+SUBSTANTIVE_FIELDS = (
+    "date",
+    "extra.version",
+    "extra.status",
+    "extra.supersession_date",
+    "document.effective_dates",
+    "document.addressees",
+    "document.references",
+)
+_BRDR_PAGE_FORM = re.compile(r"/doc-ldg/(?:current|docId)/")
+
+
+def _gist(value: Any) -> str:
+    """A value without case, whitespace, punctuation or formatting: what the words say."""
+    text = (
+        value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, sort_keys=True)
+    )
+    return re.sub(r"[\W_]+", "", text.casefold())
+
+
+def _equivalent_url(url: str) -> str:
+    url = _BRDR_PAGE_FORM.sub("/doc-ldg/", url.casefold())
+    return url.replace("http://", "https://").rstrip("/")
+
+
+def classify_change(old: Snapshot, new: Snapshot, fields: list[str]) -> tuple[str, str]:
+    """("substantive" | "cosmetic", why). Cosmetic: only case, whitespace, punctuation or
+    formatting moved, or a link moved to an equivalent URL."""
+    before, after = old.fields(), new.fields()
+    for name in fields:
+        if name in SUBSTANTIVE_FIELDS:
+            return "substantive", f"{name} changed"
+        if name == "url" or name.endswith("_url"):
+            if _equivalent_url(str(before.get(name))) != _equivalent_url(str(after.get(name))):
+                return "substantive", f"{name} points elsewhere"
+        elif _gist(before.get(name)) != _gist(after.get(name)):
+            return "substantive", f"{name}: wording changed"
+    return "cosmetic", "only case, whitespace, punctuation, formatting or equivalent links moved"
+
+
+def changed_event(doc_id: str, old: Snapshot, new: Snapshot) -> ChangeEvent:
+    """A 'changed' event naming the fields, with a readable diff and its significance."""
+    fields = changed_fields(old, new)
+    significance, why = classify_change(old, new, fields)
+    return ChangeEvent(
+        doc_id,
+        "changed",
+        new,
+        fields,
+        describe_change(old, new, fields),
+        significance=significance,
+        significance_reason=why,
+    )
 
 
 def judge_listing(
@@ -226,9 +284,7 @@ def plan_source(
             baseline = old is None and item["listing"] in never_healthy
             plan.events.append(ChangeEvent(doc_id, "new", snapshot, fields, diff, baseline))
         elif old.content_hash != snapshot.content_hash():
-            fields = changed_fields(old.snapshot, snapshot)
-            diff = describe_change(old.snapshot, snapshot, fields)
-            plan.events.append(ChangeEvent(doc_id, "changed", snapshot, fields, diff))
+            plan.events.append(changed_event(doc_id, old.snapshot, snapshot))
         elif old.snapshot.listing_hash() != snapshot.listing_hash():
             plan.refreshed.add(doc_id)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from tracker.detect import ChangeEvent, StoredDocument, changed_fields, describe_change
+from tracker.detect import ChangeEvent, StoredDocument, changed_event
 from tracker.document_text import PdfText
 from tracker.extract import document_fields
 
@@ -131,14 +131,7 @@ def plan_documents(
             content = {"format": result["format"], "text": text, **document_fields(text)}
             snapshot = dataclasses.replace(doc.snapshot, document=content)
             if snapshot.content_hash() != doc.content_hash:
-                fields = changed_fields(doc.snapshot, snapshot)
-                event = ChangeEvent(
-                    doc.id,
-                    "changed",
-                    snapshot,
-                    fields,
-                    describe_change(doc.snapshot, snapshot, fields),
-                )
+                event = changed_event(doc.id, doc.snapshot, snapshot)
                 plan.versions.append(event)
                 update.update(document_content=content, content_hash=snapshot.content_hash())
                 if doc.snapshot.document is not None:
