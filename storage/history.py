@@ -376,13 +376,22 @@ def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, A
     versions = list(
         db.query("SELECT * FROM versions WHERE document_id = ? ORDER BY id", [document_id])
     )
+    tags: dict[int, dict[str, list[str]]] = {}
+    for row in db.query(
+        "SELECT version_id, kind, tag FROM tags WHERE document_id = ? ORDER BY tag", [document_id]
+    ):
+        tags.setdefault(row["version_id"], {}).setdefault(row["kind"], []).append(row["tag"])
     for version in versions:
         version["extra"] = json.loads(version["extra"])
         version["document_content"] = _load_json(version["document_content"])
+        for kind in KINDS:
+            version[kind] = tags.get(version["id"], {}).get(kind, [])
     changes = [
         change_record(row)
         for row in db.query(
-            "SELECT * FROM changes WHERE document_id = ? ORDER BY id", [document_id]
+            "SELECT c.*, d.functions, d.products, d.entity_types FROM changes c "
+            "JOIN documents d ON d.id = c.document_id WHERE c.document_id = ? ORDER BY c.id",
+            [document_id],
         )
     ]
     return {"versions": versions, "changes": changes}

@@ -5,6 +5,7 @@ Data goes to stdout (`--json`: one object per line); logs go to stderr.
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import sys
@@ -18,13 +19,15 @@ from typing import Any, NoReturn
 import click
 import sqlite_utils
 
-from storage.db import open_readonly
+from storage.db import open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, source_status
+from storage.tags import retag
 from tracker import __version__
 from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
 from tracker.detect import Snapshot, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.run import RunReport, UnknownSourceError, run
+from tracker.tagging import KINDS, Taggable, tag
 
 logger = logging.getLogger("hkma-tracker")
 
@@ -52,9 +55,11 @@ class Context:
 
     def config(self, mirrors: tuple[str, ...] = ()) -> Config:
         try:
-            return load_config(self.config_path, list(mirrors))
+            config = load_config(self.config_path, list(mirrors))
+            config.taxonomy()  # a broken taxonomy file is a config error, found early
         except ConfigError as error:
             raise UsageProblem(str(error)) from None
+        return config
 
     def readonly_db(self) -> sqlite_utils.Database:
         try:
@@ -237,40 +242,179 @@ def crawl(obj: Context, **options: Any) -> None:
     _run(obj, alerts=False, **options)
 
 
-@cli.command()
-@click.option("--since", help="Only events detected on or after this ISO date or time.")
-@source_option
-@click.option("--kind", "kinds", multiple=True, type=click.Choice(["new", "changed", "removed"]))
-@click.option("--limit", type=click.IntRange(min=1), help="At most N events.")
-@json_option
-@click.pass_obj
-def changes(
-    obj: Context,
-    since: str | None,
-    sources: tuple[str, ...],
-    kinds: tuple[str, ...],
-    limit: int | None,
-    as_json: bool,
-) -> None:
-    """List change events, newest first.
-
-    Example: hkma-tracker changes --since 2026-01-01 --kind changed --json
-    """
+def _check_since(since: str | None) -> None:
     if since:
         try:
             datetime.fromisoformat(since)
         except ValueError:
             raise UsageProblem(f"--since {since!r}: expected an ISO date like 2026-01-31") from None
-    db = obj.readonly_db()
-    for change in list_changes(db, since, sources, kinds, limit):
+
+
+def change_filters(command: Callable[..., None]) -> Callable[..., None]:
+    """The filters `changes` and `export` share."""
+    options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
+        click.option("--since", help="Only events detected on or after this ISO date or time."),
+        source_option,
+        click.option(
+            "--kind", "kinds", multiple=True, type=click.Choice(["new", "changed", "removed"])
+        ),
+        click.option("--function", "functions", multiple=True, help="Tagged with this function."),
+        click.option("--product", "products", multiple=True, help="Tagged with this product."),
+        click.option(
+            "--entity-type", "entity_types", multiple=True, help="Tagged with this entity type."
+        ),
+        click.option(
+            "--include-cosmetic",
+            is_flag=True,
+            help="Also changes of case, spacing, punctuation or to an equivalent link.",
+        ),
+        click.option("--limit", type=click.IntRange(min=1), help="At most N events."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _select_changes(obj: Context, **filters: Any) -> list[dict[str, Any]]:
+    _check_since(filters["since"])
+    return list_changes(
+        obj.readonly_db(),
+        filters["since"],
+        filters["sources"],
+        filters["kinds"],
+        filters["limit"],
+        include_cosmetic=filters["include_cosmetic"],
+        tags={kind: list(filters[kind]) for kind in KINDS},
+    )
+
+
+@cli.command()
+@change_filters
+@json_option
+@click.pass_obj
+def changes(obj: Context, as_json: bool, **filters: Any) -> None:
+    """List change events, newest first, with their documents' tags. Cosmetic changes
+    (case, spacing, punctuation, equivalent links) only with --include-cosmetic.
+
+    Example: hkma-tracker changes --since 2026-01-01 --function AML/CFT --json
+    """
+    for change in _select_changes(obj, **filters):
         if as_json:
             emit(change)
         else:
             fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
+            tags = ", ".join(change["functions"] + change["products"])
             click.echo(
                 f"{change['id']:>6} {change['detected_at']} {change['kind']:8} "
                 f"{change['source']:6} {change['title']}{fields}\n       {change['document_id']}"
+                + (f"\n       tags: {tags}" if tags else "")
             )
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "detected_at",
+    "kind",
+    "significance",
+    "source",
+    "document_id",
+    "title",
+    "url",
+    "date",
+    "fields",
+    "functions",
+    "products",
+    "entity_types",
+)
+
+
+@cli.command()
+@change_filters
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.pass_obj
+def export(obj: Context, fmt: str, **filters: Any) -> None:
+    """Export change events with their tags to stdout: CSV (lists joined with "; ") or JSON
+    (one object per line).
+
+    Example: hkma-tracker export --format csv --since 2026-01-01 --product "Wealth Mgt" > wealth.csv
+    """
+    rows = _select_changes(obj, **filters)
+    if fmt == "json":
+        for row in rows:
+            emit({column: row[column] for column in EXPORT_COLUMNS})
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            "; ".join(row[c]) if isinstance(row[c], list) else row[c] for c in EXPORT_COLUMNS
+        )
+
+
+@cli.command("tag")
+@click.option("--title", required=True, help="The title to tag.")
+@click.option(
+    "--text-file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A file with the document's text.",
+)
+@click.option("--source", default="", help="Tag as from this source (rss, pages, brdr, ...).")
+@click.option("--feed", default="", help="Tag as from this RSS feed (circulars, ...).")
+@json_option
+@click.pass_obj
+def tag_command(
+    obj: Context, title: str, text_file: Path | None, source: str, feed: str, as_json: bool
+) -> None:
+    """Show the tags the taxonomy gives a text, with the evidence for each: for taxonomy
+    authors testing a rule.
+
+    Example: hkma-tracker tag --title "Guidance on combating high-end money laundering"
+    """
+    text = text_file.read_text(encoding="utf-8") if text_file else ""
+    taxonomy = obj.config().taxonomy()
+    extra = {"feed": feed} if feed else {}
+    tags = tag(Taggable(title, text, source, extra=extra), taxonomy)
+    if as_json:
+        emit({"taxonomy_version": taxonomy.version, **tags})
+        return
+    for kind, found in tags.items():
+        for name, evidence in found.items():
+            weight = sum(e["weight"] for e in evidence)
+            click.echo(
+                f"{kind[:-1] if kind != 'entity_types' else 'entity type'}: {name} ({weight:g})"
+            )
+            for item in evidence:
+                click.echo(f"    {item['weight']:>4g}  {item['where']:8} {item['rule']}")
+    if not any(tags.values()):
+        click.echo(f"no tags (threshold {taxonomy.threshold:g})")
+
+
+@cli.command("retag")
+@json_option
+@click.pass_obj
+def retag_command(obj: Context, as_json: bool) -> None:
+    """Tag the whole history again with the taxonomy in force; record which documents' tags
+    moved (table tag_changes).
+
+    Example: hkma-tracker --config my.toml retag
+    """
+    taxonomy = obj.config().taxonomy()
+    db = open_db(obj.db_path)
+    try:
+        with write_transaction(db):
+            summary = retag(db, taxonomy)
+    finally:
+        db.close()
+    if as_json:
+        emit(summary)
+    else:
+        click.echo(
+            f"taxonomy {summary['taxonomy_version']}: {summary['versions']} versions of "
+            f"{summary['documents']} documents tagged; {summary['documents_with_new_tags']} "
+            "documents' tags changed"
+        )
 
 
 def _document_or_fail(db: Any, ref: str) -> dict[str, Any]:
