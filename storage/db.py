@@ -238,3 +238,77 @@ def m004_change_significance(db: sqlite_utils.Database) -> None:
         ALTER TABLE changes ADD COLUMN significance_reason TEXT NOT NULL DEFAULT '';
         """,
     )
+
+
+@migrations()
+def m005_search_and_views(db: sqlite_utils.Database) -> None:
+    """Full-text search over titles and texts, and the views analysts start from."""
+    _execute_script(
+        db,
+        """
+        CREATE VIRTUAL TABLE documents_fts USING fts5(
+            document_id UNINDEXED, title, body, tokenize = 'unicode61 remove_diacritics 2'
+        );
+        INSERT INTO documents_fts (rowid, document_id, title, body)
+            SELECT rowid, id, title,
+                   text || ' ' || coalesce(json_extract(document_content, '$.text'), '')
+            FROM documents;
+        CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN
+            INSERT INTO documents_fts (rowid, document_id, title, body) VALUES (
+                new.rowid, new.id, new.title,
+                new.text || ' ' || coalesce(json_extract(new.document_content, '$.text'), ''));
+        END;
+        CREATE TRIGGER documents_fts_update AFTER UPDATE OF title, text, document_content
+        ON documents BEGIN
+            DELETE FROM documents_fts WHERE rowid = old.rowid;
+            INSERT INTO documents_fts (rowid, document_id, title, body) VALUES (
+                new.rowid, new.id, new.title,
+                new.text || ' ' || coalesce(json_extract(new.document_content, '$.text'), ''));
+        END;
+        CREATE TRIGGER documents_fts_delete AFTER DELETE ON documents BEGIN
+            DELETE FROM documents_fts WHERE rowid = old.rowid;
+        END;
+        -- Every change event, newest first, with its document's current tags.
+        CREATE VIEW latest_changes AS
+            SELECT c.id, c.detected_at, c.kind, c.significance, c.significance_reason,
+                   c.source, c.document_id, c.title, c.url, c.date, c.fields, c.baseline,
+                   d.functions, d.products, d.entity_types
+            FROM changes c JOIN documents d ON d.id = c.document_id
+            ORDER BY c.id DESC;
+        -- One row per dated entry in a document's life: its versions and its change events.
+        CREATE VIEW document_timeline AS
+            SELECT document_id, fetched_at AS at, 'version' AS entry, title,
+                   content_hash AS detail
+            FROM versions
+            UNION ALL
+            SELECT document_id, detected_at, 'change: ' || kind, title, fields FROM changes
+            ORDER BY document_id, at;
+        -- The current tags of each document, one row per tag.
+        CREATE VIEW document_tags AS
+            SELECT d.id AS document_id, 'functions' AS kind, t.value AS tag
+                FROM documents d, json_each(d.functions) t
+            UNION ALL
+            SELECT d.id, 'products', t.value FROM documents d, json_each(d.products) t
+            UNION ALL
+            SELECT d.id, 'entity_types', t.value FROM documents d, json_each(d.entity_types) t;
+        """,
+    )
+
+
+@migrations()
+def m006_links(db: sqlite_utils.Database) -> None:
+    """What each document refers to: rules (SPM modules, circular references) and BRDR ids.
+    Documents sharing a key are linked; `hkma-tracker rule KEY` builds its timeline."""
+    _execute_script(
+        db,
+        """
+        CREATE TABLE links (
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            key TEXT NOT NULL,        -- spm:IC-6, ref:B1/15C, brdr:20250428-3
+            kind TEXT NOT NULL,       -- is, mentions, supersedes, superseded-by, related
+            evidence TEXT NOT NULL,   -- where the link was read
+            PRIMARY KEY (document_id, key, kind)
+        );
+        CREATE INDEX links_key ON links(key);
+        """,
+    )

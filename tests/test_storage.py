@@ -60,6 +60,8 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m002_document_content",
         "m003_tags",
         "m004_change_significance",
+        "m005_search_and_views",
+        "m006_links",
     ]
     assert {
         "runs",

@@ -21,11 +21,15 @@ import sqlite_utils
 
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, source_status
+from storage.links import keys_like, rule_documents
+from storage.search import search
 from storage.tags import retag
 from tracker import __version__
 from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
 from tracker.detect import Snapshot, describe_change
 from tracker.exit_codes import ExitStatus
+from tracker.extract import SPM_CODE
+from tracker.rules import timeline
 from tracker.run import RunReport, UnknownSourceError, run
 from tracker.tagging import KINDS, Taggable, tag
 
@@ -415,6 +419,65 @@ def retag_command(obj: Context, as_json: bool) -> None:
             f"{summary['documents']} documents tagged; {summary['documents_with_new_tags']} "
             "documents' tags changed"
         )
+
+
+@cli.command("search")
+@click.argument("query")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@click.pass_obj
+def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
+    """Search titles and document texts; every word must match. Words are taken literally
+    (no operators); Chinese works too.
+
+    Example: hkma-tracker search "money laundering"
+    """
+    if not query.split():
+        raise UsageProblem("search: give at least one word")
+    for hit in search(obj.readonly_db(), query, limit):
+        for kind in ("functions", "products"):
+            hit[kind] = json.loads(hit[kind])
+        if as_json:
+            emit(hit)
+        else:
+            indent = "\n" + " " * 11
+            click.echo(
+                f"{hit['date'] or '':10} {hit['title']}{indent}{hit['id']}{indent}{hit['snippet']}"
+            )
+
+
+@cli.command("rule")
+@click.argument("key")
+@json_option
+@click.pass_obj
+def rule_command(obj: Context, key: str, as_json: bool) -> None:
+    """The timeline of a rule: every dated entry (issued, revised, superseded, consultation,
+    effective date, circular, press release) of the documents linked to KEY: an SPM module
+    (spm:IC-6 or IC-6), a circular reference (ref:B1/15C) or a BRDR document (brdr:20250428-3).
+
+    Example: hkma-tracker rule spm:CR-G-7
+    """
+    if ":" not in key:
+        key = (
+            f"ref:{key}"
+            if "/" in key
+            else f"spm:{key}"
+            if SPM_CODE.fullmatch(key)
+            else f"brdr:{key}"
+        )
+    db = obj.readonly_db()
+    documents = rule_documents(db, key)
+    if not documents:
+        similar = ", ".join(keys_like(db, key))
+        raise UsageProblem(
+            f"no document is linked to {key!r}" + (f" (known: {similar})" if similar else "")
+        )
+    for entry in timeline(key, documents):
+        if as_json:
+            emit({"key": key, **entry})
+        else:
+            date, what = entry["date"] or "?", entry["entry"]
+            click.echo(f"{date:10}  {what:13} {entry['title']}  ({entry['detail']})")
 
 
 def _document_or_fail(db: Any, ref: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from storage.history import (
     mark_digested,
     start_run,
 )
+from storage.links import rebuild_links
 from tracker.config import Config
 from tracker.detect import ChangeEvent, SourcePlan, plan_source
 from tracker.document_text import extract_pdf_text
@@ -141,6 +142,9 @@ def run(
             _crawl_and_record(config, db, selected, report, full_sweep, taxonomy)
             if report.run_id is not None and config.documents["enabled"]:
                 _fetch_documents(config, db, selected, report, taxonomy)
+            if report.run_id is not None:
+                with write_transaction(db):
+                    rebuild_links(db)
             if alerts and report.run_id is not None:
                 deliver_pending(db, channel or FileChannel(config.digest_folder), report)
         except BaseException:

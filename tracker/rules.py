@@ -1,0 +1,117 @@
+"""Links between documents and rule timelines: pure functions over stored snapshots.
+
+A document is linked to keys: `spm:<module>` (an SPM module it is or names), `ref:<number>`
+(a circular reference number in its text), `brdr:<docId>` (a BRDR document it is, links,
+supersedes, is superseded by or relates to). Documents sharing a key are linked; the timeline
+of a key lists the dated entries of every document linked to it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import Any
+
+from tracker.detect import Snapshot
+from tracker.extract import SPM_CODE
+
+_BRDR_ID = re.compile(r"/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-[A-Z]{2}")
+_BASE_ID = re.compile(r"^(\d{8}-\d+)")
+
+
+@dataclass(frozen=True)
+class Link:
+    key: str
+    kind: str
+    evidence: str
+
+
+def _brdr(doc_id: str) -> str | None:
+    match = _BASE_ID.match(doc_id)
+    return f"brdr:{match.group(1)}" if match else None
+
+
+def links_of(snapshot: Snapshot) -> list[Link]:
+    """Every key a document is linked to, with the kind of link and where it was read."""
+    extra, document = snapshot.extra, snapshot.document or {}
+    found: dict[tuple[str, str], Link] = {}
+
+    def add(key: str | None, kind: str, evidence: str) -> None:
+        if key and (key, kind) not in found:
+            found[key, kind] = Link(key, kind, evidence)
+
+    if extra.get("spm_code"):
+        add(f"spm:{extra['spm_code']}", "is", "BRDR spmCode")
+    for code in SPM_CODE.findall(snapshot.title):
+        add(f"spm:{code}", "mentions", "title")
+    for code in document.get("spm_codes", []):
+        add(f"spm:{code}", "mentions", "document text")
+    for reference in document.get("references", []):
+        add(f"ref:{reference}", "mentions", "document text")
+    if extra.get("doc_id"):
+        add(_brdr(str(extra["doc_id"])), "is", "BRDR docId")
+    for url in [snapshot.url, str(extra.get("document_url") or "")]:
+        if match := _BRDR_ID.search(url):
+            add(f"brdr:{match.group(1)}", "is", "link to BRDR")
+    for doc_id in extra.get("supersedes", []):
+        add(_brdr(doc_id), "supersedes", "BRDR supersededDocList")
+    if extra.get("superseded_by"):
+        add(_brdr(str(extra["superseded_by"])), "superseded-by", "BRDR supersededDocList")
+    for doc_id in extra.get("related", []):
+        add(_brdr(doc_id), "related", "BRDR directlyRelatedDocList")
+    return list(found.values())
+
+
+def _entry(date: str | None, what: str, row: dict[str, Any], detail: str = "") -> dict[str, Any]:
+    return {
+        "date": date,
+        "entry": what,
+        "document_id": row["id"],
+        "title": row["title"],
+        "url": row["url"],
+        "detail": detail,
+    }
+
+
+def _kind_of(row: dict[str, Any]) -> str:
+    extra = row["extra"]
+    feed, title = extra.get("feed", ""), row["title"].lower()
+    if row["source"] == "press_releases" or feed == "press-release":
+        return "press release"
+    if extra.get("doc_type") == "CPR" or feed == "consultations" or "consultation" in title:
+        return "consultation"
+    if extra.get("doc_type") in ("SPM", "GLI", "IGL", "COP", "GTA"):
+        return "issued"
+    return "circular"
+
+
+def timeline(key: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Dated entries of every document linked to `key`, oldest first.
+
+    `documents`: rows with id, source, title, url, date, extra, document_content, status,
+    `versions` (their dates and extra, oldest first) and `link_kind` (how it links to `key`).
+    """
+    entries = []
+    for row in documents:
+        kind = _kind_of(row)
+        versions = row["versions"]
+        if kind == "issued" and versions:
+            first = versions[0]
+            entries.append(_entry(first["date"], "issued", row, f"version {first['version']}"))
+            for before, after in pairwise(versions):
+                if after["version"] != before["version"]:
+                    detail = f"version {before['version']} -> {after['version']}"
+                    entries.append(_entry(after["date"], "revised", row, detail))
+        else:
+            entries.append(_entry(row["date"], kind, row, f"{row['link_kind']} {key}"))
+        extra = row["extra"]
+        if extra.get("status") == "superseded":
+            by = extra.get("superseded_by")
+            detail = f"superseded by {by}" if by else "superseded"
+            entries.append(
+                _entry(extra.get("supersession_date") or row["date"], "superseded", row, detail)
+            )
+        for effective in (row["document_content"] or {}).get("effective_dates", []):
+            entries.append(_entry(effective["date"], "effective", row, effective["sentence"]))
+    return sorted(entries, key=lambda e: (e["date"] or "", e["entry"]))
