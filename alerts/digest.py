@@ -47,6 +47,7 @@ class DigestEntry:
     diff: str
     detected_at: str
     also_in: tuple[str, ...] = ()  # other sources that reported the same publication
+    tags: tuple[str, ...] = ()  # the document's functions and products
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -60,6 +61,7 @@ class DigestEntry:
             change["fields"],
             change["diff"],
             change["detected_at"],
+            tags=tuple(change.get("functions", []) + change.get("products", [])),
         )
 
     @property
