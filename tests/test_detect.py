@@ -3,7 +3,14 @@
 import pytest
 
 from tracker.config import DEFAULTS
-from tracker.detect import Snapshot, StoredDocument, describe_change, judge_listing, plan_source
+from tracker.detect import (
+    Snapshot,
+    StoredDocument,
+    changed_event,
+    describe_change,
+    judge_listing,
+    plan_source,
+)
 
 HEALTH = DEFAULTS["health"]
 PAGE = "https://www.hkma.gov.hk/eng/page/"
@@ -155,3 +162,62 @@ def test_describe_change_is_a_readable_sentence_diff():
         "+Second sentence, amended.",
         " Third.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "significance", "reason"),
+    [
+        (
+            {"title": "Bogus  telephone calls"},
+            {"title": "Bogus Telephone Calls."},
+            "cosmetic",
+            "only case",
+        ),
+        (
+            {"url": "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"},
+            {"url": "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20250428-3-EN"},
+            "cosmetic",
+            "only case",
+        ),
+        (
+            {"title": "Generative A.I. Sandbox (“Sandbox”)"},
+            {"title": "Generative AI Sandbox"},
+            "substantive",
+            "title: wording changed",
+        ),
+        ({"date": "2025-04-10"}, {"date": "2025-04-11"}, "substantive", "date changed"),
+        (
+            {"url": "https://www.hkma.gov.hk/a.pdf"},
+            {"url": "https://www.hkma.gov.hk/b.pdf"},
+            "substantive",
+            "url points elsewhere",
+        ),
+        (
+            {"document": {"text": "Takes effect on 1 March 2026."}},
+            {"document": {"text": "Takes effect on 1 March 2026 ."}},
+            "cosmetic",
+            "only case",
+        ),
+    ],
+    ids=[
+        "spacing-case-punctuation",
+        "equivalent-brdr-link",
+        "reworded-title",
+        "date",
+        "moved-link",
+        "pdf-reflow",
+    ],
+)
+def test_changes_are_classified_substantive_or_cosmetic(before, after, significance, reason):
+    base = {
+        "title": "T",
+        "url": "https://www.hkma.gov.hk/x",
+        "date": "2025-01-01",
+        "text": "",
+        "extra": {},
+        "document": None,
+    }
+    old, new = Snapshot(**{**base, **before}), Snapshot(**{**base, **after})
+    event = changed_event("pages:x", old, new)
+    assert event.significance == significance
+    assert event.significance_reason.startswith(reason)

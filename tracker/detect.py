@@ -161,7 +161,7 @@ SUBSTANTIVE_FIELDS = (
     "document.addressees",
     "document.references",
 )
-_BRDR_PAGE_FORM = re.compile(r"/doc-ldg/(?:current|docId)/")
+_BRDR_PAGE_FORM = re.compile(r"/doc-ldg/(?:current|docId)/", re.IGNORECASE)
 
 
 def _gist(value: Any) -> str:

@@ -1,0 +1,291 @@
+"""The analyst's history: stored tags and retag, filters and export, search with hostile input,
+links and rule timelines, and the schema as a contract. One history is built per module from
+real crawls: the recorded site (day 1, day 2) and the BRDR fake with a new SPM version."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import shutil
+import sqlite3
+
+import pytest
+from click.testing import CliRunner
+from conftest import DEMO_PAGE
+from fakes import BrdrFake, DocumentsFake, load
+from pdfs import CIRCULAR, make_pdf
+
+from storage.db import open_db
+from tracker.cli import cli
+from tracker.demo import DEMO_SITE
+from tracker.loopback import Override, RecordedSite
+
+# A circular that names the module in its text; served for one topic-page row.
+CIRCULAR_PDF = "/media/eng/doc/key-information/guidelines-and-circular/2024/20241220e1.pdf"
+IC6_LINES = [line.replace("CR-G-7 and IC-6", "IC-6") for line in CIRCULAR]
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("analyst")
+    root = tmp / "www"
+    shutil.copytree(DEMO_SITE / "day1", root)
+    records = load("brdr-records.json")
+    fake = BrdrFake(records)
+    config = tmp / "c.toml"
+    config.write_text(
+        "[crawl]\ndownload_delay = 0\nretries = 0\n"
+        f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
+        '[sources.brdr]\ndoc_types = ["SPM", "CIR"]\n'
+        "[sources.press_releases]\nenabled = false\n"
+        f'[digest]\nfolder = "{(tmp / "digests").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    db = tmp / "h.db"
+    with RecordedSite(root) as www, RecordedSite(tmp) as brdr:
+        www.fallback = DocumentsFake()
+        www.overrides[CIRCULAR_PDF] = Override(
+            body=make_pdf(IC6_LINES), content_type="application/pdf"
+        )
+        brdr.handlers[BrdrFake.path] = fake
+        brdr.fallback = DocumentsFake()
+        base = ["--config", str(config), "--db", str(db)]
+        mirrors = [
+            *("--mirror", f"https://www.hkma.gov.hk={www.base_url}"),
+            *("--mirror", f"https://brdr.hkma.gov.hk={brdr.base_url}"),
+        ]
+        runner = CliRunner()
+        first = runner.invoke(cli, [*base, "run", "--full-sweep", *mirrors])
+        assert first.exit_code == 0, first.output
+        # Day 2: the recorded site's changes, and a new version of SPM module IC-6.
+        shutil.rmtree(root)
+        shutil.copytree(DEMO_SITE / "day2", root)
+        ic6 = next(r for r in records if r.get("spmCode") == "IC-6")
+        revised = copy.deepcopy(ic6)
+        revised.update(docId="20261020-70-EN", issueDateStr="20 Oct 2026", issueDate=1792425600000)
+        records.append(revised)
+        second = runner.invoke(cli, [*base, "run", "--full-sweep", *mirrors])
+        assert second.exit_code == 0, second.output
+    return {"db": db, "config": config, "tmp": tmp}
+
+
+def invoke(history, *args):
+    result = CliRunner().invoke(
+        cli, ["--config", str(history["config"]), "--db", str(history["db"]), *args]
+    )
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def lines(output):
+    return [json.loads(line) for line in output.splitlines()]
+
+
+def query(history, sql, params=()):
+    with sqlite3.connect(history["db"]) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_every_document_carries_explained_tags(history):
+    untagged = query(history, "SELECT count(*) FROM documents WHERE taxonomy_version IS NULL")
+    assert untagged == [(0,)]
+    (evidence,) = query(
+        history,
+        "SELECT evidence FROM tags t JOIN documents d ON d.id = t.document_id "
+        "WHERE d.title = 'Guidance on combating high-end money laundering' "
+        "AND t.kind = 'functions' AND t.tag = 'AML/CFT' ORDER BY t.version_id DESC LIMIT 1",
+    )[0]
+    assert {"rule": "strong 'money laundering'", "where": "title", "weight": 3.0} in json.loads(
+        evidence
+    )
+
+
+def test_changes_carry_tags_and_filter_by_them(history):
+    aml = lines(invoke(history, "changes", "--json", "--function", "AML/CFT", "--kind", "new"))
+    assert aml and all("AML/CFT" in c["functions"] for c in aml)
+    assert {"functions", "products", "entity_types"} <= aml[0].keys()
+    spm = lines(invoke(history, "changes", "--json", "--source", "brdr", "--kind", "changed"))
+    # The new version (listing), then its new PDF text (documents phase).
+    assert [(c["document_id"], c["significance"], c["fields"][-1]) for c in spm] == [
+        ("brdr:spm:IC-6", "substantive", "document.text"),
+        ("brdr:spm:IC-6", "substantive", "url"),
+    ]
+    versions = [
+        r
+        for r in lines(invoke(history, "history", "brdr:spm:IC-6", "--json"))
+        if r["type"] == "version"
+    ]
+    assert all("Risk" in v["functions"] for v in versions)
+
+
+def test_export_csv_and_json(history):
+    rows = list(
+        csv.DictReader(
+            io.StringIO(invoke(history, "export", "--product", "Stablecoins/Virtual Assets"))
+        )
+    )
+    assert rows and all("Stablecoins/Virtual Assets" in r["products"].split("; ") for r in rows)
+    assert list(rows[0]) == [
+        "id",
+        "detected_at",
+        "kind",
+        "significance",
+        "source",
+        "document_id",
+        "title",
+        "url",
+        "date",
+        "fields",
+        "functions",
+        "products",
+        "entity_types",
+    ]
+    as_json = lines(invoke(history, "export", "--format", "json", "--limit", "3"))
+    assert len(as_json) == 3 and isinstance(as_json[0]["functions"], list)
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        '"',
+        "AND OR NOT",
+        "money NEAR(",
+        "*",
+        "title:x",
+        "'; DROP TABLE documents; --",
+        'a"b',
+        "(((",
+        "^",
+    ],
+)
+def test_search_takes_every_input_literally(history, hostile):
+    invoke(history, "search", hostile, "--json")  # exit 0: no FTS syntax error, no injection
+    assert query(history, "SELECT count(*) > 0 FROM documents") == [(1,)]
+
+
+def test_search_finds_titles_and_document_text(history):
+    hits = lines(invoke(history, "search", "money laundering", "--json"))
+    assert any(h["title"] == "Guidance on combating high-end money laundering" for h in hits)
+    in_text = lines(invoke(history, "search", "faithfully", "--json", "--limit", "500"))
+    assert in_text and all(h["snippet"] for h in in_text)
+
+
+def test_search_in_chinese(history):
+    db = open_db(history["db"])
+    db.execute(
+        "UPDATE documents SET title = '打擊洗錢指引' WHERE id = (SELECT min(id) FROM documents)"
+    )
+    db.commit()
+    db.close()
+    hits = lines(invoke(history, "search", "洗錢", "--json"))
+    assert [h["title"] for h in hits] == ["打擊洗錢指引"]
+
+
+def test_rule_timeline_of_an_spm_module(history):
+    entries = lines(invoke(history, "rule", "IC-6", "--json"))
+    kinds = [(e["entry"], e["document_id"]) for e in entries]
+    assert ("issued", "brdr:spm:IC-6") in kinds
+    assert ("revised", "brdr:spm:IC-6") in kinds
+    # The circular whose text names IC-6 is on the timeline, with its effective date.
+    row = f"pages:{DEMO_PAGE}|https://www.hkma.gov.hk{CIRCULAR_PDF}"
+    assert ("circular", row) in kinds
+    assert any(e["entry"] == "effective" and e["date"] == "2026-03-01" for e in entries)
+    assert [e["date"] or "" for e in entries] == sorted(e["date"] or "" for e in entries)
+    links = query(
+        history,
+        "SELECT kind, evidence FROM links WHERE document_id = ? AND key = 'spm:IC-6'",
+        [row],
+    )
+    assert links == [("mentions", "document text")]
+
+
+def test_rule_for_an_unknown_key_is_a_usage_error(history):
+    result = CliRunner().invoke(cli, ["--db", str(history["db"]), "rule", "spm:ZZ-9"])
+    assert result.exit_code == 2 and "no document is linked to 'spm:ZZ-9'" in result.output
+
+
+def test_retag_after_a_taxonomy_change_records_what_moved(history, tmp_path):
+    from tracker.tagging import DEFAULT_TAXONOMY
+
+    taxonomy = tmp_path / "taxonomy.toml"
+    text = DEFAULT_TAXONOMY.read_text(encoding="utf-8").replace(
+        'version = "', 'version = "test-', 1
+    )
+    taxonomy.write_text(
+        text.replace("[functions.Fraud]", '[functions."Fraud and scams"]'), encoding="utf-8"
+    )
+    config = tmp_path / "c.toml"
+    config.write_text(
+        history["config"].read_text(encoding="utf-8")
+        + f'[tagging]\ntaxonomy = "{taxonomy.as_posix()}"\n',
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        cli, ["--config", str(config), "--db", str(history["db"]), "retag", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    (summary,) = lines(result.stdout)
+    assert summary["taxonomy_version"].startswith("test-")
+    assert query(
+        history, "SELECT count(*) FROM documents WHERE taxonomy_version NOT LIKE 'test-%'"
+    ) == [(0,)]
+    assert query(history, "SELECT count(DISTINCT taxonomy_version) FROM tags") == [(1,)]
+    # A renamed tag: every document that had it, its old name removed and the new one added.
+    moved = query(history, "SELECT added, removed FROM tag_changes WHERE taxonomy_to LIKE 'test-%'")
+    assert moved and summary["documents_with_new_tags"] == len(moved)
+    assert all(
+        json.loads(added) == {"functions": ["Fraud and scams"]}
+        and json.loads(removed) == {"functions": ["Fraud"]}
+        for added, removed in moved
+    )
+    assert query(history, "SELECT count(*) FROM tags WHERE tag = 'Fraud'") == [(0,)]
+
+
+def test_schema_contract(history):
+    tables = {
+        name for (name,) in query(history, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    assert {
+        "runs",
+        "source_runs",
+        "listings",
+        "documents",
+        "versions",
+        "changes",
+        "digests",
+        "tags",
+        "tag_changes",
+        "links",
+        "documents_fts",
+    } <= tables
+    views = {
+        name for (name,) in query(history, "SELECT name FROM sqlite_master WHERE type = 'view'")
+    }
+    assert views == {"latest_changes", "document_timeline", "document_tags"}
+    columns = {name for (_, name, *_) in query(history, "PRAGMA table_info(changes)")}
+    assert {
+        "id",
+        "run_id",
+        "document_id",
+        "source",
+        "kind",
+        "title",
+        "url",
+        "date",
+        "fields",
+        "diff",
+        "detected_at",
+        "baseline",
+        "digest_id",
+        "significance",
+        "significance_reason",
+    } == columns
+    assert query(history, "SELECT count(*) FROM document_tags WHERE kind = 'functions'")[0][0] > 0
+    assert (
+        query(history, "SELECT count(*) FROM document_timeline WHERE entry = 'change: changed'")[0][
+            0
+        ]
+        > 0
+    )

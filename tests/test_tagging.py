@@ -1,0 +1,128 @@
+"""The tagger on real HKMA titles (clear-cut cases), its weighting and its evidence."""
+
+from __future__ import annotations
+
+import pytest
+
+from tracker.tagging import Taggable, TaxonomyError, load_taxonomy, tag
+
+TAXONOMY = load_taxonomy()
+AML_PAGE = (
+    "https://www.hkma.gov.hk/eng/key-functions/banking/anti-money-laundering-and-counter-"
+    "financing-of-terrorism/guidance-papers-circulars/"
+)
+
+
+def names(doc: Taggable) -> dict[str, set[str]]:
+    return {kind: set(found) for kind, found in tag(doc, TAXONOMY).items()}
+
+
+@pytest.mark.parametrize(
+    ("title", "feed", "functions", "products"),
+    [
+        (
+            "Statements issued by the Financial Action Task Force",
+            "circulars",
+            {"AML/CFT"},
+            {"Banking"},
+        ),
+        ("Bogus Telephone Calls", "circulars", {"Fraud"}, {"Banking"}),
+        ("Commencement of Basel III final reform package", "circulars", {"Capital"}, {"Banking"}),
+        (
+            "Prudential Measures for Property Mortgage Loans",
+            "circulars",
+            {"Credit", "Risk"},
+            {"Mortgages", "Banking"},
+        ),
+        (
+            "Generative Artificial Intelligence Sandbox",
+            "circulars",
+            {"Technology"},
+            {"AI", "Banking"},
+        ),
+        (
+            "Guidance on Selling of Accumulators",
+            "circulars",
+            {"Consumer Protection"},
+            {"Wealth Mgt", "Securities", "Banking"},
+        ),
+        (
+            "Hong Kong Taxonomy for Sustainable Finance (Phase 2A)",
+            "circulars",
+            {"Environment"},
+            {"Banking"},
+        ),
+        (
+            "Relevant Stablecoin-related Activities",
+            "circulars",
+            set(),
+            {"Stablecoins/Virtual Assets", "Banking"},
+        ),
+        (
+            "Residential Mortgage Survey Results for May 2026",
+            "press-release",
+            {"Financial"},
+            {"Mortgages"},
+        ),
+        (
+            "Tender of 2-Year Exchange Fund Notes to be held on 20 February 2026",
+            "press-release",
+            {"Financial"},
+            {"Securities"},
+        ),
+        ("Exchange Fund Position at end-June 2026", "press-release", {"Financial"}, set()),
+    ],
+)
+def test_clear_cut_real_titles(title, feed, functions, products):
+    tags = names(Taggable(title, source="rss", extra={"feed": feed}))
+    assert tags["functions"] == functions
+    assert tags["products"] == products
+
+
+def test_one_passing_mention_in_a_long_text_does_not_tag():
+    text = "The Monetary Authority reviewed its statistics. " * 50
+    once = names(Taggable("Annual review", text + "It also noted money laundering risks."))
+    assert "AML/CFT" not in once["functions"]
+    thrice = names(Taggable("Annual review", text + "Money laundering. " * 3))
+    assert "AML/CFT" in thrice["functions"]
+
+
+def test_evidence_says_which_rule_matched_where():
+    found = tag(Taggable("Guidance on combating high-end money laundering"), TAXONOMY)
+    assert found["functions"]["AML/CFT"] == [
+        {"rule": "strong 'money laundering'", "where": "title", "weight": 3.0}
+    ]
+
+
+def test_a_row_of_the_aml_page_inherits_the_page_topic():
+    row = Taggable(
+        "Strengthening Information and Intelligence Sharing",
+        source="pages",
+        extra={"kind": "listed-document", "page": AML_PAGE},
+    )
+    evidence = tag(row, TAXONOMY)["functions"]["AML/CFT"]
+    assert evidence[0]["rule"].startswith("listed on topic page anti-money-laundering")
+
+
+def test_metadata_spm_codes_and_addressees():
+    module = Taggable("Stress-testing", source="brdr", extra={"spm_code": "IC-5"})
+    assert "Risk" in names(module)["functions"]
+    letter = Taggable(
+        "Circular", document={"text": "", "addressees": ["All stored value facility licensees"]}
+    )
+    assert names(letter)["entity_types"] == {"SVF licensees"}
+
+
+def test_chinese_titles_are_tagged():
+    tags = names(Taggable("打擊洗錢及恐怖分子資金籌集指引"))
+    assert tags["functions"] == {"AML/CFT"}
+
+
+def test_taxonomy_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "t.toml"
+    bad.write_text('version = "x"\n[functions.Fraud]\nstrng = ["fraud"]\n', encoding="utf-8")
+    with pytest.raises(TaxonomyError, match=r"t\.toml: functions\.'Fraud': unknown key 'strng'"):
+        load_taxonomy(bad)
+    bad.write_text('[functions.Fraud]\npatterns = ["(unclosed"]\n', encoding="utf-8")
+    with pytest.raises(TaxonomyError, match="bad pattern"):
+        load_taxonomy(bad)
