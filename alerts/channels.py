@@ -1,45 +1,153 @@
-"""Channels deliver a digest somewhere. Adding a channel is adding one subclass of Channel."""
+"""Channels send a stored message somewhere. Adding a channel is adding one subclass of Channel.
+
+A channel gets the message exactly as it was first built (its bytes and Message-ID, or its
+JSON payload) and raises DeliveryError if the other side did not take it.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
+import smtplib
+import ssl
+import urllib.error
+import urllib.request
 from abc import ABC, abstractmethod
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
-from alerts.digest import Digest
+
+class DeliveryError(Exception):
+    """The message was not (or not surely) delivered: it stays pending and is retried."""
 
 
 class Channel(ABC):
     name: ClassVar[str]
 
     @abstractmethod
-    def deliver(self, digest: Digest) -> str:
-        """Deliver the digest; return where it went. Raise if it did not go."""
+    def send(self, message: dict[str, Any]) -> str:
+        """Send a stored message (a `messages` row); return where it went."""
 
 
 class FileChannel(Channel):
-    """Writes `<stem>.txt`, `.html` and `.eml` into a folder (the default channel)."""
+    """Writes `<id>-<subscriber>.eml`, `.html` and `.txt` into a folder (no SMTP configured)."""
 
     name = "file"
 
-    def __init__(self, folder: Path, sender: str = "hkma-tracker@localhost") -> None:
+    def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.sender = sender
 
-    def deliver(self, digest: Digest) -> str:
+    def send(self, message: dict[str, Any]) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
-        stem = (
-            f"digest-{digest.created_at.strftime('%Y%m%dT%H%M%SZ')}-{digest.entries[0].change_id}"
-        )
-        outputs = {
-            ".txt": digest.render_text().encode("utf-8"),
-            ".html": digest.render_html().encode("utf-8"),
-            ".eml": digest.to_email(self.sender, []).as_bytes(),
-        }
+        stem = f"{message['created_at'][:10]}-{message['id']:06d}-{message['subscriber']}"
+        parsed = message_from_bytes(message["eml"], policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        outputs = {".eml": bytes(message["eml"])}
+        for suffix, subtype in ((".txt", "plain"), (".html", "html")):
+            part = parsed.get_body((subtype,))
+            if part is not None:
+                outputs[suffix] = str(part.get_content()).encode("utf-8")
         for suffix, data in outputs.items():
             path = self.folder / f"{stem}{suffix}"
             tmp = path.with_suffix(suffix + ".tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
         return str(self.folder / f"{stem}.html")
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SmtpChannel(Channel):
+    """Email over SMTP: STARTTLS or SMTPS with certificate verification; `none` only to a
+    loopback relay. The password comes from the environment variable the config names."""
+
+    name = "smtp"
+
+    def __init__(self, settings: dict[str, Any]) -> None:
+        self.settings = settings
+
+    def _password(self) -> str:
+        variable = self.settings["password_env"]
+        password = os.environ.get(variable)
+        if password is None:
+            raise DeliveryError(f"smtp: username is set but ${variable} is empty or not set")
+        return password
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.settings["ca_bundle"] or None)
+
+    def send(self, message: dict[str, Any]) -> str:
+        s = self.settings
+        host, port, security = s["host"], int(s["port"]), s["security"]
+        recipients = json.loads(message["recipients"])
+        if security == "none" and s["username"] and not is_loopback_host(host):
+            raise DeliveryError(
+                f"smtp: refusing to log in to {host} without TLS (security 'none' is only "
+                "for a relay on this machine)"
+            )
+        try:
+            client: smtplib.SMTP
+            if security == "ssl":
+                client = smtplib.SMTP_SSL(host, port, timeout=s["timeout"], context=self._context())
+            else:
+                client = smtplib.SMTP(host, port, timeout=s["timeout"])
+            with client:
+                client.ehlo()
+                if security == "starttls":
+                    if not client.has_extn("starttls"):
+                        raise DeliveryError(f"smtp: {host} does not offer STARTTLS; not logging in")
+                    client.starttls(context=self._context())
+                    client.ehlo()
+                if s["username"]:
+                    client.login(s["username"], self._password())
+                refused = client.sendmail(s["from"], recipients, bytes(message["eml"]))
+        except DeliveryError:
+            raise
+        except smtplib.SMTPResponseException as error:
+            raise DeliveryError(f"smtp: {host} answered {error.smtp_code}") from None
+        except (TimeoutError, smtplib.SMTPException, OSError) as error:
+            raise DeliveryError(f"smtp: {host}:{port}: {type(error).__name__}: {error}") from None
+        if refused:
+            raise DeliveryError(f"smtp: {host} refused {', '.join(sorted(refused))}")
+        return f"smtp://{host}:{port} to {', '.join(recipients)}"
+
+
+class WebhookChannel(Channel):
+    """JSON POST to an incoming webhook (payload shaped for Slack, Teams or plain JSON)."""
+
+    name = "webhook"
+
+    def __init__(self, timeout: float = 30) -> None:
+        self.timeout = timeout
+
+    def send(self, message: dict[str, Any]) -> str:
+        (url,) = json.loads(message["recipients"])
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise DeliveryError(f"webhook: {url} is not an http(s) URL")
+        request = urllib.request.Request(
+            url,
+            data=message["payload"].encode("utf-8"),
+            headers={"Content-Type": "application/json; charset=utf-8"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            raise DeliveryError(f"webhook: {urlsplit(url).netloc} answered {error.code}") from None
+        except (urllib.error.URLError, OSError) as error:
+            raise DeliveryError(f"webhook: {urlsplit(url).netloc}: {error}") from None
+        if not 200 <= status < 300:
+            raise DeliveryError(f"webhook: {urlsplit(url).netloc} answered {status}")
+        return url

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import html
+import json
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -48,9 +50,15 @@ class DigestEntry:
     detected_at: str
     also_in: tuple[str, ...] = ()  # other sources that reported the same publication
     tags: tuple[str, ...] = ()  # the document's functions and products
+    doc_type: str = ""  # "CIR - Circular", "circulars" feed, ...
+    references: tuple[str, ...] = ()  # circular reference numbers from the document
+    effective: str = ""  # the first effective date the document states
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
+        extra = _json(change.get("document_extra")) or {}
+        document = _json(change.get("document_content")) or {}
+        effective = document.get("effective_dates") or []
         return cls(
             change["id"],
             change["kind"],
@@ -62,6 +70,9 @@ class DigestEntry:
             change["diff"],
             change["detected_at"],
             tags=tuple(change.get("functions", []) + change.get("products", [])),
+            doc_type=str(extra.get("doc_type_desc") or extra.get("feed") or ""),
+            references=tuple(document.get("references", [])),
+            effective=effective[0]["date"] if effective else "",
         )
 
     @property
@@ -87,15 +98,22 @@ class DigestEntry:
         return lines
 
 
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
 @dataclass(frozen=True)
 class Digest:
     """One digest: what changed, for whoever a channel delivers it to."""
 
     created_at: datetime
     entries: list[DigestEntry]
+    note: str = ""  # e.g. why it comes late
 
     @classmethod
-    def of_changes(cls, created_at: datetime, changes: list[dict[str, Any]]) -> Digest:
+    def of_changes(
+        cls, created_at: datetime, changes: list[dict[str, Any]], note: str = ""
+    ) -> Digest:
         """A digest of change events. A publication that several sources announce as new (the
         circulars feed, a topic page and BRDR; the press feed and the press API) is one entry
         naming the other sources."""
@@ -112,7 +130,7 @@ class Digest:
             elif entry.source != first.source and entry.source not in first.also_in:
                 also = dataclasses.replace(first, also_in=(*first.also_in, entry.source))
                 entries[("new", entry.publication)] = also
-        return cls(created_at, merged + list(entries.values()))
+        return cls(created_at, merged + list(entries.values()), note)
 
     def groups(self) -> list[tuple[str, list[DigestEntry]]]:
         """Entries by source, then new / changed / removed, newest first within a kind."""
@@ -139,16 +157,57 @@ class Digest:
     def render_html(self) -> str:
         return _templates.get_template("digest.html").render(digest=self)
 
-    def to_email(self, sender: str, recipients: list[str]) -> EmailMessage:
+    def to_email(
+        self, sender: str, recipients: list[str], message_id: str | None = None
+    ) -> EmailMessage:
         """multipart/alternative, text then HTML. Header values come only from our own strings
-        and counts; the email library refuses CR/LF in them."""
+        and counts (never from titles); the email library refuses CR/LF in them."""
         message = EmailMessage()
         message["Subject"] = self.subject
         message["From"] = sender
         if recipients:
             message["To"] = ", ".join(recipients)
         message["Date"] = format_datetime(self.created_at)
-        message["Message-ID"] = make_msgid(domain="hkma-tracker.local")
+        message["Message-ID"] = message_id or make_msgid(domain="hkma-tracker.local")
         message.set_content(self.render_text())
         message.add_alternative(self.render_html(), subtype="html")
         return message
+
+    def payload(self, fmt: str) -> dict[str, Any]:
+        """The JSON body of a webhook: plain JSON, a Slack message or a Teams message card."""
+        if fmt == "slack":  # Slack mrkdwn: &, < and > must be escaped in text
+            lines = [
+                f"• {e.kind}: <{e.href}|{_slack(e.title)}>"
+                + (f" ({', '.join(e.fields)})" if e.fields else "")
+                for e in self.entries
+            ]
+            return {"text": "\n".join([_slack(self.subject), *lines])}
+        if fmt == "teams":
+            lines = [f"**{e.kind}** [{html.escape(e.title)}]({e.href})" for e in self.entries]
+            return {
+                "@type": "MessageCard",
+                "@context": "https://schema.org/extensions",
+                "summary": self.subject,
+                "title": self.subject,
+                "text": "<br>".join(lines),
+            }
+        return {
+            "subject": self.subject,
+            "note": self.note,
+            "changes": [
+                {
+                    "kind": e.kind,
+                    "source": e.source,
+                    "title": e.title,
+                    "url": e.url,
+                    "date": e.date,
+                    "fields": e.fields,
+                    "tags": list(e.tags),
+                }
+                for e in self.entries
+            ],
+        }
+
+
+def _slack(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -312,3 +312,41 @@ def m006_links(db: sqlite_utils.Database) -> None:
         CREATE INDEX links_key ON links(key);
         """,
     )
+
+
+@migrations()
+def m007_outbox(db: sqlite_utils.Database) -> None:
+    """The outbox: changes queued per subscriber, and messages (digests, operator alerts) kept
+    as sent, so a retry is the identical message. Replaces `digests` / `changes.digest_id`,
+    which stay for the history written before it."""
+    _execute_script(
+        db,
+        """
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,             -- digest, source-broken, source-recovered, test
+            subscriber TEXT NOT NULL,       -- a subscriber's name, or "operator"
+            channel TEXT NOT NULL,          -- smtp, file, webhook
+            created_at TEXT NOT NULL,
+            message_id TEXT NOT NULL,       -- the Message-ID header, kept across retries
+            subject TEXT NOT NULL,
+            recipients TEXT NOT NULL,       -- JSON list (emails, or the webhook URL)
+            eml BLOB NOT NULL,              -- the whole message as first built
+            payload TEXT NOT NULL,          -- JSON for webhooks
+            status TEXT NOT NULL,           -- pending, sent
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            next_attempt_at TEXT,
+            sent_at TEXT
+        );
+        CREATE INDEX messages_pending ON messages(status, subscriber);
+        CREATE TABLE outbox_items (
+            change_id INTEGER NOT NULL REFERENCES changes(id),
+            subscriber TEXT NOT NULL,
+            queued_at TEXT NOT NULL,
+            message INTEGER REFERENCES messages(id),  -- NULL: not yet in a message
+            PRIMARY KEY (change_id, subscriber)
+        );
+        CREATE INDEX outbox_unsent ON outbox_items(subscriber) WHERE message IS NULL;
+        """,
+    )

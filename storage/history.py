@@ -304,7 +304,6 @@ def list_changes(
     sources: Iterable[str] = (),
     kinds: Iterable[str] = (),
     limit: int | None = None,
-    pending_digest: bool = False,
     include_cosmetic: bool = True,
     tags: dict[str, list[str]] | None = None,
 ) -> list[dict[str, Any]]:
@@ -312,7 +311,7 @@ def list_changes(
     (`tags`: kind -> tags, any of which the document must carry)."""
     where: list[str] = []
     params: list[str | int] = []
-    if not include_cosmetic or pending_digest:
+    if not include_cosmetic:
         where.append("c.significance = 'substantive'")
     for kind, wanted in (tags or {}).items():
         if wanted and kind in KINDS:
@@ -328,8 +327,6 @@ def list_changes(
         if values:
             where.append(f"{column} IN ({','.join('?' * len(values))})")
             params.extend(values)
-    if pending_digest:
-        where.append("c.digest_id IS NULL AND c.baseline = 0")
     sql = (
         "SELECT c.*, d.functions, d.products, d.entity_types "
         "FROM changes c JOIN documents d ON d.id = c.document_id"
@@ -341,27 +338,6 @@ def list_changes(
         sql += " LIMIT ?"
         params.append(limit)
     return [change_record(row) for row in db.query(sql, params)]
-
-
-def mark_digested(
-    db: sqlite_utils.Database, change_ids: list[int], channel: str, location: str
-) -> int:
-    digests = db.table("digests").insert(
-        {
-            "created_at": utc_now(),
-            "channel": channel,
-            "location": location,
-            "changes": len(change_ids),
-        }
-    )
-    digest_id = int(digests.last_rowid or 0)
-    for chunk in _chunks([str(i) for i in change_ids], 500):
-        marks = ",".join("?" * len(chunk))
-        db.execute(
-            f"UPDATE changes SET digest_id = ? WHERE id IN ({marks})",  # noqa: S608
-            [digest_id, *chunk],
-        )
-    return digest_id
 
 
 def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:

@@ -3,7 +3,6 @@
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
-from alerts.channels import FileChannel
 from alerts.digest import Digest, DigestEntry
 
 HOSTILE = 'Circular <script>alert("x")</script> & "quotes"'
@@ -75,17 +74,6 @@ def test_email_is_multipart_alternative_with_utf8_parts():
     assert [p.get_content_type() for p in message.iter_parts()] == ["text/plain", "text/html"]
     assert "香港金融管理局 通告" in message.get_body(("plain",)).get_content()
     assert message["Subject"] == DIGEST.subject and "\n" not in message["Subject"]
-
-
-def test_file_channel_writes_three_files(tmp_path):
-    location = FileChannel(tmp_path / "digests").deliver(DIGEST)
-    files = sorted(p.name for p in (tmp_path / "digests").iterdir())
-    assert files == [
-        "digest-20261122T030000Z-1.eml",
-        "digest-20261122T030000Z-1.html",
-        "digest-20261122T030000Z-1.txt",
-    ]
-    assert location.endswith(".html")
 
 
 def change(

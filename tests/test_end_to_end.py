@@ -9,7 +9,6 @@ import sqlite3
 
 from conftest import DEMO_PAGE, FEED_URL, page_path, use_day
 
-from alerts.channels import Channel
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import Override
 from tracker.run import run
@@ -116,9 +115,9 @@ def test_day1_is_a_baseline_and_day2_gives_exactly_the_real_changes(
     assert digest_files == [".eml", ".html", ".txt"]
     text = (tmp_path / "digests").glob("*.txt").__next__().read_text(encoding="utf-8")
     assert text.startswith("HKMA tracker: 11 changes (7 new, 3 changed, 1 removed)")
-    assert table(
-        db_path, "SELECT count(*) FROM changes WHERE digest_id IS NULL AND baseline = 0"
-    ) == [(0,)]
+    # Queued for the (default) subscriber and sent as one message; nothing waits.
+    assert table(db_path, "SELECT count(*) FROM outbox_items WHERE message IS NULL") == [(0,)]
+    assert table(db_path, "SELECT kind, status FROM messages") == [("digest", "sent")]
 
     again = run(config, db_path)
     assert again.exit_status == ExitStatus.OK
@@ -256,30 +255,6 @@ def test_dry_run_stores_nothing(site, config, db_path):
     assert len(report.events) == 133
     assert table(db_path, "SELECT count(*) FROM documents") == [(0,)]
     assert table(db_path, "SELECT count(*) FROM runs") == [(0,)]
-
-
-class BrokenChannel(Channel):
-    name = "broken"
-
-    def deliver(self, digest):
-        raise ConnectionError("mail server went away")
-
-
-def test_a_failed_delivery_keeps_every_change_for_the_next_digest(site, config, db_path, tmp_path):
-    run(config, db_path)
-    use_day(site, 2)
-    failed = run(config, db_path, channel=BrokenChannel())
-    assert failed.exit_status == ExitStatus.DELIVERY_FAILED
-    assert failed.delivery_error == "broken: mail server went away"
-    pending = "SELECT count(*) FROM changes WHERE digest_id IS NULL AND baseline = 0"
-    assert table(db_path, pending) == [(11,)]
-
-    later = run(config, db_path)  # nothing new on the site, but the backlog goes out
-    assert later.exit_status == ExitStatus.OK
-    assert events(db_path, later.run_id) == set()
-    assert table(db_path, pending) == [(0,)]
-    text = next((tmp_path / "digests").glob("*.txt")).read_text(encoding="utf-8")
-    assert text.startswith("HKMA tracker: 11 changes")
 
 
 def test_oversized_responses_are_dropped_and_reported(site, config, db_path):

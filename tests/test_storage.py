@@ -62,6 +62,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m004_change_significance",
         "m005_search_and_views",
         "m006_links",
+        "m007_outbox",
     ]
     assert {
         "runs",

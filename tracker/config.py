@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from alerts.subscribers import Subscriber, SubscriberError, parse_subscribers
 from spiders.normalize import is_hkma_host
-from tracker.tagging import Taxonomy, TaxonomyError, load_taxonomy
+from tracker.tagging import KINDS, Taxonomy, TaxonomyError, load_taxonomy
 
 CONFIG_ENV = "HKMA_TRACKER_CONFIG"
 DB_ENV = "HKMA_TRACKER_DB"
@@ -104,6 +105,22 @@ DEFAULTS: dict[str, Any] = {
         "taxonomy": "",
     },
     "digest": {"folder": "digests"},
+    # Email is sent only when `host` is set; otherwise digests go to the digest folder.
+    "smtp": {
+        "host": "",
+        "port": 587,
+        "security": "starttls",  # starttls | ssl | none (none: only to a loopback relay)
+        "username": "",
+        "password_env": "HKMA_TRACKER_SMTP_PASSWORD",
+        "from": "HKMA Tracker <hkma-tracker@localhost>",
+        "timeout": 30,
+        "ca_bundle": "",
+    },
+    "operator": {
+        "emails": [],
+        "unhealthy_runs": 3,  # a source is reported broken after this many unhealthy runs
+    },
+    "subscribers": [],
     "mirror": {},
 }
 
@@ -123,6 +140,9 @@ class Config:
     sources: dict[str, dict[str, Any]]
     documents: dict[str, Any]
     tagging: dict[str, Any]
+    smtp: dict[str, Any]
+    operator: dict[str, Any]
+    subscribers: tuple[Subscriber, ...]
     digest_folder: Path
     mirrors: dict[str, str]
     origin: str = "built-in defaults"
@@ -133,6 +153,10 @@ class Config:
             return load_taxonomy(self.tagging["taxonomy"] or None)
         except TaxonomyError as error:
             raise ConfigError(f"tagging.taxonomy: {error}") from None
+
+    @property
+    def smtp_configured(self) -> bool:
+        return bool(self.smtp["host"])
 
     def enabled_sources(self) -> list[str]:
         return [name for name, spec in self.sources.items() if spec["enabled"]]
@@ -187,6 +211,8 @@ def parse_mirror(key: str, origin: str, base: object) -> tuple[str, str]:
 
 def _merge(key: str, default: Any, given: Any) -> Any:
     """`given` checked against the shape of `default`; unknown keys and wrong types raise."""
+    if key == "subscribers":  # checked by parse_subscribers, which knows the taxonomy
+        return given
     if key in FREE_TABLES:
         if not isinstance(given, dict):
             raise ConfigError(f"{key} must be a table")
@@ -248,21 +274,36 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
     if merged["crawl"]["log_level"].upper() not in LOG_LEVELS:
         raise ConfigError(f"config file {origin}: crawl.log_level must be one of {LOG_LEVELS}")
     merged["crawl"]["log_level"] = merged["crawl"]["log_level"].upper()
-    bundle = merged["crawl"]["ca_bundle"]
-    if bundle and not Path(bundle).is_file():
-        raise ConfigError(f"config file {origin}: crawl.ca_bundle: no file {bundle}")
+    for key in ("crawl", "smtp"):
+        bundle = merged[key]["ca_bundle"]
+        if bundle and not Path(bundle).is_file():
+            raise ConfigError(f"config file {origin}: {key}.ca_bundle: no file {bundle}")
+    if merged["smtp"]["security"] not in ("starttls", "ssl", "none"):
+        raise ConfigError(f"config file {origin}: smtp.security must be starttls, ssl or none")
+    for email in merged["operator"]["emails"]:
+        if "@" not in email or any(c in email for c in "\r\n,;<>"):
+            raise ConfigError(f"config file {origin}: operator.emails: {email!r} is not an address")
     for item in mirrors or []:
         origin_part, sep, base = item.partition("=")
         if not sep:
             raise ConfigError(f"--mirror {item!r}: expected ORIGIN=BASE")
         o, b = parse_mirror(f"--mirror {item!r}", origin_part, base)
         merged["mirror"][o] = b
+    try:
+        taxonomy = load_taxonomy(merged["tagging"]["taxonomy"] or None)
+        known = {kind: taxonomy.names(kind) for kind in KINDS}
+        subscribers = tuple(parse_subscribers(merged["subscribers"], known))
+    except (TaxonomyError, SubscriberError) as error:
+        raise ConfigError(f"config file {origin}: {error}") from None
     return Config(
         crawl=merged["crawl"],
         health=merged["health"],
         sources=merged["sources"],
         documents=merged["documents"],
         tagging=merged["tagging"],
+        smtp=merged["smtp"],
+        operator=merged["operator"],
+        subscribers=subscribers,
         digest_folder=Path(merged["digest"]["folder"]),
         mirrors=merged["mirror"],
         origin=origin,

@@ -15,8 +15,6 @@ from typing import Any
 
 import sqlite_utils
 
-from alerts.channels import Channel, FileChannel
-from alerts.digest import Digest
 from spiders.settings import settings_for
 from storage.db import open_db, utc_now, write_transaction
 from storage.history import (
@@ -26,13 +24,13 @@ from storage.history import (
     finish_run,
     last_healthy_at,
     last_healthy_items,
-    list_changes,
     load_stored,
-    mark_digested,
     start_run,
 )
 from storage.links import rebuild_links
+from storage.outbox import queue_changes
 from tracker.config import Config
+from tracker.delivery import deliver, raise_operator_alerts, subscribers_of
 from tracker.detect import ChangeEvent, SourcePlan, plan_source
 from tracker.document_text import extract_pdf_text
 from tracker.documents import DocumentPlan, plan_documents, select_fetches
@@ -124,7 +122,6 @@ def run(
     sources: list[str] | None = None,
     alerts: bool = True,
     dry_run: bool = False,
-    channel: Channel | None = None,
     full_sweep: bool = False,
 ) -> RunReport:
     """Crawl, detect and store; with `alerts`, deliver pending changes as a digest.
@@ -145,8 +142,11 @@ def run(
             if report.run_id is not None:
                 with write_transaction(db):
                     rebuild_links(db)
+                    raise_operator_alerts(db, config, selected)
             if alerts and report.run_id is not None:
-                deliver_pending(db, channel or FileChannel(config.digest_folder), report)
+                delivery = deliver(db, config)
+                report.digest = delivery.sent[0] if delivery.sent else None
+                report.delivery_error = "; ".join(delivery.failed) or None
         except BaseException:
             if report.run_id is not None:
                 finish_run(db, report.run_id, "failed", int(ExitStatus.ERROR))
@@ -202,6 +202,7 @@ def _crawl_and_record(
         if report.run_id is not None:
             with write_transaction(db):
                 apply_plan(db, plan, report.run_id, results[source] or {}, taxonomy)
+                queue_changes(db, report.run_id, subscribers_of(config))
         _log_source(plan)
 
 
@@ -244,28 +245,11 @@ def _fetch_documents(
     report.documents = plan
     with write_transaction(db):
         apply_document_plan(db, plan, report.run_id, candidates, taxonomy)
+        queue_changes(db, report.run_id, subscribers_of(config))
     missing = len(requests) - len(fetched)
     if missing:  # the crawl died part way: those stay due and are fetched next run
         logger.error("documents: %d of %d fetches gave no result", missing, len(requests))
     logger.info("documents: %s", plan.counts)
-
-
-def deliver_pending(db: sqlite_utils.Database, channel: Channel, report: RunReport) -> None:
-    """Send every change not yet in a digest; mark them only once the channel took the digest."""
-    pending = list_changes(db, pending_digest=True)
-    if not pending:
-        logger.info("no changes to report")
-        return
-    digest = Digest.of_changes(datetime.now(UTC), pending)
-    try:
-        report.digest = channel.deliver(digest)
-    except Exception as error:
-        report.delivery_error = f"{channel.name}: {error}"
-        logger.error("digest not delivered (%s); %d changes stay pending", error, len(pending))
-        return
-    with write_transaction(db):
-        mark_digested(db, [c["id"] for c in pending], channel.name, report.digest)
-    logger.info("digest of %d changes: %s", len(pending), report.digest)
 
 
 def _log_source(plan: SourcePlan) -> None:

@@ -1,0 +1,160 @@
+"""Subscribers: who gets which changes, and when (cadences in Hong Kong time)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta, timezone
+from typing import Any
+
+HONG_KONG = timezone(timedelta(hours=8), "HKT")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+FILTER_KEYS = ("functions", "products", "entity_types", "sources", "kinds", "keywords")
+SUBSCRIBER_KEYS = {"name", "emails", "webhook", "webhook_format", "cadence", "include_cosmetic"}
+SUBSCRIBER_KEYS |= set(FILTER_KEYS)
+_EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
+_CADENCE = re.compile(
+    r"^(run|daily (\d{1,2}):(\d{2})|weekly (mon|tue|wed|thu|fri|sat|sun) (\d{1,2}):(\d{2}))$"
+)
+
+
+class SubscriberError(ValueError):
+    """A subscriber entry is unusable; the message names the subscriber and key."""
+
+
+@dataclass(frozen=True)
+class Cadence:
+    kind: str  # run | daily | weekly
+    at: time | None = None
+    weekday: int | None = None
+
+    def window_start(self, now: datetime) -> datetime | None:
+        """Start (UTC) of the cadence window `now` falls in; None for 'run' (every run)."""
+        if self.kind == "run" or self.at is None:
+            return None
+        local = now.astimezone(HONG_KONG)
+        start = local.replace(hour=self.at.hour, minute=self.at.minute, second=0, microsecond=0)
+        if self.kind == "weekly" and self.weekday is not None:
+            start -= timedelta(days=(local.weekday() - self.weekday) % 7)
+        if start > local:
+            start -= timedelta(days=7 if self.kind == "weekly" else 1)
+        return start.astimezone(UTC)
+
+    def due(self, last_digest_at: datetime | None, now: datetime) -> bool:
+        """Whether a digest may be built now: one per window, each run for 'run'."""
+        start = self.window_start(now)
+        return start is None or last_digest_at is None or last_digest_at < start
+
+
+def parse_cadence(text: str) -> Cadence:
+    match = _CADENCE.match(text.strip().lower())
+    if not match:
+        raise ValueError(f"{text!r} is not 'run', 'daily HH:MM' or 'weekly mon HH:MM'")
+    if match.group(1) == "run":
+        return Cadence("run")
+    if match.group(2):
+        return Cadence("daily", time(int(match.group(2)), int(match.group(3))))
+    return Cadence(
+        "weekly", time(int(match.group(5)), int(match.group(6))), WEEKDAYS.index(match.group(4))
+    )
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    name: str
+    emails: tuple[str, ...] = ()
+    webhook: str | None = None
+    webhook_format: str = "json"
+    cadence: Cadence = Cadence("run")
+    include_cosmetic: bool = False
+    functions: tuple[str, ...] = ()
+    products: tuple[str, ...] = ()
+    entity_types: tuple[str, ...] = ()
+    sources: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+    def matches(self, change: dict[str, Any]) -> bool:
+        """Whether a change event (with its document's tags) is for this subscriber. Within a
+        filter any value may match; every filter given must."""
+        if change.get("baseline"):
+            return False
+        if change.get("significance") == "cosmetic" and not self.include_cosmetic:
+            return False
+        for kind in ("functions", "products", "entity_types"):
+            wanted = getattr(self, kind)
+            if wanted and not set(wanted) & set(change.get(kind) or []):
+                return False
+        if self.sources and change["source"] not in self.sources:
+            return False
+        if self.kinds and change["kind"] not in self.kinds:
+            return False
+        if self.keywords:
+            haystack = f"{change['title']} {change.get('diff', '')}".casefold()
+            if not any(k.casefold() in haystack for k in self.keywords):
+                return False
+        return True
+
+
+# Everyone gets everything substantive when no subscriber is configured (the file channel).
+EVERYONE = Subscriber(name="digest")
+
+
+def parse_subscribers(entries: Any, known_tags: dict[str, list[str]]) -> list[Subscriber]:
+    """Subscribers from the config's `[[subscribers]]`, checked; errors name subscriber and key."""
+    if not isinstance(entries, list):
+        raise SubscriberError("subscribers must be an array of tables ([[subscribers]])")
+    subscribers, names = [], set()
+    for n, entry in enumerate(entries):
+        label = f"subscribers[{n}]"
+        if not isinstance(entry, dict):
+            raise SubscriberError(f"{label} must be a table")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise SubscriberError(f"{label}: name is required")
+        label = f"subscriber {name!r}"
+        if name in names:
+            raise SubscriberError(f"{label}: the name is used twice")
+        names.add(name)
+        if unknown := set(entry) - SUBSCRIBER_KEYS:
+            raise SubscriberError(f"{label}: unknown key {sorted(unknown)[0]!r}")
+        values: dict[str, Any] = {"name": name}
+        for key in ("emails", *FILTER_KEYS):
+            value = entry.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise SubscriberError(f"{label}: {key} must be a list of strings")
+            values[key] = tuple(value)
+        for email in values["emails"]:
+            if not _EMAIL.match(email):
+                raise SubscriberError(f"{label}: emails: {email!r} is not an email address")
+        for kind in ("functions", "products", "entity_types"):
+            for value in values[kind]:
+                if value not in known_tags[kind]:
+                    raise SubscriberError(
+                        f"{label}: {kind}: {value!r} is not in the taxonomy "
+                        f"({', '.join(known_tags[kind])})"
+                    )
+        for value in values["kinds"]:
+            if value not in ("new", "changed", "removed"):
+                raise SubscriberError(f"{label}: kinds: {value!r} is not new, changed or removed")
+        try:
+            values["cadence"] = parse_cadence(str(entry.get("cadence", "run")))
+        except ValueError as error:
+            raise SubscriberError(f"{label}: cadence: {error}") from None
+        if not isinstance(entry.get("include_cosmetic", False), bool):
+            raise SubscriberError(f"{label}: include_cosmetic must be true or false")
+        values["include_cosmetic"] = entry.get("include_cosmetic", False)
+        webhook = entry.get("webhook")
+        if webhook is not None and (
+            not isinstance(webhook, str) or not webhook.startswith(("https://", "http://"))
+        ):
+            raise SubscriberError(f"{label}: webhook must be an http(s) URL")
+        values["webhook"] = webhook
+        fmt = entry.get("webhook_format", "json")
+        if fmt not in ("json", "slack", "teams"):
+            raise SubscriberError(f"{label}: webhook_format must be json, slack or teams")
+        values["webhook_format"] = fmt
+        if not values["emails"] and not webhook:
+            raise SubscriberError(f"{label}: give emails or a webhook")
+        subscribers.append(Subscriber(**values))
+    return subscribers
