@@ -147,8 +147,13 @@ class Digest:
 
     @property
     def subject(self) -> str:
+        """Short, with the count; a single change's title is named (one line, cut at 80)."""
         counts = ", ".join(f"{n} {kind}" for kind, n in self.counts().items())
         total = len(self.entries)
+        if total == 1:
+            title = " ".join(self.entries[0].title.split())  # no CR/LF can reach the header
+            title = title if len(title) <= 80 else title[:79] + "…"
+            return f"HKMA tracker: {self.entries[0].kind} – {title}"
         return f"HKMA tracker: {total} change{'s' if total != 1 else ''} ({counts})"
 
     def render_text(self) -> str:

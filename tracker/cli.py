@@ -6,13 +6,15 @@ Data goes to stdout (`--json`: one object per line); logs go to stderr.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import logging
 import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -22,10 +24,12 @@ import sqlite_utils
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, source_status
 from storage.links import keys_like, rule_documents
+from storage.outbox import outbox_status, pending_messages
 from storage.search import search
 from storage.tags import retag
 from tracker import __version__
 from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
+from tracker.delivery import build_digest, deliver, queue_operator_message, subscribers_of
 from tracker.detect import Snapshot, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.extract import SPM_CODE
@@ -478,6 +482,122 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
         else:
             date, what = entry["date"] or "?", entry["entry"]
             click.echo(f"{date:10}  {what:13} {entry['title']}  ({entry['detail']})")
+
+
+@cli.command("outbox")
+@json_option
+@click.pass_obj
+def outbox_command(obj: Context, as_json: bool) -> None:
+    """What waits to be delivered: messages not yet sent (and why), and per subscriber the
+    changes not yet in a message.
+
+    Example: hkma-tracker outbox --json
+    """
+    rows = outbox_status(obj.readonly_db())
+    for row in rows:
+        if as_json:
+            emit(row)
+        elif row["type"] == "message":
+            why = f"; last error: {row['last_error']}" if row["last_error"] else ""
+            click.echo(
+                f"message {row['id']} {row['kind']} for {row['subscriber']} via {row['channel']}: "
+                f"{row['subject']} ({row['attempts']} attempts, next {row['next_attempt_at']}{why})"
+            )
+        else:
+            click.echo(f"{row['subscriber']}: {row['changes']} changes waiting for a digest")
+    if not rows and not as_json:
+        click.echo("outbox empty: everything was delivered")
+
+
+@cli.command("digest")
+@click.option(
+    "--send",
+    "mode",
+    flag_value="send",
+    help="Build due digests and send every pending message now.",
+)
+@click.option(
+    "--dry-run", "mode", flag_value="dry-run", help="Print the digests that are due; send nothing."
+)
+@click.option("--subscriber", help="Only this subscriber.")
+@click.pass_obj
+def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> None:
+    """Send (ignoring retry backoff) or print the digests due now.
+
+    Example: hkma-tracker digest --dry-run --subscriber aml-team
+    """
+    if mode is None:
+        raise UsageProblem("digest: give --send or --dry-run")
+    config = obj.config()
+    names = [s.name for s in subscribers_of(config)]
+    if subscriber is not None and subscriber not in names:
+        raise UsageProblem(f"no subscriber {subscriber!r} (configured: {', '.join(names)})")
+    db = open_db(obj.db_path)
+    try:
+        if mode == "dry-run":
+            with write_transaction(db, commit=False):
+                for name in names:
+                    if subscriber in (None, name):
+                        built = build_digest(
+                            db, config, _subscriber(config, name), datetime.now(UTC)
+                        )
+                        for message in pending_messages(db, subscriber=name):
+                            click.echo(f"== {name}: {message['subject']}")
+                            if message["id"] == built:
+                                click.echo(_text_part(message["eml"]))
+            return
+        report = deliver(db, config, force=True, only=subscriber)
+    finally:
+        db.close()
+    for where in report.sent:
+        click.echo(f"sent: {where}")
+    for failure in report.failed:
+        click.echo(f"NOT sent: {failure}", err=True)
+    sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
+
+
+def _subscriber(config: Config, name: str) -> Any:
+    return next(s for s in subscribers_of(config) if s.name == name)
+
+
+def _text_part(eml: bytes) -> str:
+    message = message_from_bytes(bytes(eml), policy=policy.default)
+    body = message.get_body(("plain",))
+    return str(body.get_content()) if body is not None else ""
+
+
+@cli.group("alerts")
+def alerts_group() -> None:
+    """Operator alerts and channel checks."""
+
+
+@alerts_group.command("test")
+@click.option(
+    "--channel", type=click.Choice(["smtp", "file"]), help="Default: smtp if configured, else file."
+)
+@click.pass_obj
+def alerts_test(obj: Context, channel: str | None) -> None:
+    """Send a test message to the operator addresses, now.
+
+    Example: hkma-tracker alerts test --channel smtp
+    """
+    config = obj.config()
+    if channel == "smtp" and not config.smtp_configured:
+        raise UsageProblem("alerts test: smtp.host is not configured")
+    if channel == "file":
+        config = dataclasses.replace(config, smtp={**config.smtp, "host": ""})
+    db = open_db(obj.db_path)
+    try:
+        with write_transaction(db):
+            message = queue_operator_message(db, config, "test")
+        report = deliver(db, config, force=True, only="operator")
+    finally:
+        db.close()
+    for where in report.sent:
+        click.echo(f"test message {message} sent: {where}")
+    for failure in report.failed:
+        click.echo(f"test message NOT sent: {failure}", err=True)
+    sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
 
 
 def _document_or_fail(db: Any, ref: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
+from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
 
 import sqlite_utils
@@ -94,7 +95,7 @@ def build_digest(
         message_id=message_id,
         subject=digest.subject,
         recipients=recipients,
-        eml=email.as_bytes(),
+        eml=email.as_bytes(policy=SMTP),  # CRLF line ends, as SMTP wants them
         payload=digest.payload(subscriber.webhook_format),
         change_ids=[c["id"] for c in changes],
     )
@@ -142,7 +143,7 @@ def queue_operator_message(
         message_id=str(message["Message-ID"]),
         subject=str(message["Subject"]),
         recipients=list(config.operator["emails"]),
-        eml=message.as_bytes(),
+        eml=message.as_bytes(policy=SMTP),
         payload={"source": source, "reason": reason, "runs": runs},
     )
 

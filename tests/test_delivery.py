@@ -1,0 +1,345 @@
+"""Delivery over real SMTP (aiosmtpd on 127.0.0.1): subscribers, outages, retries, TLS, login,
+operator alerts, webhooks. The changes come from real crawls of the recorded site."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import socket
+import sqlite3
+import ssl
+from email import message_from_bytes, policy
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from conftest import WWW_ONLY, use_day
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from alerts.channels import DeliveryError, SmtpChannel
+from tracker.config import load_config
+from tracker.delivery import deliver
+from tracker.exit_codes import ExitStatus
+from tracker.loopback import Override, RecordedSite
+from tracker.run import run
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Mailbox:
+    """An aiosmtpd handler that keeps what it accepted, or answers as told."""
+
+    def __init__(self) -> None:
+        self.messages: list = []
+        self.reply: str | None = None  # e.g. "421 ..." / "451 ..."
+        self.drop_after_data = False
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.reply:
+            return self.reply
+        self.messages.append(
+            (list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default))
+        )
+        if self.drop_after_data:  # the message arrived, but the client never hears so
+            session.transport.close()
+        return "250 OK"
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()
+
+
+def write_config(tmp_path, site, smtp: str, extra: str = "") -> object:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f"""
+[crawl]
+download_delay = 0
+timeout = 3
+retries = 0
+[sources.pages]
+urls = ["https://www.hkma.gov.hk/eng/key-functions/banking/anti-money-laundering-and-counter-financing-of-terrorism/guidance-papers-circulars/"]
+{WWW_ONLY}
+[digest]
+folder = "{(tmp_path / "digests").as_posix()}"
+[mirror]
+"https://www.hkma.gov.hk" = "{site.base_url}"
+{smtp}
+[operator]
+emails = ["ops@example.com"]
+unhealthy_runs = 2
+
+[[subscribers]]
+name = "aml-team"
+emails = ["aml@example.com"]
+functions = ["AML/CFT"]
+sources = ["pages"]
+
+[[subscribers]]
+name = "press-desk"
+emails = ["press@example.com", "desk@example.com"]
+products = ["Mortgages"]
+{extra}
+""",
+        encoding="utf-8",
+    )
+    return load_config(path)
+
+
+def smtp_table(port: int, security: str = "none", extra: str = "") -> str:
+    return f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{security}"\ntimeout = 5\nfrom = "HKMA Tracker <tracker@example.com>"\n{extra}'
+
+
+def digests_for(box, address):
+    return [m for rcpt, m in box.messages if address in rcpt]
+
+
+def query(db_path, sql, params=()):
+    with sqlite3.connect(db_path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+def test_each_subscriber_gets_one_digest_with_exactly_its_changes(site, tmp_path, db_path, mailbox):
+    config = write_config(tmp_path, site, smtp_table(mailbox.port))
+    run(config, db_path)
+    assert mailbox.messages == []  # day 1 is the baseline: nothing mailed
+    use_day(site, 2)
+    report = run(config, db_path)
+    assert report.exit_status == ExitStatus.OK
+
+    (aml,) = digests_for(mailbox, "aml@example.com")
+    assert aml["From"] == "HKMA Tracker <tracker@example.com>"
+    assert aml.get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in aml.iter_parts()] == ["text/plain", "text/html"]
+    text = aml.get_body(("plain",)).get_content()
+    # The four AML/CFT page events of day 2, none of the RSS ones.
+    assert aml["Subject"] == "HKMA tracker: 4 changes (1 new, 2 changed, 1 removed)"
+    assert "Guidance on combating high-end money laundering" in text
+    assert "Tags: AML/CFT" in text and "HKMA RSS feeds" not in text
+    html = aml.get_body(("html",)).get_content()
+    assert "<style" not in html and "Guidance on combating high-end money laundering" in html
+
+    (press,) = [(rcpt, m) for rcpt, m in mailbox.messages if "press@example.com" in rcpt]
+    assert press[0] == ["press@example.com", "desk@example.com"]
+    assert (
+        press[1]["Subject"]
+        == "HKMA tracker: new – Residential Mortgage Survey Results for June 2026"
+    )
+    # Nothing is sent twice: a run without changes sends nothing more.
+    before = len(mailbox.messages)
+    run(config, db_path)
+    assert len(mailbox.messages) == before
+
+
+@pytest.mark.parametrize("outage", ["refused", "421", "451", "dropped-after-data"])
+def test_an_outage_loses_nothing_and_duplicates_nothing(site, tmp_path, db_path, mailbox, outage):
+    port = free_port() if outage == "refused" else mailbox.port  # nothing listens on a fresh port
+    config = write_config(tmp_path, site, smtp_table(port))
+    run(config, db_path)
+    use_day(site, 2)
+    if outage == "421":
+        mailbox.reply = "421 4.3.2 Service shutting down"
+    elif outage == "451":
+        mailbox.reply = "451 4.3.0 Try again later"
+    elif outage == "dropped-after-data":
+        mailbox.drop_after_data = True
+    failed = run(config, db_path)
+    assert failed.exit_status == ExitStatus.DELIVERY_FAILED
+    pending = query(
+        db_path, "SELECT subscriber, attempts, last_error FROM messages WHERE status = 'pending'"
+    )
+    assert [(s, a) for s, a, _ in pending] == [("aml-team", 1)]
+    assert pending[0][2]
+    message_id = query(db_path, "SELECT message_id FROM messages")[0][0]
+
+    # The next run comes before the backoff is over: it does not hammer the server.
+    mailbox.reply, mailbox.drop_after_data = None, False
+    later = run(config, db_path)
+    assert later.exit_status == ExitStatus.OK
+    assert query(db_path, "SELECT status FROM messages") == [("pending",)]
+
+    # Once the backoff has passed (or `digest --send`), the same message goes out, once.
+    fixed = write_config(tmp_path, site, smtp_table(mailbox.port))
+    db = __import__("storage.db", fromlist=["open_db"]).open_db(db_path)
+    report = deliver(db, fixed, now=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=6))
+    db.close()
+    assert report.failed == []
+    delivered = digests_for(mailbox, "aml@example.com")
+    assert {m["Message-ID"] for m in delivered} == {message_id}
+    if outage != "dropped-after-data":
+        assert len(delivered) == 1
+    else:  # the server got it before the drop: the retry is the identical message
+        assert len(delivered) == 2 and delivered[0].as_bytes() == delivered[1].as_bytes()
+    assert query(db_path, "SELECT status, attempts FROM messages") == [("sent", 2)]
+    assert query(db_path, "SELECT count(*) FROM outbox_items WHERE message IS NULL") == [(0,)]
+
+
+def test_starttls_required_but_not_offered_aborts_before_login(mailbox, monkeypatch):
+    monkeypatch.setenv("SMTP_PW", "secret")
+    channel = SmtpChannel(
+        {
+            "host": "127.0.0.1",
+            "port": mailbox.port,
+            "security": "starttls",
+            "username": "tracker",
+            "password_env": "SMTP_PW",
+            "from": "t@example.com",
+            "timeout": 5,
+            "ca_bundle": "",
+        }
+    )
+    message = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+    with pytest.raises(DeliveryError, match="does not offer STARTTLS; not logging in"):
+        channel.send(message)
+    assert mailbox.messages == []
+
+
+def test_no_login_in_clear_to_a_remote_host():
+    channel = SmtpChannel(
+        {
+            "host": "smtp.example.com",
+            "port": 25,
+            "security": "none",
+            "username": "tracker",
+            "password_env": "SMTP_PW",
+            "from": "t@example.com",
+            "timeout": 5,
+            "ca_bundle": "",
+        }
+    )
+    message = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+    with pytest.raises(DeliveryError, match="refusing to log in to smtp.example.com without TLS"):
+        channel.send(message)  # refused before any connection is attempted
+
+
+def self_signed(tmp_path):
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+def test_login_over_starttls_with_a_verified_certificate(tmp_path, monkeypatch):
+    cert, key = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((auth_data.login, auth_data.password))
+        ok = auth_data.login == b"tracker" and auth_data.password == b"s3cret"
+        return AuthResult(success=ok, handled=ok)
+
+    box = Mailbox()
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=free_port(),
+        tls_context=context,
+        require_starttls=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    try:
+        settings = {
+            "host": "127.0.0.1",
+            "port": controller.port,
+            "security": "starttls",
+            "username": "tracker",
+            "password_env": "SMTP_PW",
+            "from": "t@example.com",
+            "timeout": 5,
+            "ca_bundle": str(cert),
+        }
+        message = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+        monkeypatch.setenv("SMTP_PW", "wrong")
+        with pytest.raises(DeliveryError, match="answered 535"):
+            SmtpChannel(settings).send(message)
+        monkeypatch.setenv("SMTP_PW", "s3cret")
+        SmtpChannel(settings).send(message)
+        assert logins[-1] == (b"tracker", b"s3cret") and len(box.messages) == 1
+        # Without the CA bundle the self-signed certificate is not trusted.
+        with pytest.raises(DeliveryError, match="SSLCertVerificationError"):
+            SmtpChannel({**settings, "ca_bundle": ""}).send(message)
+    finally:
+        controller.stop()
+
+
+def test_operator_hears_once_when_a_source_breaks_and_once_when_it_recovers(
+    site, tmp_path, db_path, mailbox
+):
+    config = write_config(tmp_path, site, smtp_table(mailbox.port))
+    run(config, db_path)
+    page = "/eng/key-functions/banking/anti-money-laundering-and-counter-financing-of-terrorism/guidance-papers-circulars/"
+    site.overrides[page] = Override(status=503)
+    for _ in range(4):  # broken from the 2nd unhealthy run on; one message only
+        assert run(config, db_path).exit_status == ExitStatus.SOURCE_UNHEALTHY
+    site.overrides.clear()
+    run(config, db_path)
+    run(config, db_path)
+    subjects = [m["Subject"] for rcpt, m in mailbox.messages if rcpt == ["ops@example.com"]]
+    assert subjects == [
+        "HKMA tracker: source pages is broken",
+        "HKMA tracker: source pages recovered",
+    ]
+    (broken,) = [m for rcpt, m in mailbox.messages if m["Subject"].endswith("is broken")]
+    assert "HTTP 503" in broken.get_content()
+
+
+def test_webhook_subscribers_get_a_slack_message(site, tmp_path, db_path):
+    received = []
+
+    def hook(request):
+        received.append(json.loads(request.body))
+        return Override(status=200, body=b"ok", content_type="text/plain")
+
+    with RecordedSite(tmp_path) as receiver:
+        receiver.handlers["/hooks/aml"] = hook
+        extra = f'\n[[subscribers]]\nname = "slack"\nwebhook = "{receiver.base_url}/hooks/aml"\nwebhook_format = "slack"\nfunctions = ["Fraud"]\n'
+        config = write_config(tmp_path, site, "", extra)
+        run(config, db_path)
+        use_day(site, 2)
+        assert run(config, db_path).exit_status == ExitStatus.OK
+    (payload,) = received
+    assert payload["text"].startswith("HKMA tracker:")
+    assert (
+        "Measures to protect bank customers from authorized payment scams (revised)"
+        in payload["text"]
+    )
