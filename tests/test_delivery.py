@@ -162,15 +162,17 @@ def test_an_outage_loses_nothing_and_duplicates_nothing(site, tmp_path, db_path,
     pending = query(
         db_path, "SELECT subscriber, attempts, last_error FROM messages WHERE status = 'pending'"
     )
-    assert [(s, a) for s, a, _ in pending] == [("aml-team", 1)]
-    assert pending[0][2]
-    message_id = query(db_path, "SELECT message_id FROM messages")[0][0]
+    assert [(s, a) for s, a, _ in pending] == [("aml-team", 1), ("press-desk", 1)]
+    assert all(error for *_, error in pending)
+    message_id = query(db_path, "SELECT message_id FROM messages WHERE subscriber = 'aml-team'")[0][
+        0
+    ]
 
     # The next run comes before the backoff is over: it does not hammer the server.
     mailbox.reply, mailbox.drop_after_data = None, False
     later = run(config, db_path)
     assert later.exit_status == ExitStatus.OK
-    assert query(db_path, "SELECT status FROM messages") == [("pending",)]
+    assert query(db_path, "SELECT DISTINCT status FROM messages") == [("pending",)]
 
     # Once the backoff has passed (or `digest --send`), the same message goes out, once.
     fixed = write_config(tmp_path, site, smtp_table(mailbox.port))
@@ -184,7 +186,10 @@ def test_an_outage_loses_nothing_and_duplicates_nothing(site, tmp_path, db_path,
         assert len(delivered) == 1
     else:  # the server got it before the drop: the retry is the identical message
         assert len(delivered) == 2 and delivered[0].as_bytes() == delivered[1].as_bytes()
-    assert query(db_path, "SELECT status, attempts FROM messages") == [("sent", 2)]
+    assert query(db_path, "SELECT DISTINCT status, attempts FROM messages") == [("sent", 2)]
+    assert len(digests_for(mailbox, "press@example.com")) == (
+        2 if outage == "dropped-after-data" else 1
+    )
     assert query(db_path, "SELECT count(*) FROM outbox_items WHERE message IS NULL") == [(0,)]
 
 
@@ -222,7 +227,9 @@ def test_no_login_in_clear_to_a_remote_host():
         }
     )
     message = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
-    with pytest.raises(DeliveryError, match=r"refusing to log in to smtp\.example\.com without TLS"):
+    with pytest.raises(
+        DeliveryError, match=r"refusing to log in to smtp\.example\.com without TLS"
+    ):
         channel.send(message)  # refused before any connection is attempted
 
 
@@ -343,3 +350,37 @@ def test_webhook_subscribers_get_a_slack_message(site, tmp_path, db_path):
         "Measures to protect bank customers from authorized payment scams (revised)"
         in payload["text"]
     )
+
+
+def test_outbox_digest_and_alerts_commands(site, tmp_path, db_path):
+    from click.testing import CliRunner
+
+    from tracker.cli import cli
+
+    dead = free_port()  # nothing listens: every send fails
+    config = write_config(tmp_path, site, smtp_table(dead))
+    config_path = tmp_path / "c.toml"
+    base = ["--config", str(config_path), "--db", str(db_path)]
+    run(config, db_path)
+    use_day(site, 2)
+    assert run(config, db_path).exit_status == ExitStatus.DELIVERY_FAILED
+
+    result = CliRunner().invoke(cli, [*base, "outbox", "--json"])
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    (message,) = [r for r in rows if r["type"] == "message" and r["subscriber"] == "aml-team"]
+    assert message["subscriber"] == "aml-team" and message["attempts"] == 1
+    assert "ConnectionRefusedError" in message["last_error"]
+
+    dry = CliRunner().invoke(cli, [*base, "digest", "--dry-run", "--subscriber", "aml-team"])
+    assert dry.exit_code == 0 and "== aml-team: HKMA tracker: 4 changes" in dry.stdout
+
+    # --send ignores the backoff: it tries now, fails again, exits 4, keeps the message.
+    send = CliRunner().invoke(cli, [*base, "digest", "--send"])
+    assert send.exit_code == 4 and "NOT sent: digest" in send.output
+    assert query(
+        db_path, "SELECT DISTINCT status, attempts FROM messages WHERE kind = 'digest'"
+    ) == [("pending", 2)]
+
+    test = CliRunner().invoke(cli, [*base, "alerts", "test", "--channel", "file"])
+    assert test.exit_code == 0, test.output
+    assert list((tmp_path / "digests").glob("*-operator.eml"))

@@ -1,0 +1,152 @@
+"""Subscribers: config errors naming subscriber and key, filters, cadences in Hong Kong time;
+digests that render hostile and Chinese titles harmlessly."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+from email.policy import SMTP
+
+import pytest
+
+from alerts.digest import Digest
+from alerts.subscribers import Subscriber, SubscriberError, parse_cadence, parse_subscribers
+from tracker.tagging import KINDS, load_taxonomy
+
+TAXONOMY = load_taxonomy()
+KNOWN = {kind: TAXONOMY.names(kind) for kind in KINDS}
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"emails": ["a@example.com"]}, "subscribers[0]: name is required"),
+        (
+            {"name": "aml", "emails": ["a@example.com"], "function": ["AML/CFT"]},
+            "subscriber 'aml': unknown key 'function'",
+        ),
+        (
+            {"name": "aml", "emails": ["not-an-address"]},
+            "subscriber 'aml': emails: 'not-an-address' is not an email address",
+        ),
+        (
+            {"name": "aml", "emails": ["a@example.com\r\nBcc: x@evil.com"]},
+            "is not an email address",
+        ),
+        (
+            {"name": "aml", "emails": ["a@example.com"], "functions": ["AML"]},
+            "subscriber 'aml': functions: 'AML' is not in the taxonomy",
+        ),
+        (
+            {"name": "aml", "emails": ["a@example.com"], "cadence": "hourly"},
+            "subscriber 'aml': cadence: 'hourly' is not",
+        ),
+        (
+            {"name": "aml", "emails": ["a@example.com"], "kinds": ["deleted"]},
+            "kinds: 'deleted' is not new, changed or removed",
+        ),
+        ({"name": "aml"}, "subscriber 'aml': give emails or a webhook"),
+        ({"name": "aml", "webhook": "ftp://x"}, "webhook must be an http(s) URL"),
+    ],
+)
+def test_bad_subscribers_name_the_subscriber_and_key(entry, message):
+    with pytest.raises(SubscriberError) as error:
+        parse_subscribers([entry], KNOWN)
+    assert message in str(error.value)
+
+
+def test_duplicate_names_are_refused():
+    entry = {"name": "aml", "emails": ["a@example.com"]}
+    with pytest.raises(SubscriberError, match="the name is used twice"):
+        parse_subscribers([entry, entry], KNOWN)
+
+
+CHANGE = {
+    "id": 1,
+    "kind": "new",
+    "source": "pages",
+    "title": "Guidance on money laundering",
+    "diff": "",
+    "baseline": False,
+    "significance": "substantive",
+    "functions": ["AML/CFT"],
+    "products": ["Banking"],
+    "entity_types": [],
+}
+
+
+@pytest.mark.parametrize(
+    ("subscriber", "change", "matches"),
+    [
+        (Subscriber("s", functions=("AML/CFT",)), {}, True),
+        (Subscriber("s", functions=("Fraud",)), {}, False),
+        (Subscriber("s", functions=("Fraud", "AML/CFT"), products=("Banking",)), {}, True),
+        (Subscriber("s", products=("Wealth Mgt",)), {}, False),
+        (Subscriber("s", sources=("rss",)), {}, False),
+        (Subscriber("s", kinds=("changed",)), {}, False),
+        (Subscriber("s", keywords=("LAUNDERING",)), {}, True),
+        (Subscriber("s"), {"significance": "cosmetic"}, False),
+        (Subscriber("s", include_cosmetic=True), {"significance": "cosmetic"}, True),
+        (Subscriber("s"), {"baseline": True}, False),
+    ],
+)
+def test_filters(subscriber, change, matches):
+    assert subscriber.matches({**CHANGE, **change}) is matches
+
+
+@pytest.mark.parametrize(
+    ("cadence", "last", "now", "due"),
+    [
+        ("run", "2026-11-22T01:00:00+00:00", "2026-11-22T01:05:00+00:00", True),
+        # daily 08:30 HKT = 00:30 UTC
+        ("daily 08:30", "2026-11-21T00:31:00+00:00", "2026-11-22T00:29:00+00:00", False),
+        ("daily 08:30", "2026-11-21T00:31:00+00:00", "2026-11-22T00:31:00+00:00", True),
+        ("daily 08:30", "2026-11-22T00:31:00+00:00", "2026-11-22T09:00:00+00:00", False),
+        ("daily 08:30", None, "2026-11-22T09:00:00+00:00", True),
+        # weekly mon 09:00 HKT; 2026-11-23 is a Monday
+        ("weekly mon 09:00", "2026-11-16T01:05:00+00:00", "2026-11-22T23:00:00+00:00", False),
+        ("weekly mon 09:00", "2026-11-16T01:05:00+00:00", "2026-11-23T01:01:00+00:00", True),
+    ],
+)
+def test_cadences_in_hong_kong_time(cadence, last, now, due):
+    last_at = datetime.fromisoformat(last) if last else None
+    assert parse_cadence(cadence).due(last_at, datetime.fromisoformat(now)) is due
+
+
+def entry(title, url="https://www.hkma.gov.hk/a.pdf"):
+    return {
+        "id": 1,
+        "kind": "new",
+        "source": "rss",
+        "title": title,
+        "url": url,
+        "date": "2026-07-29",
+        "fields": [],
+        "diff": "",
+        "detected_at": "2026-11-22T03:00:00+00:00",
+    }
+
+
+def test_hostile_titles_are_harmless_in_every_part():
+    hostile = 'Circular <img src=x onerror="alert(1)"> <a href="javascript:alert(2)">x</a>\r\nBcc: victim@example.com'
+    digest = Digest.of_changes(
+        datetime(2026, 11, 22, tzinfo=UTC), [entry(hostile, url="javascript:alert(3)")]
+    )
+    html = digest.render_html()
+    assert "<img" not in html and 'onerror="' not in html and 'href="javascript' not in html
+    raw = digest.to_email("t@example.com", ["a@example.com"]).as_bytes(policy=SMTP)
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Bcc"] is None and "\n" not in parsed["Subject"]
+    assert parsed["Subject"].startswith("HKMA tracker: new – Circular <img")
+
+
+def test_chinese_title_in_subject_and_both_parts():
+    digest = Digest.of_changes(
+        datetime(2026, 11, 22, tzinfo=UTC), [entry("打擊洗錢及恐怖分子資金籌集指引（修訂）")]
+    )
+    raw = digest.to_email("t@example.com", ["a@example.com"]).as_bytes(policy=SMTP)
+    assert b"Subject: HKMA tracker: new =?utf-8?" in raw  # RFC 2047 encoded word
+    parsed = message_from_bytes(raw, policy=policy.default)
+    assert parsed["Subject"] == "HKMA tracker: new – 打擊洗錢及恐怖分子資金籌集指引（修訂）"
+    assert "打擊洗錢及恐怖分子資金籌集指引（修訂）" in parsed.get_body(("plain",)).get_content()
+    assert "打擊洗錢及恐怖分子資金籌集指引（修訂）" in parsed.get_body(("html",)).get_content()
