@@ -86,7 +86,7 @@ def store_message(
             "payload": json.dumps(payload, ensure_ascii=False),
             "status": "pending",
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": None,  # due at once (a timestamp could be a second "late")
         }
     )
     message = int(row.last_rowid or 0)

@@ -568,7 +568,10 @@ def _text_part(eml: bytes) -> str:
 
 @cli.group("alerts")
 def alerts_group() -> None:
-    """Operator alerts and channel checks."""
+    """Operator alerts and channel checks.
+
+    Example: hkma-tracker alerts test
+    """
 
 
 @alerts_group.command("test")
