@@ -127,7 +127,9 @@ class Digest:
             first = entries.get(("new", entry.publication))
             if first is None:
                 entries[("new", entry.publication)] = entry
-            elif entry.source != first.source and entry.source not in first.also_in:
+            elif entry.source == first.source:  # two documents of one source (LegCo items)
+                merged.append(entry)
+            elif entry.source not in first.also_in:
                 also = dataclasses.replace(first, also_in=(*first.also_in, entry.source))
                 entries[("new", entry.publication)] = also
         return cls(created_at, merged + list(entries.values()), note)

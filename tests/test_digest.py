@@ -111,12 +111,15 @@ def test_one_publication_announced_by_several_sources_is_one_entry():
                 "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20260729-1-EN",
                 kind="changed",
             ),
+            # Two documents of one source under one link (as LegCo items are): both kept.
+            change(6, "rss", press, title="Another item under the same link"),
         ],
     )
     assert [(e.change_id, e.kind, e.also_in) for e in digest.entries] == [
         (5, "changed", ()),
+        (6, "new", ()),
         (1, "new", ("brdr",)),
         (3, "new", ("press_releases",)),
     ]
-    assert digest.subject == "HKMA tracker: 3 changes (2 new, 1 changed)"
+    assert digest.subject == "HKMA tracker: 4 changes (3 new, 1 changed)"
     assert "Also in: Banking Regulatory Document Repository" in digest.render_text()
