@@ -384,3 +384,44 @@ def test_outbox_digest_and_alerts_commands(site, tmp_path, db_path):
     test = CliRunner().invoke(cli, [*base, "alerts", "test", "--channel", "file"])
     assert test.exit_code == 0, test.output
     assert list((tmp_path / "digests").glob("*-operator.eml"))
+
+
+def test_login_without_tls_only_to_a_loopback_relay(monkeypatch):
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append(auth_data.login)
+        return AuthResult(success=True)
+
+    box = Mailbox()
+    controller = Controller(
+        box,
+        hostname="127.0.0.1",
+        port=free_port(),
+        authenticator=authenticator,
+        auth_require_tls=False,
+    )
+    controller.start()
+    try:
+        monkeypatch.setenv("RELAY_PW", "relay-secret")
+        settings = {
+            "host": "127.0.0.1",
+            "port": controller.port,
+            "security": "none",
+            "username": "relay-user",
+            "password_env": "RELAY_PW",
+            "from": "t@example.com",
+            "timeout": 5,
+            "ca_bundle": "",
+        }
+        SmtpChannel(settings).send(
+            {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+        )
+        assert logins == [b"relay-user"] and len(box.messages) == 1
+        monkeypatch.delenv("RELAY_PW")
+        with pytest.raises(DeliveryError, match=r"\$RELAY_PW is empty or not set"):
+            SmtpChannel(settings).send(
+                {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nb\r\n"}
+            )
+    finally:
+        controller.stop()
