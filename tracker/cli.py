@@ -33,6 +33,7 @@ from tracker.delivery import build_digest, deliver, queue_operator_message, subs
 from tracker.detect import Snapshot, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.extract import SPM_CODE
+from tracker.lock import RunLocked, run_lock
 from tracker.rules import timeline
 from tracker.run import RunReport, UnknownSourceError, run
 from tracker.tagging import KINDS, Taggable, tag
@@ -45,8 +46,9 @@ Exit status of run, crawl and demo:
   0  every source healthy (with or without changes)
   1  unexpected error
   2  bad command line or config
-  3  a source was unhealthy (failed, empty, sharp drop); the others were processed
-  4  a digest could not be delivered; its changes stay pending
+  3  a source was unhealthy (failed, empty, sharp drop, deadline); the others were processed
+  4  a message could not be delivered; it stays pending (4 wins over 3)
+  75 another run holds the lock: try again later
 """
 
 
@@ -110,18 +112,46 @@ json_option = click.option("--json", "as_json", is_flag=True, help="One JSON obj
     help=f"SQLite history database (env {DB_ENV}).",
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log progress (INFO) to stderr.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Logs on stderr as text, or one JSON object per line for log collectors.",
+)
 @click.pass_context
-def cli(ctx: click.Context, config_path: str | None, db_path: str, verbose: bool) -> None:
+def cli(
+    ctx: click.Context, config_path: str | None, db_path: str, verbose: bool, log_format: str
+) -> None:
     """Track HKMA circulars, guidelines and topic pages; record every version; report changes.
 
     Example: hkma-tracker --db hkma.db run
     """
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonLogFormatter()
+        if log_format == "json"
+        else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
     ctx.obj = Context(config_path, db_path)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log record: time, level, logger, message (and the error, if any)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
 
 
 def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
@@ -178,20 +208,26 @@ def _run(
     mirrors: tuple[str, ...],
     dry_run: bool,
     full_sweep: bool,
+    deadline: float | None,
     as_json: bool,
 ) -> NoReturn:
     config = obj.config(mirrors)
     try:
-        report = run(
-            config,
-            obj.db_path,
-            list(sources),
-            alerts=alerts,
-            dry_run=dry_run,
-            full_sweep=full_sweep,
-        )
+        with run_lock(obj.db_path):
+            report = run(
+                config,
+                obj.db_path,
+                list(sources),
+                alerts=alerts,
+                dry_run=dry_run,
+                full_sweep=full_sweep,
+                deadline=deadline,
+            )
     except UnknownSourceError as error:
         raise UsageProblem(str(error)) from None
+    except RunLocked as error:
+        click.echo(f"hkma-tracker: {error}", err=True)
+        sys.exit(int(ExitStatus.LOCKED))
     _print_report(report, as_json, show_events=dry_run)
     sys.exit(int(report.exit_status))
 
@@ -220,6 +256,13 @@ def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
             is_flag=True,
             help="Ask BRDR and the press-release API for everything, not only recent items "
             "(a periodic reconciliation).",
+        ),
+        click.option(
+            "--deadline",
+            type=click.FloatRange(min=1),
+            metavar="SECONDS",
+            help="Stop crawling after this long; unfinished sources count as unhealthy "
+            "(default: [run] deadline, 0 = none).",
         ),
         json_option,
         click.pass_obj,

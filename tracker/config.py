@@ -121,12 +121,19 @@ DEFAULTS: dict[str, Any] = {
         "unhealthy_runs": 3,  # a source is reported broken after this many unhealthy runs
     },
     "subscribers": [],
+    "run": {
+        # Seconds a whole run may take (0: no limit); unfinished sources count as unhealthy.
+        "deadline": 0,
+    },
+    # Cron expressions (Hong Kong time) for `hkma-tracker schedule`: a source name or "all",
+    # and "full_sweep" for the periodic full BRDR / press-release reconciliation.
+    "schedule": {},
     "mirror": {},
 }
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Tables whose keys are free-form (names chosen by the user), with what their values must be.
-FREE_TABLES = {"sources.rss.feeds": "hkma_url", "mirror": "mirror_base"}
+FREE_TABLES = {"sources.rss.feeds": "hkma_url", "mirror": "mirror_base", "schedule": "cron"}
 
 
 class ConfigError(ValueError):
@@ -142,6 +149,8 @@ class Config:
     tagging: dict[str, Any]
     smtp: dict[str, Any]
     operator: dict[str, Any]
+    run: dict[str, Any]
+    schedule: dict[str, str]
     subscribers: tuple[Subscriber, ...]
     digest_folder: Path
     mirrors: dict[str, str]
@@ -197,6 +206,18 @@ def _check_hkma_url(key: str, value: object) -> str:
     return value
 
 
+def _check_cron(key: str, value: object) -> str:
+    from apscheduler.triggers.cron import CronTrigger
+
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a cron expression string, got {value!r}")
+    try:
+        CronTrigger.from_crontab(value, timezone="Asia/Hong_Kong")
+    except ValueError as error:
+        raise ConfigError(f"{key}: {value!r} is not a cron expression ({error})") from None
+    return value
+
+
 def parse_mirror(key: str, origin: str, base: object) -> tuple[str, str]:
     """Validate one ORIGIN=BASE mirror pair."""
     o, b = urlsplit(origin), urlsplit(base) if isinstance(base, str) else None
@@ -218,6 +239,8 @@ def _merge(key: str, default: Any, given: Any) -> Any:
             raise ConfigError(f"{key} must be a table")
         if FREE_TABLES[key] == "hkma_url":
             return {str(k): _check_hkma_url(f"{key}.{k}", v) for k, v in given.items()}
+        if FREE_TABLES[key] == "cron":
+            return {str(k): _check_cron(f"{key}.{k}", v) for k, v in given.items()}
         return dict(parse_mirror(f"{key}.{k}", str(k), v) for k, v in given.items())
     if isinstance(default, dict):
         if not isinstance(given, dict):
@@ -274,6 +297,11 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
     if merged["crawl"]["log_level"].upper() not in LOG_LEVELS:
         raise ConfigError(f"config file {origin}: crawl.log_level must be one of {LOG_LEVELS}")
     merged["crawl"]["log_level"] = merged["crawl"]["log_level"].upper()
+    for name in merged["schedule"]:
+        if name not in (*merged["sources"], "all", "full_sweep"):
+            raise ConfigError(
+                f"config file {origin}: schedule.{name}: not a source, 'all' or 'full_sweep'"
+            )
     for key in ("crawl", "smtp"):
         bundle = merged[key]["ca_bundle"]
         if bundle and not Path(bundle).is_file():
@@ -303,6 +331,8 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
         tagging=merged["tagging"],
         smtp=merged["smtp"],
         operator=merged["operator"],
+        run=merged["run"],
+        schedule=merged["schedule"],
         subscribers=subscribers,
         digest_folder=Path(merged["digest"]["folder"]),
         mirrors=merged["mirror"],

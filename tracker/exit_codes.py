@@ -9,4 +9,5 @@ class ExitStatus(IntEnum):
     USAGE = 2  # bad command line or config
     SOURCE_UNHEALTHY = 3  # a source failed; the healthy ones were still processed
     DELIVERY_FAILED = 4  # a digest could not be delivered; it stays pending
+    LOCKED = 75  # another run holds the lock (EX_TEMPFAIL: try again later)
     INTERRUPTED = 130  # Ctrl-C

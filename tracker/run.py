@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,17 @@ from tracker.exit_codes import ExitStatus
 from tracker.tagging import Taxonomy
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Deadline:
+    """A run's overall time limit."""
+
+    seconds: float
+    started: float = field(default_factory=time.monotonic)
+
+    def remaining(self) -> float:
+        return self.seconds - (time.monotonic() - self.started)
 
 
 class UnknownSourceError(ValueError):
@@ -79,9 +91,14 @@ def select_sources(config: Config, requested: list[str] | None) -> list[str]:
 
 
 def crawl(
-    config: Config, spiders: dict[str, dict[str, Any]], workdir: Path
+    config: Config,
+    spiders: dict[str, dict[str, Any]],
+    workdir: Path,
+    deadline: Deadline | None = None,
 ) -> dict[str, dict[str, Any] | None]:
-    """Run `spiders` (name -> listings and options) in one child process; each one's result."""
+    """Run `spiders` (name -> listings and options) in one child process; each one's result.
+
+    The child is killed at `process_timeout`, or sooner at the run's deadline."""
     sources = list(spiders)
     job = {
         "output": str(workdir / "results"),
@@ -91,6 +108,10 @@ def crawl(
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job), encoding="utf-8")
     timeout = config.crawl["process_timeout"]
+    why = f"crawl process killed after {timeout} s"
+    if deadline is not None and deadline.remaining() < timeout:
+        timeout = max(deadline.remaining(), 0.1)
+        why = f"run deadline of {deadline.seconds:g} s reached"
     failure = None
     try:
         env = dict(os.environ)
@@ -105,7 +126,7 @@ def crawl(
         if completed.returncode != 0:
             failure = f"crawl process exited with status {completed.returncode}"
     except subprocess.TimeoutExpired:
-        failure = f"crawl process killed after {timeout} s"
+        failure = why
     results: dict[str, dict[str, Any] | None] = {}
     for name in sources:
         path = workdir / "results" / f"{name}.json"
@@ -123,6 +144,7 @@ def run(
     alerts: bool = True,
     dry_run: bool = False,
     full_sweep: bool = False,
+    deadline: float | None = None,
 ) -> RunReport:
     """Crawl, detect and store; with `alerts`, deliver pending changes as a digest.
 
@@ -131,14 +153,17 @@ def run(
     """
     selected = select_sources(config, sources)
     taxonomy = config.taxonomy()
+    seconds = config.run["deadline"] if deadline is None else deadline
+    limit = Deadline(seconds) if seconds else None
     db = open_db(db_path)
     try:
         command = "run" if alerts else "crawl"
         report = RunReport(None if dry_run else start_run(db, command))
         try:
-            _crawl_and_record(config, db, selected, report, full_sweep, taxonomy)
-            if report.run_id is not None and config.documents["enabled"]:
-                _fetch_documents(config, db, selected, report, taxonomy)
+            _crawl_and_record(config, db, selected, report, full_sweep, taxonomy, limit)
+            out_of_time = limit is not None and limit.remaining() <= 0
+            if report.run_id is not None and config.documents["enabled"] and not out_of_time:
+                _fetch_documents(config, db, selected, report, taxonomy, limit)
             if report.run_id is not None:
                 with write_transaction(db):
                     rebuild_links(db)
@@ -179,6 +204,7 @@ def _crawl_and_record(
     report: RunReport,
     full_sweep: bool,
     taxonomy: Taxonomy,
+    deadline: Deadline | None,
 ) -> None:
     spiders = {
         name: {
@@ -188,7 +214,7 @@ def _crawl_and_record(
         for name in selected
     }
     with tempfile.TemporaryDirectory(prefix="hkma-tracker-") as workdir:
-        results = crawl(config, spiders, Path(workdir))
+        results = crawl(config, spiders, Path(workdir), deadline)
     for source in selected:
         plan = plan_source(
             source,
@@ -212,6 +238,7 @@ def _fetch_documents(
     sources: list[str],
     report: RunReport,
     taxonomy: Taxonomy,
+    deadline: Deadline | None,
 ) -> None:
     """Fetch the linked documents that are due, extract their text, record what changed."""
     assert report.run_id is not None
@@ -232,7 +259,7 @@ def _fetch_documents(
             "pdf_max_bytes": settings["pdf_max_bytes"],
         }
         spiders = {"documents": {"listings": {}, "options": options}}
-        result = crawl(config, spiders, Path(workdir))["documents"] or {}
+        result = crawl(config, spiders, Path(workdir), deadline)["documents"] or {}
         fetched = result.get("items", [])
         pdf_texts = {
             item["document_id"]: extract_pdf_text(
