@@ -390,3 +390,19 @@ def source_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
             """
         )
     )
+
+
+def list_runs(db: sqlite_utils.Database, limit: int = 20) -> list[dict[str, Any]]:
+    """Past runs, newest first, each with its sources' health and figures."""
+    runs = list(db.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", [limit]))
+    for run in runs:
+        run["sources"] = []
+        for row in db.query(
+            "SELECT source, healthy, reason, items, new, changed, removed, requests, bytes, "
+            "finish_reason, json_extract(stats, '$.elapsed_time_seconds') AS duration_s "
+            "FROM source_runs WHERE run_id = ? ORDER BY source",
+            [run["id"]],
+        ):
+            row["healthy"] = bool(row["healthy"])
+            run["sources"].append(row)
+    return runs

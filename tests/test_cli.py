@@ -125,7 +125,10 @@ def test_unknown_document_is_a_usage_error(history):
 
 def test_status_reports_each_source(history):
     result = invoke(history, "status", "--json")
-    rows = {r["source"]: r for r in map(json.loads, result.stdout.splitlines())}
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    rows = {r["source"]: r for r in records if r["type"] == "source"}
+    assert rows["pages"]["next_scheduled_run"] and rows["pages"]["overdue"] == ""
+    assert {"type": "outbox", "pending": 0, "failed_attempts": 0} in records
     assert rows["pages"]["healthy"] is True and rows["pages"]["reason"] == ""
     assert rows["pages"]["documents"] == 84  # the page and 83 rows: one row came, one went
     assert rows["rss"]["last_run_id"] == 2

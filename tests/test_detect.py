@@ -221,3 +221,16 @@ def test_changes_are_classified_substantive_or_cosmetic(before, after, significa
     event = changed_event("pages:x", old, new)
     assert event.significance == significance
     assert event.significance_reason.startswith(reason)
+
+
+def test_a_listing_that_lost_its_dates_is_unhealthy():
+    undated = [item(f"doc{i}", date=None) for i in range(8)] + [item("doc8"), item("doc9")]
+    p = plan(undated, stored_from(DAY1))
+    assert not p.healthy and p.reason.endswith("field coverage: 8 of 10 items have no date")
+    assert p.events == []
+
+
+def test_a_crawl_that_ended_early_is_unhealthy():
+    r = {**result(DAY1), "finish_reason": "closespider_errorcount"}
+    p = plan_source("pages", r, [PAGE], stored_from(DAY1), {PAGE: 10}, HEALTH)
+    assert not p.healthy and p.reason.endswith("crawl ended early (closespider_errorcount)")

@@ -22,20 +22,28 @@ import click
 import sqlite_utils
 
 from storage.db import open_db, open_readonly, write_transaction
-from storage.history import document_history, find_document, list_changes, source_status
+from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
 from storage.outbox import outbox_status, pending_messages
 from storage.search import search
 from storage.tags import retag
 from tracker import __version__
 from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
-from tracker.delivery import build_digest, deliver, queue_operator_message, subscribers_of
+from tracker.delivery import (
+    build_digest,
+    deliver,
+    queue_operator_message,
+    raise_operator_alerts,
+    subscribers_of,
+)
 from tracker.detect import Snapshot, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.extract import SPM_CODE
 from tracker.lock import RunLocked, run_lock
 from tracker.rules import timeline
 from tracker.run import RunReport, UnknownSourceError, run
+from tracker.schedule import all_jobs, serve
+from tracker.status import stale_sources, status_report
 from tracker.tagging import KINDS, Taggable, tag
 
 logger = logging.getLogger("hkma-tracker")
@@ -707,24 +715,120 @@ def diff(obj: Context, document_id: str) -> None:
 @json_option
 @click.pass_obj
 def status(obj: Context, as_json: bool) -> None:
-    """The last run of each source, its health and why.
+    """Per source: last run, last healthy run, health and why, next scheduled run, overdue;
+    the outbox; the last digest sent to each subscriber.
 
     Example: hkma-tracker status --json
     """
-    db = obj.readonly_db()
-    rows = source_status(db)
-    if not rows:
+    report = status_report(obj.readonly_db(), obj.config())
+    if not report["sources"]:
         click.echo("no runs recorded yet", err=True)
-    for row in rows:
-        row["healthy"] = bool(row["healthy"])
+    if as_json:
+        for row in report["sources"]:
+            emit({"type": "source", **row})
+        emit({"type": "outbox", **report["outbox"]})
+        for name, sent in report["last_digest"].items():
+            emit({"type": "subscriber", "name": name, "last_digest_sent_at": sent})
+        return
+    for row in report["sources"]:
+        state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
+        click.echo(
+            f"{row['source']}: {state}; last run {row['last_run_id']} at {row['last_run_at']}, "
+            f"last healthy run {row['last_healthy_run_id']}, {row['documents']} active "
+            f"documents, next run {row['next_scheduled_run']}"
+            + (f"; OVERDUE: {row['overdue']}" if row["overdue"] else "")
+        )
+    outbox = report["outbox"]
+    pending, failed = outbox["pending"], outbox["failed_attempts"]
+    click.echo(f"outbox: {pending} messages pending ({failed} after a failure)")
+    for name, sent in report["last_digest"].items():
+        click.echo(f"subscriber {name}: last digest sent {sent or 'never'}")
+
+
+@cli.command("runs")
+@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@json_option
+@click.pass_obj
+def runs_command(obj: Context, limit: int, as_json: bool) -> None:
+    """Past runs, newest first, with each source's health, items, events, requests, bytes and
+    duration.
+
+    Example: hkma-tracker runs --limit 5 --json
+    """
+    for run_row in list_runs(obj.readonly_db(), limit):
         if as_json:
-            emit(row)
-        else:
-            state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
+            emit(run_row)
+            continue
+        click.echo(
+            f"run {run_row['id']} {run_row['command']} {run_row['started_at']} -> "
+            f"{run_row['status']} (exit {run_row['exit_code']})"
+        )
+        for s in run_row["sources"]:
+            state = "healthy" if s["healthy"] else f"UNHEALTHY: {s['reason']}"
             click.echo(
-                f"{row['source']}: {state}; last run {row['last_run_id']} at {row['last_run_at']}, "
-                f"{row['documents']} active documents"
+                f"  {s['source']}: {state}; {s['items']} items, {s['new']} new, {s['changed']} "
+                f"changed, {s['removed']} removed, {s['requests']} requests, {s['bytes']} bytes, "
+                f"{s['duration_s']} s"
             )
+
+
+@cli.command("schedule")
+@click.option(
+    "--print", "show", is_flag=True, help="List the jobs and their next runs; start nothing."
+)
+@json_option
+@click.pass_obj
+def schedule_command(obj: Context, show: bool, as_json: bool) -> None:
+    """Run the built-in scheduler (APScheduler, Hong Kong time) until SIGTERM or Ctrl-C.
+
+    Jobs come from [schedule] (source name or "all" -> cron; "full_sweep") and from
+    subscribers' daily or weekly cadences, plus an hourly dead-man check.
+
+    Example: hkma-tracker --config tracker.toml schedule --print
+    """
+    config = obj.config()
+    if show:
+        now = datetime.now(UTC)
+        for job in all_jobs(config):
+            next_run = job.next_run(now)
+            record = {
+                "id": job.id,
+                "kind": job.kind,
+                "trigger": f"cron[{job.cron}] Asia/Hong_Kong",
+                "next_run": next_run.isoformat() if next_run else None,
+                "command": " ".join(job.command),
+            }
+            if as_json:
+                emit(record)
+            else:
+                click.echo(f"{record['id']:28} {record['next_run']}  {record['trigger']}")
+        return
+    global_args = ["--db", obj.db_path] + (["--config", obj.config_path] if obj.config_path else [])
+    serve(config, global_args, obj.db_path)
+
+
+@alerts_group.command("check")
+@click.pass_obj
+def alerts_check(obj: Context) -> None:
+    """The dead-man check: alert the operator about sources with no healthy run within twice
+    their scheduled interval (once), and send pending operator messages.
+
+    Example: hkma-tracker alerts check
+    """
+    config = obj.config()
+    db = open_db(obj.db_path)
+    try:
+        stale = stale_sources(db, config, datetime.now(UTC))
+        with write_transaction(db):
+            raise_operator_alerts(db, config, config.enabled_sources(), stale)
+        report = deliver(db, config, only="operator")
+    finally:
+        db.close()
+    for source, why in stale.items():
+        click.echo(f"{source}: {why}")
+    for failure in report.failed:
+        click.echo(f"NOT sent: {failure}", err=True)
+    sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)

@@ -52,6 +52,8 @@ DEFAULTS: dict[str, Any] = {
         "max_drop_ratio": 0.5,
         # Below this many items, a drop is too noisy to judge.
         "min_items_for_drop_check": 5,
+        # A listing where more than this share of items has no date has changed its layout.
+        "max_undated_share": 0.5,
     },
     "sources": {
         "rss": {

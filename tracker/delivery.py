@@ -148,16 +148,23 @@ def queue_operator_message(
     )
 
 
-def raise_operator_alerts(db: sqlite_utils.Database, config: Config, sources: list[str]) -> None:
-    """One 'broken' message when a source reaches N unhealthy runs in a row, one 'recovered'
-    message when it is healthy again after that; nothing in between. Call in a transaction."""
+def raise_operator_alerts(
+    db: sqlite_utils.Database,
+    config: Config,
+    sources: list[str],
+    stale: dict[str, str] | None = None,
+) -> None:
+    """One 'broken' message when a source reaches N unhealthy runs in a row (or, given
+    `stale`, has had no healthy run for too long), one 'recovered' message when it is healthy
+    again; nothing in between. Call in a transaction."""
     threshold = config.operator["unhealthy_runs"]
     for source in sources:
         streak, reason = unhealthy_streak(db, source)
         last = last_operator_alert(db, source)
-        if streak >= threshold and last != "source-broken":
+        if (streak >= threshold or source in (stale or {})) and last != "source-broken":
+            reason = (stale or {}).get(source) or reason
             queue_operator_message(db, config, "source-broken", source, reason, streak)
-        elif streak == 0 and last == "source-broken":
+        elif streak == 0 and source not in (stale or {}) and last == "source-broken":
             queue_operator_message(db, config, "source-recovered", source)
 
 

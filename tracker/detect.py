@@ -214,14 +214,24 @@ def judge_listing(
     last_healthy_items: int | None,
     health: dict[str, Any],
     finish_reason: str | None,
+    undated: int = 0,
 ) -> ListingVerdict:
-    """Whether a listing's result can be trusted: fetched, parsed, and not suspiciously short."""
+    """Whether a listing's result can be trusted: fetched, parsed, complete, dated, and not
+    suspiciously short compared with its last healthy run."""
     if outcome is None:
         why = f"crawl ended ({finish_reason})" if finish_reason else "crawl process died"
         return ListingVerdict(source, url, False, f"no result: {why}", 0)
     items = int(outcome["items"])
     if not outcome["ok"]:
         return ListingVerdict(source, url, False, outcome["reason"] or "failed", items)
+    if finish_reason not in (None, "finished"):
+        return ListingVerdict(source, url, False, f"crawl ended early ({finish_reason})", items)
+    if (
+        items >= health["min_items_for_drop_check"]
+        and undated / items > health["max_undated_share"]
+    ):
+        reason = f"field coverage: {undated} of {items} items have no date"
+        return ListingVerdict(source, url, False, reason, items)
     if last_healthy_items and outcome.get("comparable", True):
         if items == 0:
             reason = f"0 items where the last healthy run had {last_healthy_items}"
@@ -252,6 +262,10 @@ def plan_source(
     """
     result = result or {}
     outcomes = {o["listing"]: o for o in result.get("outcomes", [])}
+    undated: dict[str, int] = {}
+    for item in result.get("items", []):
+        if not item["date"]:
+            undated[item["listing"]] = undated.get(item["listing"], 0) + 1
     verdicts = [
         judge_listing(
             source,
@@ -260,6 +274,7 @@ def plan_source(
             last_healthy_items.get(url),
             health,
             result.get("finish_reason"),
+            undated.get(url, 0),
         )
         for url in expected_listings
     ]

@@ -1,0 +1,177 @@
+"""`hkma-tracker schedule`: APScheduler 3.x cron jobs in Hong Kong time, built from the config.
+
+Every job runs the command line in a child process with a hard deadline: a stuck crawl is
+killed and recorded as failed, and the scheduler itself never hangs. Jobs coalesce, never
+overlap themselves, and tolerate an hour of lateness: after downtime, one catch-up run.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from itertools import pairwise
+from types import FrameType
+from typing import Any
+
+from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from storage.db import open_db, utc_now
+from tracker.config import Config
+
+logger = logging.getLogger(__name__)
+HONG_KONG = "Asia/Hong_Kong"
+DEFAULT_SCHEDULE = {
+    "all": "15 8-19 * * mon-fri",  # every hour of the working day
+    "full_sweep": "0 2 * * sun",  # a weekly full BRDR / press-release reconciliation
+}
+JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
+DEFAULT_JOB_DEADLINE = 3600  # seconds, when [run] deadline is 0
+GRACE = 120  # seconds a run gets after its own deadline to store what it has
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    kind: str  # crawl | sweep | digest
+    cron: str
+    command: tuple[str, ...]  # hkma-tracker arguments after the global options
+
+    @property
+    def trigger(self) -> CronTrigger:
+        return CronTrigger.from_crontab(self.cron, timezone=HONG_KONG)
+
+    def next_run(self, now: datetime) -> datetime | None:
+        fire: datetime | None = self.trigger.get_next_fire_time(None, now)
+        return fire
+
+    def interval(self, now: datetime) -> timedelta | None:
+        """The longest gap between two of the next runs (a week of fire times)."""
+        trigger, times, when = self.trigger, [], now
+        for _ in range(200):
+            when = trigger.get_next_fire_time(None, when + timedelta(seconds=1))
+            if when is None:
+                break
+            times.append(when)
+            if when - now > timedelta(days=8):
+                break
+        gaps = [b - a for a, b in pairwise(times)]
+        return max(gaps) if gaps else None
+
+
+def _cadence_cron(cadence: Any) -> str | None:
+    if cadence.kind == "daily":
+        return f"{cadence.at.minute} {cadence.at.hour} * * *"
+    if cadence.kind == "weekly":
+        days = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        return f"{cadence.at.minute} {cadence.at.hour} * * {days[cadence.weekday]}"
+    return None
+
+
+def jobs_of(config: Config) -> list[Job]:
+    """Crawl jobs from `[schedule]` (or the default), digest jobs from subscriber cadences."""
+    jobs = []
+    for name, cron in (config.schedule or DEFAULT_SCHEDULE).items():
+        if name == "full_sweep":
+            jobs.append(Job("sweep:full", "sweep", cron, ("run", "--full-sweep")))
+        elif name == "all":
+            jobs.append(Job("crawl:all", "crawl", cron, ("run",)))
+        else:
+            jobs.append(Job(f"crawl:{name}", "crawl", cron, ("run", "--source", name)))
+    for subscriber in config.subscribers:
+        digest_cron = _cadence_cron(subscriber.cadence)
+        if digest_cron:
+            command = ("digest", "--send", "--subscriber", subscriber.name)
+            jobs.append(Job(f"digest:{subscriber.name}", "digest", digest_cron, command))
+    return jobs
+
+
+DEAD_MAN = Job("check:dead-man", "check", "45 * * * *", ("alerts", "check"))
+
+
+def all_jobs(config: Config) -> list[Job]:
+    """The scheduler's jobs: crawls, digests, and the hourly dead-man check."""
+    return [*jobs_of(config), DEAD_MAN]
+
+
+def job_for_source(jobs: list[Job], source: str) -> Job | None:
+    return next((j for j in jobs if j.id == f"crawl:{source}"), None) or next(
+        (j for j in jobs if j.id == "crawl:all"), None
+    )
+
+
+def job_deadline(config: Config) -> int:
+    return int(config.run["deadline"] or DEFAULT_JOB_DEADLINE)
+
+
+def run_job(job: Job, global_args: list[str], deadline: int, db_path: str) -> int:
+    """Run one job's command in a child process; kill it past its deadline and say so."""
+    command = [sys.executable, "-m", "tracker", *global_args, *job.command]
+    if job.kind in ("crawl", "sweep"):
+        command += ["--deadline", str(deadline)]
+    logger.info("job %s: %s", job.id, " ".join(job.command))
+    try:
+        code = subprocess.run(command, timeout=deadline + GRACE, check=False).returncode
+    except subprocess.TimeoutExpired:
+        record_killed(db_path, job, deadline + GRACE)
+        logger.error("job %s killed after %d s and recorded as failed", job.id, deadline + GRACE)
+        return 1
+    if code == 75:
+        logger.warning("job %s skipped: another run holds the lock", job.id)
+    elif code:
+        logger.error("job %s exited %d", job.id, code)
+    return code
+
+
+def record_killed(db_path: str, job: Job, after: int) -> None:
+    """Runs the killed child left 'running' are closed as failed."""
+    db = open_db(db_path)
+    try:
+        db.execute(
+            "UPDATE runs SET status = 'failed', exit_code = 1, finished_at = ? "
+            "WHERE status = 'running'",
+            [utc_now()],
+        )
+        db.commit()
+    finally:
+        db.close()
+    logger.error("job %s: run killed after %d s", job.id, after)
+
+
+def build_scheduler(
+    config: Config, global_args: list[str], db_path: str, scheduler: BaseScheduler | None = None
+) -> BaseScheduler:
+    scheduler = scheduler or BlockingScheduler(timezone=HONG_KONG, job_defaults=JOB_DEFAULTS)
+    deadline = job_deadline(config)
+    for job in all_jobs(config):
+        scheduler.add_job(
+            run_job,
+            job.trigger,
+            args=(job, global_args, deadline, db_path),
+            id=job.id,
+            name=job.id,
+            replace_existing=True,
+            **JOB_DEFAULTS,
+        )
+    return scheduler
+
+
+def serve(config: Config, global_args: list[str], db_path: str) -> None:
+    """Run the scheduler until SIGTERM or Ctrl-C; a running job finishes first."""
+    scheduler = build_scheduler(config, global_args, db_path)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        logger.warning("signal %d: stopping after the running job", signum)
+        scheduler.shutdown(wait=True)
+
+    signal.signal(signal.SIGTERM, stop)  # APScheduler 3 installs no handler of its own
+    logger.info("scheduler started with %d jobs", len(scheduler.get_jobs()))
+    try:
+        scheduler.start()
+    except (KeyboardInterrupt, SystemExit):
+        scheduler.shutdown(wait=True)

@@ -1,0 +1,61 @@
+"""What an operator asks: per source its last and last healthy run, health, next scheduled run
+and whether it is overdue (the dead-man check); the outbox; the last digest per subscriber."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlite_utils
+
+from storage.history import source_status
+from tracker.config import Config
+from tracker.delivery import subscribers_of
+from tracker.schedule import job_for_source, jobs_of
+
+
+def stale_sources(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, str]:
+    """Sources with no healthy run within twice their scheduled interval, and why."""
+    jobs, stale = jobs_of(config), {}
+    for source in config.enabled_sources():
+        job = job_for_source(jobs, source)
+        interval = job.interval(now) if job else None
+        if interval is None:
+            continue
+        row = db.execute(
+            "SELECT max(finished_at) FROM source_runs WHERE source = ? AND healthy", [source]
+        ).fetchone()
+        last = datetime.fromisoformat(row[0]) if row and row[0] else None
+        if last is None or now - last > 2 * interval:
+            when = f"since {last:%Y-%m-%d %H:%M} UTC" if last else "ever"
+            stale[source] = f"no healthy run {when} (scheduled every {interval})"
+    return stale
+
+
+def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    jobs, stale = jobs_of(config), stale_sources(db, config, now)
+    sources = []
+    for row in source_status(db):
+        job = job_for_source(jobs, row["source"])
+        next_run = job.next_run(now) if job else None
+        row["healthy"] = bool(row["healthy"])
+        row["next_scheduled_run"] = next_run.isoformat() if next_run else None
+        row["overdue"] = stale.get(row["source"], "")
+        sources.append(row)
+    outbox = db.execute(
+        "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM messages WHERE status = 'pending'"
+    ).fetchone()
+    digests = {
+        s.name: db.execute(
+            "SELECT max(sent_at) FROM messages WHERE subscriber = ? AND kind = 'digest' "
+            "AND status = 'sent'",
+            [s.name],
+        ).fetchone()[0]
+        for s in subscribers_of(config)
+    }
+    return {
+        "sources": sources,
+        "outbox": {"pending": outbox[0], "failed_attempts": outbox[1]},
+        "last_digest": digests,
+    }
