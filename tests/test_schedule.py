@@ -1,0 +1,203 @@
+"""Unattended operation: the scheduler's jobs, hard deadlines, the run lock, catch-up after
+downtime, and health alerts for a redesigned page."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from click.testing import CliRunner
+from conftest import DEMO_PAGE, WWW_ONLY, page_path
+
+from tracker import schedule
+from tracker.cli import cli
+from tracker.config import load_config
+from tracker.exit_codes import ExitStatus
+from tracker.loopback import Override
+from tracker.run import run
+
+SCHEDULE = """
+[schedule]
+rss = "30 8-18 * * mon-fri"
+pages = "0 */3 * * *"
+full_sweep = "0 2 * * sun"
+
+[[subscribers]]
+name = "aml-team"
+emails = ["aml@example.com"]
+functions = ["AML/CFT"]
+cadence = "daily 08:30"
+
+[[subscribers]]
+name = "weekly"
+emails = ["w@example.com"]
+cadence = "weekly mon 09:00"
+"""
+
+
+def test_jobs_come_from_the_config(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(SCHEDULE, encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "schedule", "--print", "--json"])
+    assert result.exit_code == 0, result.output
+    jobs = {j["id"]: j for j in map(json.loads, result.stdout.splitlines())}
+    assert list(jobs) == [
+        "crawl:rss",
+        "crawl:pages",
+        "sweep:full",
+        "digest:aml-team",
+        "digest:weekly",
+        "check:dead-man",
+    ]
+    assert (
+        jobs["crawl:rss"]["kind"] == "crawl"
+        and jobs["crawl:rss"]["trigger"] == "cron[30 8-18 * * mon-fri] Asia/Hong_Kong"
+    )
+    assert jobs["sweep:full"]["command"] == "run --full-sweep"
+    assert jobs["digest:aml-team"]["trigger"] == "cron[30 8 * * *] Asia/Hong_Kong"
+    assert jobs["digest:weekly"]["trigger"] == "cron[0 9 * * mon] Asia/Hong_Kong"
+    next_rss = datetime.fromisoformat(jobs["crawl:rss"]["next_run"])
+    assert next_rss.utcoffset() == timedelta(hours=8) and next_rss.minute == 30
+    assert next_rss.weekday() < 5 and 8 <= next_rss.hour <= 18
+
+
+def test_default_schedule_and_bad_entries(tmp_path):
+    jobs = schedule.jobs_of(load_config(None))
+    assert [j.id for j in jobs] == ["crawl:all", "sweep:full"]
+    bad = tmp_path / "c.toml"
+    bad.write_text('[schedule]\nrss = "every hour"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(bad), "schedule", "--print"])
+    assert (
+        result.exit_code == 2
+        and "schedule.rss: 'every hour' is not a cron expression" in result.output
+    )
+    bad.write_text('[schedule]\nsfc = "0 * * * *"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(bad), "schedule", "--print"])
+    assert result.exit_code == 2 and "schedule.sfc: not a source" in result.output
+
+
+def test_catch_up_after_downtime_is_one_run(monkeypatch):
+    calls = []
+    monkeypatch.setattr(schedule, "run_job", lambda *args: calls.append(time.monotonic()))
+    config = load_config(None)
+    scheduler = schedule.build_scheduler(
+        config, [], "x.db", BackgroundScheduler(timezone=schedule.HONG_KONG)
+    )
+    scheduler.start(paused=True)
+    try:
+        # The machine was down through three hourly fires of crawl:all.
+        scheduler.modify_job("crawl:all", next_run_time=datetime.now(UTC) - timedelta(hours=3))
+        scheduler.resume()
+        time.sleep(1.5)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert len(calls) == 1
+    job = schedule.jobs_of(config)[0]
+    assert (job.id, schedule.JOB_DEFAULTS) == (
+        "crawl:all",
+        {"coalesce": True, "max_instances": 1, "misfire_grace_time": 86400},
+    )
+
+
+def test_a_hung_job_is_killed_at_its_deadline(tmp_path):
+    # An SMTP server that accepts connections and never says a word.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()
+    port = silent.getsockname()[1]
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\ntimeout = 60\n'
+        '[operator]\nemails = ["ops@example.com"]\n'
+        '[[subscribers]]\nname = "s"\nemails = ["s@example.com"]\ncadence = "daily 08:30"\n',
+        encoding="utf-8",
+    )
+    db = tmp_path / "h.db"
+    from storage.db import open_db, write_transaction
+    from tracker.delivery import queue_operator_message
+
+    cfg = load_config(config)
+    handle = open_db(db)
+    with write_transaction(handle):
+        queue_operator_message(handle, cfg, "test")
+    handle.close()
+    job = schedule.Job("digest:s", "digest", "30 8 * * *", ("digest", "--send"))
+    started = time.monotonic()
+    code = schedule.run_job(
+        job, ["--config", str(config), "--db", str(db)], deadline=2, db_path=str(db), grace=1
+    )
+    assert code == 1
+    assert time.monotonic() - started < 15
+    silent.close()
+
+
+def test_a_run_past_its_deadline_exits_3_with_the_unfinished_source_unhealthy(
+    site, config, db_path
+):
+    site.overrides[page_path(DEMO_PAGE)] = Override(body=b"", delay=20)
+    slow = config.__class__(**{**config.__dict__, "crawl": {**config.crawl, "timeout": 60}})
+    started = time.monotonic()
+    report = run(slow, db_path, sources=["pages"], deadline=3)
+    assert time.monotonic() - started < 15
+    assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    assert report.plans[0].reason.endswith("no result: crawl ended (run deadline of 3 s reached)")
+
+
+def test_a_second_run_exits_75_while_the_first_holds_the_lock(site, tmp_path, db_path):
+    site.overrides[page_path(DEMO_PAGE)] = Override(delay=6, body=b"")
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"[crawl]\ndownload_delay = 0\nretries = 0\ntimeout = 30\n[sources.rss]\nenabled = false\n"
+        f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n{WWW_ONLY}'
+        f'[mirror]\n"https://www.hkma.gov.hk" = "{site.base_url}"\n',
+        encoding="utf-8",
+    )
+    args = ["--config", str(config), "--db", str(db_path), "run"]
+    first = subprocess.Popen(
+        [sys.executable, "-m", "tracker", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while page_path(DEMO_PAGE) not in site.paths and time.monotonic() < deadline:
+            time.sleep(0.1)  # the first run is now waiting on the slow server
+        second = CliRunner().invoke(cli, args)
+        assert second.exit_code == ExitStatus.LOCKED == 75
+        assert "another run is in progress (pid" in second.output
+    finally:
+        first.wait(timeout=60)
+    third = CliRunner().invoke(cli, args)  # the lock went with the first run
+    assert third.exit_code != 75
+
+
+def test_a_redesigned_page_raises_one_operator_alert(site, config, db_path, tmp_path):
+    import dataclasses
+
+    alerting = dataclasses.replace(
+        config, operator={"emails": ["ops@example.com"], "unhealthy_runs": 2}
+    )
+    run(alerting, db_path, sources=["pages"])
+    page = site.root / page_path().lstrip("/") / "index.html"
+    page.write_text(
+        page.read_text(encoding="utf-8").replace("template-table", "tpl-table"), encoding="utf-8"
+    )
+    for _ in range(3):
+        report = run(alerting, db_path, sources=["pages"])
+        assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    alerts = sorted((tmp_path / "digests").glob("*-operator.eml"))
+    assert len(alerts) == 1
+    from email import message_from_bytes, policy
+
+    alert = message_from_bytes(alerts[0].read_bytes(), policy=policy.default)
+    assert alert["Subject"] == "HKMA tracker: source pages is broken"
+    assert "sharp drop: 1 items where the last healthy run had 84" in alert.get_content()
+    with __import__("sqlite3").connect(db_path) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM documents WHERE status = 'removed'"
+        ).fetchone() == (0,)
