@@ -201,3 +201,58 @@ def test_a_redesigned_page_raises_one_operator_alert(site, config, db_path, tmp_
         assert conn.execute(
             "SELECT count(*) FROM documents WHERE status = 'removed'"
         ).fetchone() == (0,)
+
+
+def test_dead_man_check_flags_a_source_without_a_recent_healthy_run(
+    site, config, db_path, tmp_path
+):
+    import sqlite3
+
+    run(config, db_path, sources=["pages"])
+    with sqlite3.connect(db_path) as conn:  # as if the last healthy run were long ago
+        conn.execute("UPDATE source_runs SET finished_at = '2026-01-01T00:00:00+00:00'")
+    path = tmp_path / "dead.toml"
+    path.write_text(
+        f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n{WWW_ONLY}[sources.rss]\nenabled = false\n'
+        f'[schedule]\npages = "0 * * * *"\n[operator]\nemails = ["ops@example.com"]\n'
+        f'[digest]\nfolder = "{(tmp_path / "out").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    base = ["--config", str(path), "--db", str(db_path)]
+    status = CliRunner().invoke(cli, [*base, "status", "--json"])
+    (pages,) = [
+        r for r in map(json.loads, status.stdout.splitlines()) if r.get("source") == "pages"
+    ]
+    assert pages["overdue"].startswith(
+        "no healthy run since 2026-01-01 00:00 UTC (scheduled every 1:00:00)"
+    )
+    for _ in range(2):  # told once, not every hour
+        assert CliRunner().invoke(cli, [*base, "alerts", "check"]).exit_code == 0
+    alerts = list((tmp_path / "out").glob("*-operator.eml"))
+    assert len(alerts) == 1
+
+
+def test_logs_can_be_json_lines(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f"[crawl]\ndownload_delay = 0\nretries = 0\n[sources.rss]\nenabled = false\n{WWW_ONLY}",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        cli,
+        [
+            "--log-format",
+            "json",
+            "--config",
+            str(config),
+            "--db",
+            str(tmp_path / "h.db"),
+            "run",
+            "--mirror",
+            "https://www.hkma.gov.hk=http://127.0.0.1:9",
+        ],
+    )
+    assert result.exit_code == 3
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert any(r["level"] == "ERROR" and "UNHEALTHY" in r["message"] for r in records)
+    assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
