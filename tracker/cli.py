@@ -30,6 +30,7 @@ from storage.tags import retag
 from tracker import __version__
 from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
 from tracker.delivery import (
+    DeliveryReport,
     build_digest,
     deliver,
     queue_operator_message,
@@ -600,10 +601,15 @@ def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> No
         report = deliver(db, config, force=True, only=subscriber)
     finally:
         db.close()
+    _exit_with(report)
+
+
+def _exit_with(report: DeliveryReport, what: str = "") -> NoReturn:
+    """Say what was sent and what was not; exit 4 if anything was not."""
     for where in report.sent:
-        click.echo(f"sent: {where}")
+        click.echo(f"{what}sent: {where}")
     for failure in report.failed:
-        click.echo(f"NOT sent: {failure}", err=True)
+        click.echo(f"{what}NOT sent: {failure}", err=True)
     sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
 
 
@@ -647,11 +653,7 @@ def alerts_test(obj: Context, channel: str | None) -> None:
         report = deliver(db, config, force=True, only="operator")
     finally:
         db.close()
-    for where in report.sent:
-        click.echo(f"test message {message} sent: {where}")
-    for failure in report.failed:
-        click.echo(f"test message NOT sent: {failure}", err=True)
-    sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
+    _exit_with(report, f"test message {message} ")
 
 
 def _document_or_fail(db: Any, ref: str) -> dict[str, Any]:
@@ -826,9 +828,7 @@ def alerts_check(obj: Context) -> None:
         db.close()
     for source, why in stale.items():
         click.echo(f"{source}: {why}")
-    for failure in report.failed:
-        click.echo(f"NOT sent: {failure}", err=True)
-    sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
+    _exit_with(report)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
