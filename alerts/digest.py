@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import html
 import json
 import re
@@ -53,6 +54,7 @@ class DigestEntry:
     doc_type: str = ""  # "CIR - Circular", "circulars" feed, ...
     references: tuple[str, ...] = ()  # circular reference numbers from the document
     effective: str = ""  # the first effective date the document states
+    document_id: str = ""
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -73,7 +75,25 @@ class DigestEntry:
             doc_type=str(extra.get("doc_type_desc") or extra.get("feed") or ""),
             references=tuple(document.get("references", [])),
             effective=effective[0]["date"] if effective else "",
+            document_id=str(change.get("document_id", "")),
         )
+
+    @property
+    def word_changes(self) -> list[list[tuple[str, str]]]:
+        """What the wording of the title and text became, word by word: one list of
+        (op, words) per changed passage, op being "=", "-" or "+"."""
+        return word_changes(self.diff)
+
+    @property
+    def word_change_lines(self) -> list[str]:
+        """The word changes as plain text: [-removed-] {+added+}."""
+        marks = {"-": "[-{}-]", "+": "{{+{}+}}", "=": "{}"}
+        return [" ".join(marks[op].format(words) for op, words in p) for p in self.word_changes]
+
+    @property
+    def value_changes(self) -> list[str]:
+        """Short fields that changed from one value to another: "date: 2025-04-10 -> 2025-12-15"."""
+        return value_changes(self.diff)
 
     @property
     def publication(self) -> str:
@@ -121,6 +141,24 @@ class Digest:
         merged: list[DigestEntry] = []
         for change in sorted(changes, key=lambda c: c["id"]):
             entry = DigestEntry.from_change(change)
+            if entry.kind == "changed":
+                # One document changed twice in a window (a BRDR revision: its listing, then
+                # its PDF): one entry naming every field.
+                twin = next(
+                    (
+                        i
+                        for i, e in enumerate(merged)
+                        if e.kind == "changed" and e.document_id == entry.document_id
+                    ),
+                    None,
+                )
+                if twin is not None and entry.document_id:
+                    earlier = merged[twin]
+                    fields = list(dict.fromkeys([*earlier.fields, *entry.fields]))
+                    merged[twin] = dataclasses.replace(
+                        entry, fields=fields, diff=f"{earlier.diff}\n{entry.diff}".strip()
+                    )
+                    continue
             if entry.kind != "new":
                 merged.append(entry)
                 continue
@@ -218,3 +256,91 @@ class Digest:
 
 def _slack(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+WORD_DIFF_FIELDS = ("title", "text", "document.text")
+CONTEXT_WORDS = 6
+MAX_PASSAGES = 3
+
+
+def word_changes(diff: str) -> list[list[tuple[str, str]]]:
+    """Word-level changes of the wording fields in a unified diff (see detect.describe_change):
+    removed and added lines are compared word by word, with a little context."""
+    passages: list[list[tuple[str, str]]] = []
+    removed: list[str] = []
+    added: list[str] = []
+    wording = False
+
+    def flush() -> None:
+        if wording and (removed or added):
+            passages.append(_word_diff(" ".join(removed), " ".join(added)))
+        removed.clear()
+        added.clear()
+
+    for line in diff.splitlines():
+        if line.startswith("--- "):
+            flush()
+            wording = line[4:].removesuffix(" (before)") in WORD_DIFF_FIELDS
+        elif line.startswith(("+++ ", "@@")):
+            flush()
+        elif line.startswith("-"):
+            removed.append(line[1:])
+        elif line.startswith("+"):
+            added.append(line[1:])
+        else:
+            flush()
+    flush()
+    return passages[:MAX_PASSAGES]
+
+
+def _word_diff(old: str, new: str) -> list[tuple[str, str]]:
+    a, b = old.split(), new.split()
+    segments: list[tuple[str, str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            words = a[i1:i2]
+            if len(words) > 2 * CONTEXT_WORDS:
+                first = not segments
+                words = (
+                    words[-CONTEXT_WORDS:]
+                    if first
+                    else [*words[:CONTEXT_WORDS], "…", *words[-CONTEXT_WORDS:]]
+                )
+                if first:
+                    words = ["…", *words]
+            segments.append(("=", " ".join(words)))
+        if op in ("delete", "replace"):
+            segments.append(("-", " ".join(a[i1:i2])))
+        if op in ("insert", "replace"):
+            segments.append(("+", " ".join(b[j1:j2])))
+    if segments and segments[-1][0] == "=":
+        tail = segments[-1][1].split()
+        if len(tail) > CONTEXT_WORDS:
+            segments[-1] = ("=", " ".join([*tail[:CONTEXT_WORDS], "…"]))
+    return segments
+
+
+def value_changes(diff: str) -> list[str]:
+    """One line per single-valued field (date, url, version, ...) the diff shows moving."""
+    changes: list[str] = []
+    field, before, after = "", [], []  # type: tuple[str, list[str], list[str]]
+
+    def flush() -> None:
+        single = len(before) <= 1 and len(after) <= 1 and (before or after)
+        if field and field not in WORD_DIFF_FIELDS and single:
+            old = before[0] if before else "(none)"
+            new = after[0] if after else "(none)"
+            changes.append(f"{field}: {old} → {new}")
+
+    for line in diff.splitlines():
+        if line.startswith("--- "):
+            flush()
+            field, before, after = line[4:].removesuffix(" (before)"), [], []
+        elif line.startswith(("+++ ", "@@")):
+            continue
+        elif line.startswith("-"):
+            before.append(line[1:])
+        elif line.startswith("+"):
+            after.append(line[1:])
+    flush()
+    return changes

@@ -33,7 +33,7 @@ DIGEST = Digest(
             HOSTILE,
             url='javascript:alert("x")',
             fields=["title"],
-            diff="-old\n+new",
+            diff="--- title (before)\n+++ title (now)\n@@ -1 +1 @@\n-old words\n+new words",
         ),
         entry(3, "removed", "pages", "Guidance Paper on Tax Evasion"),
         entry(4, "new", "rss", "香港金融管理局 通告"),
@@ -63,7 +63,7 @@ def test_html_escapes_titles_and_refuses_script_links():
 def test_text_keeps_titles_verbatim_with_the_diff():
     text = DIGEST.render_text()
     assert HOSTILE in text
-    assert "  Changed: title\n    -old\n    +new" in text
+    assert "  Changed: title\n    [-old-] {+new+} words" in text
 
 
 def test_email_is_multipart_alternative_with_utf8_parts():
@@ -123,3 +123,56 @@ def test_one_publication_announced_by_several_sources_is_one_entry():
     ]
     assert digest.subject == "HKMA tracker: 4 changes (3 new, 1 changed)"
     assert "Also in: Banking Regulatory Document Repository" in digest.render_text()
+
+
+def test_word_level_changes_and_value_changes():
+    diff = (
+        "--- title (before)\n+++ title (now)\n@@ -1 +1 @@\n"
+        "-Generative A.I. Sandbox (“Sandbox”)\n+Generative AI Sandbox\n"
+        "--- date (before)\n+++ date (now)\n@@ -1 +1 @@\n-2025-04-10\n+2025-12-15\n"
+        "--- document.text (before)\n+++ document.text (now)\n@@ -1,3 +1,3 @@\n"
+        " Keep this.\n-The revised requirements will take effect on 1 March 2026.\n"
+        "+The revised requirements will take effect on 1 June 2026.\n Yours faithfully."
+    )
+    entry = DigestEntry(
+        1,
+        "changed",
+        "rss",
+        "T",
+        "https://www.hkma.gov.hk/x",
+        None,
+        ["date", "document.text", "title"],
+        diff,
+        "now",
+    )
+    assert entry.word_change_lines == [
+        "Generative [-A.I.-] {+AI+} Sandbox [-(“Sandbox”)-]",
+        "The revised requirements will take effect on 1 [-March-] {+June+} 2026.",
+    ]
+    assert entry.value_changes == ["date: 2025-04-10 → 2025-12-15"]
+    html = Digest(datetime(2026, 11, 22, tzinfo=UTC), [entry]).render_html()
+    assert (
+        'text-decoration:line-through;">March</span>' in html
+        and "<del" not in html
+        and "<ins" not in html
+    )
+
+
+def test_two_changes_of_one_document_are_one_entry():
+    url = "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20261020-70-EN"
+    listing = {
+        **change(1, "brdr", url, kind="changed"),
+        "document_id": "brdr:spm:IC-6",
+        "fields": ["extra.version", "url"],
+        "diff": "--- url (before)\n+++ url (now)\n-a\n+b",
+    }
+    text = {
+        **change(2, "brdr", url, kind="changed"),
+        "document_id": "brdr:spm:IC-6",
+        "fields": ["document.text"],
+        "diff": "--- document.text (before)\n+++ document.text (now)\n-Old.\n+New.",
+    }
+    digest = Digest.of_changes(datetime(2026, 11, 22, tzinfo=UTC), [listing, text])
+    (entry,) = digest.entries
+    assert entry.fields == ["extra.version", "url", "document.text"]
+    assert entry.word_change_lines == ["[-Old.-] {+New.+}"]
