@@ -35,12 +35,16 @@ class TaxonomyError(ValueError):
 class Term:
     label: str  # how evidence names it
     regex: re.Pattern[str]
+    # The literal, casefolded: a cheap substring test that rules the term out of most long
+    # texts before its regex runs (None for regular expressions).
+    needle: str | None = None
 
 
 def _term(text: str) -> Term:
     if _CJK.search(text):  # Chinese has no word boundaries to respect
-        return Term(text, re.compile(re.escape(text)))
-    return Term(text, re.compile(rf"(?<![\w]){re.escape(text)}(?![\w])", re.IGNORECASE))
+        return Term(text, re.compile(re.escape(text)), text.casefold())
+    pattern = re.compile(rf"(?<![\w]){re.escape(text)}(?![\w])", re.IGNORECASE)
+    return Term(text, pattern, text.casefold())
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ Evidence = dict[str, Any]  # {"rule": ..., "where": title|text|metadata, "weight
 
 
 def _score(
-    rule: TagRule, doc: Taggable, body: str, taxonomy: Taxonomy
+    rule: TagRule, doc: Taggable, body: str, folded: str, taxonomy: Taxonomy
 ) -> tuple[float, list[Evidence]]:
     weights = taxonomy.weights
     evidence: list[Evidence] = []
@@ -178,7 +182,7 @@ def _score(
                 evidence.append(
                     {"rule": f"{strength} {term.label!r}", "where": "title", "weight": title_weight}
                 )
-            elif body:
+            elif body and (term.needle is None or term.needle in folded):
                 mentions = min(len(term.regex.findall(body)), taxonomy.max_mentions)
                 if mentions:
                     evidence.append(
@@ -199,9 +203,10 @@ def tag(doc: Taggable, taxonomy: Taxonomy) -> dict[str, dict[str, list[dict[str,
     Only tags whose evidence weighs at least the taxonomy's threshold are returned.
     """
     body = " ".join(filter(None, [doc.text, (doc.document or {}).get("text", "")]))
+    folded = body.casefold()
     result: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {} for kind in KINDS}
     for rule in taxonomy.rules:
-        score, evidence = _score(rule, doc, body, taxonomy)
+        score, evidence = _score(rule, doc, body, folded, taxonomy)
         if score >= taxonomy.threshold:
             result[rule.kind][rule.name] = evidence
     return result
