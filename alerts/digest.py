@@ -27,7 +27,6 @@ _BRDR_DOC_ID = re.compile(
     r"brdr\.hkma\.gov\.hk/\w+/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-"
 )
 KIND_ORDER = {"new": 0, "changed": 1, "removed": 2}
-DIFF_PREVIEW_LINES = 12
 
 _templates = Environment(
     loader=PackageLoader("alerts", "templates"),
@@ -109,13 +108,6 @@ class DigestEntry:
     def href(self) -> str:
         """The link target, only ever http(s): a title is text, a link must not run code."""
         return self.url if self.url.startswith(("https://", "http://")) else "#"
-
-    @property
-    def diff_preview(self) -> list[str]:
-        lines = self.diff.splitlines()
-        if len(lines) > DIFF_PREVIEW_LINES:
-            return [*lines[:DIFF_PREVIEW_LINES], f"… {len(lines) - DIFF_PREVIEW_LINES} more lines"]
-        return lines
 
 
 def _json(value: Any) -> Any:
