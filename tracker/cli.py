@@ -5,13 +5,14 @@ Data goes to stdout (`--json`: one object per line); logs go to stderr.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import json
 import logging
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
@@ -85,6 +86,22 @@ class Context:
             return open_readonly(self.db_path)
         except FileNotFoundError as error:
             raise UsageProblem(str(error)) from None
+
+
+@contextlib.contextmanager
+def exclusive_db(obj: Context) -> Iterator[sqlite_utils.Database]:
+    """The database with the run lock held, so that no two writers deliver or retag at once
+    (exit 75 while another holds it)."""
+    try:
+        with run_lock(obj.db_path):
+            db = open_db(obj.db_path)
+            try:
+                yield db
+            finally:
+                db.close()
+    except RunLocked as error:
+        click.echo(f"hkma-tracker: {error}", err=True)
+        sys.exit(int(ExitStatus.LOCKED))
 
 
 def emit(record: dict[str, Any]) -> None:
@@ -461,12 +478,8 @@ def retag_command(obj: Context, as_json: bool) -> None:
     Example: hkma-tracker --config my.toml retag
     """
     taxonomy = obj.config().taxonomy()
-    db = open_db(obj.db_path)
-    try:
-        with write_transaction(db):
-            summary = retag(db, taxonomy)
-    finally:
-        db.close()
+    with exclusive_db(obj) as db, write_transaction(db):
+        summary = retag(db, taxonomy)
     if as_json:
         emit(summary)
     else:
@@ -584,8 +597,7 @@ def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> No
     names = [s.name for s in subscribers_of(config)]
     if subscriber is not None and subscriber not in names:
         raise UsageProblem(f"no subscriber {subscriber!r} (configured: {', '.join(names)})")
-    db = open_db(obj.db_path)
-    try:
+    with exclusive_db(obj) as db:
         if mode == "dry-run":
             with write_transaction(db, commit=False):
                 for name in names:
@@ -599,8 +611,6 @@ def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> No
                                 click.echo(_text_part(message["eml"]))
             return
         report = deliver(db, config, force=True, only=subscriber)
-    finally:
-        db.close()
     _exit_with(report)
 
 
@@ -646,13 +656,10 @@ def alerts_test(obj: Context, channel: str | None) -> None:
         raise UsageProblem("alerts test: smtp.host is not configured")
     if channel == "file":
         config = dataclasses.replace(config, smtp={**config.smtp, "host": ""})
-    db = open_db(obj.db_path)
-    try:
+    with exclusive_db(obj) as db:
         with write_transaction(db):
             message = queue_operator_message(db, config, "test")
         report = deliver(db, config, force=True, only="operator")
-    finally:
-        db.close()
     _exit_with(report, f"test message {message} ")
 
 
@@ -818,14 +825,11 @@ def alerts_check(obj: Context) -> None:
     Example: hkma-tracker alerts check
     """
     config = obj.config()
-    db = open_db(obj.db_path)
-    try:
+    with exclusive_db(obj) as db:
         stale = stale_sources(db, config, datetime.now(UTC))
         with write_transaction(db):
             raise_operator_alerts(db, config, config.enabled_sources(), stale)
         report = deliver(db, config, only="operator")
-    finally:
-        db.close()
     for source, why in stale.items():
         click.echo(f"{source}: {why}")
     _exit_with(report)
