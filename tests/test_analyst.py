@@ -289,3 +289,29 @@ def test_schema_contract(history):
         ]
         > 0
     )
+
+
+def test_supersession_wording_links_what_it_names():
+    from tracker.detect import Snapshot
+    from tracker.rules import links_of
+
+    snapshot = Snapshot(
+        "Revised SPM module CR-G-7",
+        "https://www.hkma.gov.hk/x.pdf",
+        "2026-01-01",
+        "",
+        {},
+        {
+            "references": ["B1/15C"],
+            "supersession_mentions": [
+                "This circular supersedes circular B9/29C and the 2015 version of CR-G-7."
+            ],
+        },
+    )
+    links = {(link.key, link.kind) for link in links_of(snapshot)}
+    assert links == {
+        ("spm:CR-G-7", "mentions"),
+        ("ref:B1/15C", "mentions"),
+        ("spm:CR-G-7", "supersedes"),
+        ("ref:B9/29C", "supersedes"),
+    }

@@ -9,7 +9,7 @@ from typing import Any
 from spiders.normalize import parse_listing_date
 
 # Circular reference numbers as HKMA prints them: "B1/15C", "B9/29C", "B10/1C".
-_REFERENCE = re.compile(r"\b([A-Z]{1,2}\d{1,2}/\d{1,3}[A-Z]{0,2})\b")
+REFERENCE = re.compile(r"\b([A-Z]{1,2}\d{1,2}/\d{1,3}[A-Z]{0,2})\b")
 _ADDRESSEE = re.compile(
     r"\bAll\s+(authori[sz]ed\s+institutions|licensed\s+banks|restricted\s+licence\s+banks|"
     r"deposit[- ]taking\s+companies|(?:licensed\s+)?stored\s+value\s+facility\s+licensees|"
@@ -67,7 +67,7 @@ def document_fields(text: str) -> dict[str, Any]:
                 if iso := _iso(found):
                     effective.append({"date": iso, "sentence": sentence[:MAX_SENTENCE]})
     return {
-        "references": _unique(_REFERENCE.findall(text)),
+        "references": _unique(REFERENCE.findall(text)),
         "addressees": _unique(
             ["All " + re.sub(r"\s+", " ", m.group(1)).lower() for m in _ADDRESSEE.finditer(text)]
         ),

@@ -14,7 +14,7 @@ from itertools import pairwise
 from typing import Any
 
 from tracker.detect import Snapshot
-from tracker.extract import SPM_CODE
+from tracker.extract import REFERENCE, SPM_CODE
 
 _BRDR_ID = re.compile(r"/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-[A-Z]{2}")
 _BASE_ID = re.compile(r"^(\d{8}-\d+)")
@@ -49,6 +49,13 @@ def links_of(snapshot: Snapshot) -> list[Link]:
         add(f"spm:{code}", "mentions", "document text")
     for reference in document.get("references", []):
         add(f"ref:{reference}", "mentions", "document text")
+    # "This circular supersedes B1/15C …" / "the revised module CR-G-7 replaces …": what a
+    # supersession sentence names is superseded (or revised) by this document.
+    for sentence in document.get("supersession_mentions", []):
+        for code in SPM_CODE.findall(sentence):
+            add(f"spm:{code}", "supersedes", f"wording: {sentence[:120]}")
+        for reference in REFERENCE.findall(sentence):
+            add(f"ref:{reference}", "supersedes", f"wording: {sentence[:120]}")
     if extra.get("doc_id"):
         add(_brdr(str(extra["doc_id"])), "is", "BRDR docId")
     for url in [snapshot.url, str(extra.get("document_url") or "")]:
