@@ -256,3 +256,29 @@ def test_logs_can_be_json_lines(tmp_path):
     records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
     assert any(r["level"] == "ERROR" and "UNHEALTHY" in r["message"] for r in records)
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
+
+
+def test_sigterm_stops_the_scheduler_cleanly(tmp_path):
+    import signal
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tracker", "-v", "--db", str(tmp_path / "h.db"), "schedule"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        lines = []
+        while time.monotonic() < deadline:
+            line = process.stderr.readline().decode()
+            lines.append(line)
+            if "Scheduler started" in line:
+                break
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        rest = process.stderr.read().decode()
+    finally:
+        process.stderr.close()
+        if process.poll() is None:
+            process.kill()
+    assert "stopping after the running job" in rest and "Scheduler has been shut down" in rest
