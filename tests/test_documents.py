@@ -257,3 +257,20 @@ def test_pdf_extraction_is_limited_in_time():
         result = extract_pdf_text(pdf, timeout_s=0.001, memory_mb=512)
     assert result.text is None
     assert result.reason == "unparsable: text extraction took over 0.001 s"
+
+
+def test_status_counts_linked_documents_by_state(sites, config, db_path, tmp_path):
+    from click.testing import CliRunner
+
+    from tracker.cli import cli
+
+    www, _, _ = sites
+    www.overrides[f"/{PDF_DIR}/{PDFS[0]}"] = Override(body=b"<html><body>moved</body></html>")
+    run(config, db_path)
+    config_file = tmp_path / "c.toml"
+    result = CliRunner().invoke(
+        cli, ["--config", str(config_file), "--db", str(db_path), "status", "--json"]
+    )
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    (linked,) = [r for r in records if r["type"] == "linked_documents"]
+    assert linked == {"type": "linked_documents", "ok": 3, "unparsable": 1}

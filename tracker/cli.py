@@ -736,6 +736,7 @@ def status(obj: Context, as_json: bool) -> None:
         for row in report["sources"]:
             emit({"type": "source", **row})
         emit({"type": "outbox", **report["outbox"]})
+        emit({"type": "linked_documents", **report["linked_documents"]})
         for name, sent in report["last_digest"].items():
             emit({"type": "subscriber", "name": name, "last_digest_sent_at": sent})
         return
@@ -750,6 +751,8 @@ def status(obj: Context, as_json: bool) -> None:
     outbox = report["outbox"]
     pending, failed = outbox["pending"], outbox["failed_attempts"]
     click.echo(f"outbox: {pending} messages pending ({failed} after a failure)")
+    linked = ", ".join(f"{n} {state}" for state, n in sorted(report["linked_documents"].items()))
+    click.echo(f"linked documents: {linked or 'none'}")
     for name, sent in report["last_digest"].items():
         click.echo(f"subscriber {name}: last digest sent {sent or 'never'}")
 

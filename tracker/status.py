@@ -54,8 +54,16 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         ).fetchone()[0]
         for s in subscribers_of(config)
     }
+    linked = {
+        status or "waiting": count
+        for status, count in db.execute(
+            "SELECT fetch_status, count(*) FROM documents WHERE status = 'active' "
+            "AND json_extract(extra, '$.document_url') IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    }
     return {
         "sources": sources,
+        "linked_documents": linked,
         "outbox": {"pending": outbox[0], "failed_attempts": outbox[1]},
         "last_digest": digests,
     }
