@@ -6,7 +6,6 @@ JSON payload) and raises DeliveryError if the other side did not take it.
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import smtplib
@@ -19,6 +18,8 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
+
+from spiders.normalize import is_loopback_host
 
 
 class DeliveryError(Exception):
@@ -57,15 +58,6 @@ class FileChannel(Channel):
             tmp.write_bytes(data)
             os.replace(tmp, path)
         return str(self.folder / f"{stem}.html")
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class SmtpChannel(Channel):

@@ -7,7 +7,6 @@ the way back, so responses, redirects and every link resolved from them carry th
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import os
 from urllib.parse import urlsplit
@@ -18,7 +17,7 @@ from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 
-from spiders.normalize import is_hkma_host
+from spiders.normalize import is_hkma_host, is_loopback_host
 
 logger = logging.getLogger(__name__)
 
@@ -35,13 +34,7 @@ def origin_of(url: str) -> str:
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 class MirrorMap:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from datetime import date, datetime, timedelta, timezone
@@ -32,6 +33,16 @@ def pdf_size_note(title: str | None) -> str | None:
     """The "154.7 KB" of a "(PDF File, 154.7 KB)" title note: a cheap sign that a PDF changed."""
     match = _PDF_SIZE.search(title or "")
     return clean_text(match.group(1)).replace(" ", "") if match else None
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost or an address in 127.0.0.0/8 or ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def is_hkma_host(host: str) -> bool:

@@ -193,44 +193,38 @@ def test_an_outage_loses_nothing_and_duplicates_nothing(site, tmp_path, db_path,
     assert query(db_path, "SELECT count(*) FROM outbox_items WHERE message IS NULL") == [(0,)]
 
 
+MESSAGE = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+
+
+def smtp_settings(**overrides):
+    """[smtp] settings for a channel under test: a login as 'tracker' with $SMTP_PW."""
+    return {
+        "host": "127.0.0.1",
+        "port": 25,
+        "security": "none",
+        "username": "tracker",
+        "password_env": "SMTP_PW",
+        "from": "t@example.com",
+        "timeout": 5,
+        "ca_bundle": "",
+        **overrides,
+    }
+
+
 def test_starttls_required_but_not_offered_aborts_before_login(mailbox, monkeypatch):
     monkeypatch.setenv("SMTP_PW", "secret")
-    channel = SmtpChannel(
-        {
-            "host": "127.0.0.1",
-            "port": mailbox.port,
-            "security": "starttls",
-            "username": "tracker",
-            "password_env": "SMTP_PW",
-            "from": "t@example.com",
-            "timeout": 5,
-            "ca_bundle": "",
-        }
-    )
-    message = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+    channel = SmtpChannel(smtp_settings(port=mailbox.port, security="starttls"))
     with pytest.raises(DeliveryError, match="does not offer STARTTLS; not logging in"):
-        channel.send(message)
+        channel.send(MESSAGE)
     assert mailbox.messages == []
 
 
 def test_no_login_in_clear_to_a_remote_host():
-    channel = SmtpChannel(
-        {
-            "host": "smtp.example.com",
-            "port": 25,
-            "security": "none",
-            "username": "tracker",
-            "password_env": "SMTP_PW",
-            "from": "t@example.com",
-            "timeout": 5,
-            "ca_bundle": "",
-        }
-    )
-    message = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+    channel = SmtpChannel(smtp_settings(host="smtp.example.com", port=25, security="none"))
     with pytest.raises(
         DeliveryError, match=r"refusing to log in to smtp\.example\.com without TLS"
     ):
-        channel.send(message)  # refused before any connection is attempted
+        channel.send(MESSAGE)  # refused before any connection is attempted
 
 
 def self_signed(tmp_path):
@@ -285,26 +279,16 @@ def test_login_over_starttls_with_a_verified_certificate(tmp_path, monkeypatch):
     )
     controller.start()
     try:
-        settings = {
-            "host": "127.0.0.1",
-            "port": controller.port,
-            "security": "starttls",
-            "username": "tracker",
-            "password_env": "SMTP_PW",
-            "from": "t@example.com",
-            "timeout": 5,
-            "ca_bundle": str(cert),
-        }
-        message = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
+        settings = smtp_settings(port=controller.port, security="starttls", ca_bundle=str(cert))
         monkeypatch.setenv("SMTP_PW", "wrong")
         with pytest.raises(DeliveryError, match="answered 535"):
-            SmtpChannel(settings).send(message)
+            SmtpChannel(settings).send(MESSAGE)
         monkeypatch.setenv("SMTP_PW", "s3cret")
-        SmtpChannel(settings).send(message)
+        SmtpChannel(settings).send(MESSAGE)
         assert logins[-1] == (b"tracker", b"s3cret") and len(box.messages) == 1
         # Without the CA bundle the self-signed certificate is not trusted.
         with pytest.raises(DeliveryError, match="SSLCertVerificationError"):
-            SmtpChannel({**settings, "ca_bundle": ""}).send(message)
+            SmtpChannel({**settings, "ca_bundle": ""}).send(MESSAGE)
     finally:
         controller.stop()
 
@@ -404,16 +388,9 @@ def test_login_without_tls_only_to_a_loopback_relay(monkeypatch):
     controller.start()
     try:
         monkeypatch.setenv("RELAY_PW", "relay-secret")
-        settings = {
-            "host": "127.0.0.1",
-            "port": controller.port,
-            "security": "none",
-            "username": "relay-user",
-            "password_env": "RELAY_PW",
-            "from": "t@example.com",
-            "timeout": 5,
-            "ca_bundle": "",
-        }
+        settings = smtp_settings(
+            port=controller.port, username="relay-user", password_env="RELAY_PW"
+        )
         SmtpChannel(settings).send(
             {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
         )
