@@ -19,14 +19,7 @@ def rebuild_links(db: sqlite_utils.Database) -> int:
     for doc in db.query(
         "SELECT id, title, url, date, text, extra, document_content FROM documents"
     ):
-        snapshot = Snapshot(
-            doc["title"],
-            doc["url"],
-            doc["date"],
-            doc["text"],
-            json.loads(doc["extra"]),
-            json.loads(doc["document_content"]) if doc["document_content"] else None,
-        )
+        snapshot = Snapshot.from_row(doc)
         rows += [
             {
                 "document_id": doc["id"],

@@ -74,14 +74,7 @@ def retag(db: sqlite_utils.Database, taxonomy: Taxonomy) -> dict[str, Any]:
         "SELECT v.id, v.document_id, d.source, v.title, v.url, v.date, v.text, v.extra, "
         "v.document_content FROM versions v JOIN documents d ON d.id = v.document_id"
     ):
-        snapshot = Snapshot(
-            row["title"],
-            row["url"],
-            row["date"],
-            row["text"],
-            json.loads(row["extra"]),
-            json.loads(row["document_content"]) if row["document_content"] else None,
-        )
+        snapshot = Snapshot.from_row(row)
         entry = (row["id"], row["document_id"], row["source"], snapshot)
         (current if latest.get(row["document_id"]) == row["id"] else history).append(entry)
     store_tags(db, history, taxonomy, latest=False)

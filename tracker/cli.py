@@ -38,7 +38,7 @@ from tracker.delivery import (
     raise_operator_alerts,
     subscribers_of,
 )
-from tracker.detect import Snapshot, describe_change
+from tracker.detect import Snapshot, changed_fields, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.extract import SPM_CODE
 from tracker.lock import RunLocked, run_lock
@@ -710,14 +710,9 @@ def diff(obj: Context, document_id: str) -> None:
     if len(versions) < 2:
         click.echo(f"{document['id']}: one version only, nothing to compare")
         return
-    old, new = (
-        Snapshot(v["title"], v["url"], v["date"], v["text"], v["extra"], v["document_content"])
-        for v in versions[-2:]
-    )
-    fields = [f for f, value in old.fields().items() if new.fields().get(f) != value]
-    fields += [f for f in new.fields() if f not in old.fields()]
+    old, new = (Snapshot.from_row(v) for v in versions[-2:])
     click.echo(f"{document['id']}: version {versions[-2]['id']} -> {versions[-1]['id']}")
-    click.echo(describe_change(old, new, sorted(fields)))
+    click.echo(describe_change(old, new, changed_fields(old, new)))
 
 
 @cli.command()

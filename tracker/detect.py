@@ -39,6 +39,22 @@ class Snapshot:
     def from_item(cls, item: dict[str, Any], document: dict[str, Any] | None = None) -> Snapshot:
         return cls(item["title"], item["url"], item["date"], item["text"], item["extra"], document)
 
+    @classmethod
+    def from_row(cls, row: Any) -> Snapshot:
+        """From a `documents` or `versions` row (JSON columns as text or already parsed)."""
+
+        def parsed(value: Any) -> Any:
+            return json.loads(value) if isinstance(value, str) else value
+
+        return cls(
+            row["title"],
+            row["url"],
+            row["date"],
+            row["text"],
+            parsed(row["extra"]),
+            parsed(row["document_content"]) or None,
+        )
+
     def listing_fields(self) -> dict[str, Any]:
         flat: dict[str, Any] = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
         flat.update({f"extra.{k}": v for k, v in self.extra.items()})
