@@ -70,13 +70,17 @@ class HkmaSpider(scrapy.Spider):
     def extract(self, response: Response, name: str) -> Iterable[DocumentItem | scrapy.Request]:
         raise NotImplementedError
 
+    def reads_whole(self, listing: str) -> bool:
+        """Whether this crawl reads `listing` whole (else a recent slice of it)."""
+        return self.comparable
+
     def outcome(self, listing: str, ok: bool, **fields: Any) -> ListingOutcome:
         return ListingOutcome(
             source=self.name,
             listing=listing,
             ok=ok,
             removals_allowed=self.removals_allowed,
-            comparable=self.comparable,
+            comparable=self.reads_whole(listing),
             **fields,
         )
 

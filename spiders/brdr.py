@@ -16,16 +16,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 import scrapy
-from scrapy.http import Response
+from scrapy.http import Response, TextResponse
+from twisted.python.failure import Failure
 
-from spiders.base import HkmaSpider, ListingError
-from spiders.items import DocumentItem
+from spiders.base import HkmaSpider, ListingError, failure_reason
+from spiders.items import DocumentItem, RegisterLookup
 from spiders.normalize import HONG_KONG, clean_text, parse_listing_date
 
 BRDR = "https://brdr.hkma.gov.hk"
 _LANGUAGE_SUFFIX = re.compile(r"-(EN|TC|SC|CHI)$", re.IGNORECASE)
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
+_DOC_ID = re.compile(r"\b(\d{8}-\d+-[A-Z]{2})\b")
+# What a landing page shows of related documents (R1 in ../shared/hkma-sources.md, not checked
+# without JavaScript): one element per related document, its relation in `relp-info`.
+RELATED_ITEM = ".relp-item[relp-info]"
 
 
 def search_body(
@@ -107,13 +112,13 @@ def document_key(record: dict[str, Any]) -> str:
 def document_items(
     listing: str, english: list[dict[str, Any]], chinese: list[dict[str, Any]]
 ) -> list[DocumentItem]:
-    """One item per document, newest version first wins, Chinese record attached."""
-    chinese_by_base = {base_id(str(r["docId"])): r for r in chinese if r.get("docId")}
-    superseded_by: dict[str, str] = {}
-    for record in english:
-        for old in _doc_ids(record.get("supersededDocList")):
-            superseded_by.setdefault(base_id(old), str(record["docId"]))
+    """One item per document, newest version first wins, Chinese record attached.
 
+    What a record says of itself is kept (its supersession date, its version code) along with
+    the documents it names (`supersedes`, `version_history`): the tracker, which holds the
+    documents a query does not return, decides what those names mean for them.
+    """
+    chinese_by_base = {base_id(str(r["docId"])): r for r in chinese if r.get("docId")}
     items: dict[str, DocumentItem] = {}
     for record in english:
         if not record.get("docId"):
@@ -124,7 +129,6 @@ def document_items(
             continue
         supersession = _date_field(record, "supersessionDate")
         version_status = clean_text(str(record.get("versionCode") or ""))
-        successor = superseded_by.get(base_id(doc_id))
         extra: dict[str, Any] = {
             "doc_id": doc_id,
             "version": base_id(doc_id),
@@ -141,11 +145,13 @@ def document_items(
                 }
             ),
             "supersession_date": supersession,
-            "superseded_by": successor,
             "supersedes": _doc_ids(record.get("supersededDocList")),
+            "version_history": [
+                v for v in _doc_ids(record.get("versionHistoryDocList")) if v != doc_id
+            ],
             "related": _doc_ids(record.get("directlyRelatedDocList")),
             "status": "superseded"
-            if supersession or successor or version_status.lower() not in ("", "current")
+            if supersession or version_status.lower() not in ("", "current")
             else "current",
             "document_url": f"{BRDR}/eng/doc-ldg/docId/getPdf/{doc_id}/{doc_id}.pdf",
         }
@@ -177,9 +183,10 @@ class BrdrSpider(HkmaSpider):
     """Pages through doc-search for each document type and language.
 
     Options: `page_size`, `languages` (first is the primary, e.g. ["eng", "chi"]), `version`
-    ("CURRENT"), `date_group` ("ALL" for a full sweep, e.g. "THIS_YEAR" for incremental runs).
-    BRDR never 'removes' a document: a document leaving the current set is superseded, which its
-    own fields say.
+    ("CURRENT"), `date_groups` (listing -> "ALL" for a full sweep, e.g. "THIS_YEAR" for an
+    incremental read; `date_group` for listings not named, default "ALL").
+    BRDR never 'removes' a document: a document leaving the current set was superseded or
+    withdrawn, which the tracker looks up.
     """
 
     name = "brdr"
@@ -190,13 +197,20 @@ class BrdrSpider(HkmaSpider):
         self.languages: list[str] = list(self.options.get("languages", ["eng"]))
         self.page_size = int(self.options.get("page_size", 100))
         self.version = str(self.options.get("version", "CURRENT"))
-        self.date_group = str(self.options.get("date_group", "ALL"))
-        # Incremental queries return a varying slice: their sizes say nothing about health.
-        self.comparable = self.date_group == "ALL"
+        default = str(self.options.get("date_group", "ALL"))
+        self.date_groups = {
+            listing: str(self.options.get("date_groups", {}).get(listing, default))
+            for listing in self.listings.values()
+        }
         self.records: dict[str, dict[str, list[dict[str, Any]]]] = {}
 
+    def reads_whole(self, listing: str) -> bool:
+        # Incremental queries return a varying slice: their sizes say nothing about health.
+        return self.date_groups.get(listing) == "ALL"
+
     def search(self, name: str, listing: str, lang: str, page: int) -> scrapy.Request:
-        body = search_body(name, page, self.page_size, lang, self.date_group, self.version)
+        group = self.date_groups[listing]
+        body = search_body(name, page, self.page_size, lang, group, self.version)
         return self.listing_request(
             name,
             listing,
@@ -236,3 +250,62 @@ class BrdrSpider(HkmaSpider):
         english = by_lang.get(self.languages[0], [])
         chinese = [r for other in self.languages[1:] for r in by_lang.get(other, [])]
         return document_items(listing, english, chinese)
+
+
+def related_documents(response: TextResponse) -> list[dict[str, Any]]:
+    """The related documents a BRDR landing page lists, with what it says of each."""
+    related = []
+    for element in response.css(RELATED_ITEM):
+        link = element.css(".document-url a")
+        href = link.attrib.get("href", "") if link else ""
+        found = _DOC_ID.search(href) or _DOC_ID.search(" ".join(element.css("::text").getall()))
+        if not found:
+            continue
+        issued = parse_listing_date(
+            clean_text(" ".join(element.css(".issue-date ::text").getall()))
+        )
+        related.append(
+            {
+                "relation": clean_text(element.attrib.get("relp-info")),
+                "doc_id": found.group(1),
+                "title": clean_text(" ".join(link.css("::text").getall())) if link else "",
+                "issue_date": issued.isoformat() if issued else None,
+                "version": clean_text(" ".join(element.css(".version ::text").getall())),
+            }
+        )
+    return related
+
+
+class RegisterLookupSpider(scrapy.Spider):
+    """Reads the landing pages of BRDR documents that left the current register.
+
+    Options: `documents` [{id, url}], the tracker's document id and the landing page URL.
+    """
+
+    name = "brdr_lookup"
+
+    def __init__(self, listings: dict[str, str], options: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.documents: list[dict[str, str]] = (options or {}).get("documents", [])
+
+    async def start(self) -> Any:
+        for doc in self.documents:
+            yield scrapy.Request(
+                doc["url"],
+                callback=self.parse_landing,
+                errback=self.lookup_failed,
+                meta={"document_id": doc["id"], "asked": doc["url"]},
+                dont_filter=True,
+            )
+
+    def parse_landing(self, response: Response) -> Iterable[RegisterLookup]:
+        doc_id, asked = response.meta["document_id"], response.meta["asked"]
+        if not isinstance(response, TextResponse) or not response.body.strip():
+            yield RegisterLookup(doc_id, asked, False, "not an HTML page")
+            return
+        yield RegisterLookup(doc_id, asked, True, related=related_documents(response))
+
+    def lookup_failed(self, failure: Failure) -> Iterable[RegisterLookup]:
+        request = failure.request  # type: ignore[attr-defined]
+        reason, _ = failure_reason(failure, request.meta.get("download_maxsize"))
+        yield RegisterLookup(request.meta["document_id"], request.meta["asked"], False, reason)

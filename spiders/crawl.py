@@ -19,16 +19,23 @@ from typing import Any
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler, CrawlerProcess
 
-from spiders.brdr import BrdrSpider
+from spiders.brdr import BrdrSpider, RegisterLookupSpider
 from spiders.documents import DocumentsSpider, FetchedDocument
-from spiders.items import DocumentItem, ListingOutcome
+from spiders.items import DocumentItem, ListingOutcome, RegisterLookup
 from spiders.pages import PagesSpider
 from spiders.press_releases import PressReleasesSpider
 from spiders.rss import RssSpider
 
 SPIDERS: dict[str, type[Spider]] = {
     spider.name: spider
-    for spider in (RssSpider, PagesSpider, BrdrSpider, PressReleasesSpider, DocumentsSpider)
+    for spider in (
+        RssSpider,
+        PagesSpider,
+        BrdrSpider,
+        PressReleasesSpider,
+        DocumentsSpider,
+        RegisterLookupSpider,
+    )
 }
 
 
@@ -46,7 +53,7 @@ class ResultWriter:
     def item_scraped(self, item: object) -> None:
         if isinstance(item, ListingOutcome):
             self.outcomes.append(dataclasses.asdict(item))
-        elif isinstance(item, DocumentItem | FetchedDocument):
+        elif isinstance(item, DocumentItem | FetchedDocument | RegisterLookup):
             self.items.append(dataclasses.asdict(item))
 
     def spider_closed(self, reason: str) -> None:

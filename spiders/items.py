@@ -36,3 +36,16 @@ class ListingOutcome:
     items: int = 0
     removals_allowed: bool = True
     comparable: bool = True  # item counts can be compared with earlier runs
+
+
+@dataclass
+class RegisterLookup:
+    """What a BRDR landing page says of a document that left the current register: the
+    documents it names as versions or supersessions, each {relation, doc_id, title,
+    issue_date, version}. `ok` False (with `reason`) when the page could not be read."""
+
+    document_id: str
+    url: str
+    ok: bool
+    reason: str = ""
+    related: list[dict[str, Any]] = field(default_factory=list)

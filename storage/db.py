@@ -350,3 +350,20 @@ def m007_outbox(db: sqlite_utils.Database) -> None:
         CREATE INDEX outbox_unsent ON outbox_items(subscriber) WHERE message IS NULL;
         """,
     )
+
+
+@migrations()
+def m008_full_sweeps(db: sqlite_utils.Database) -> None:
+    """When each listing was last read whole (a full sweep), and how many items that gave: the
+    baseline an incremental source needs, and what a later full sweep's size is judged by.
+    Feeds and pages are always read whole; for them the last healthy run was a full read."""
+    _execute_script(
+        db,
+        """
+        ALTER TABLE listings ADD COLUMN last_full_at TEXT;        -- last healthy full read
+        ALTER TABLE listings ADD COLUMN last_full_items INTEGER;
+        ALTER TABLE source_runs ADD COLUMN sweep TEXT;            -- full, incremental; NULL: n/a
+        UPDATE listings SET last_full_at = last_healthy_at, last_full_items = last_healthy_items
+            WHERE source NOT IN ('brdr', 'press_releases');
+        """,
+    )

@@ -98,16 +98,17 @@ def apply_document_plan(
     )
 
 
-def last_healthy_at(db: sqlite_utils.Database, source: str, url: str) -> str | None:
-    row = db.execute(
-        "SELECT last_healthy_at FROM listings WHERE source = ? AND url = ?", [source, url]
-    ).fetchone()
-    return row[0] if row else None
-
-
-def last_healthy_items(db: sqlite_utils.Database, source: str) -> dict[str, int | None]:
-    rows = db.execute("SELECT url, last_healthy_items FROM listings WHERE source = ?", [source])
-    return dict(rows.fetchall())
+def listing_states(db: sqlite_utils.Database, source: str) -> dict[str, dict[str, Any]]:
+    """Per listing URL of `source`: its last healthy run and its last healthy full read
+    (`last_healthy_at`, `last_healthy_items`, `last_full_at`, `last_full_items`)."""
+    return {
+        row["url"]: row
+        for row in db.query(
+            "SELECT url, last_healthy_at, last_healthy_items, last_full_at, last_full_items "
+            "FROM listings WHERE source = ?",
+            [source],
+        )
+    }
 
 
 def _document_row(doc_id: str, source: str, listing: str, snap: Snapshot, now: str) -> dict:
@@ -157,10 +158,11 @@ def apply_plan(
                 [now, now, event.document_id],
             )
         else:  # changed, or listed again after removal
-            row = _document_row(
-                event.document_id, plan.source, plan.seen[event.document_id][0], event.snapshot, now
-            )
+            listing, _ = plan.seen.get(event.document_id) or plan.restated[event.document_id]
+            row = _document_row(event.document_id, plan.source, listing, event.snapshot, now)
             del row["first_seen_at"]
+            if event.document_id in plan.restated:  # not listed this run: not seen either
+                del row["last_seen_at"]
             db.table("documents").update(event.document_id, row)
 
     for doc_id in plan.refreshed:  # sign fields only: keep them current, no version, no event
@@ -197,6 +199,7 @@ def apply_plan(
             "finish_reason": result.get("finish_reason"),
             "stats": json.dumps(stats, default=str, sort_keys=True),
             "finished_at": now,
+            "sweep": plan.sweep,
         }
     )
 
@@ -256,21 +259,26 @@ def _record_listings(db: sqlite_utils.Database, plan: SourcePlan, run_id: int, n
         db.execute(
             """
             INSERT INTO listings (source, url, healthy, reason, items, last_run_id,
-                                  last_healthy_run_id, last_healthy_items, last_healthy_at)
+                                  last_healthy_run_id, last_healthy_items, last_healthy_at,
+                                  last_full_at, last_full_items)
             VALUES (:source, :url, :healthy, :reason, :items, :run,
                     CASE WHEN :healthy THEN :run END, CASE WHEN :healthy THEN :items END,
-                    CASE WHEN :healthy THEN :now END)
+                    CASE WHEN :healthy THEN :now END,
+                    CASE WHEN :full THEN :now END, CASE WHEN :full THEN :items END)
             ON CONFLICT (source, url) DO UPDATE SET
                 healthy = excluded.healthy, reason = excluded.reason, items = excluded.items,
                 last_run_id = excluded.last_run_id,
                 last_healthy_run_id = coalesce(excluded.last_healthy_run_id, last_healthy_run_id),
                 last_healthy_items = coalesce(excluded.last_healthy_items, last_healthy_items),
-                last_healthy_at = coalesce(excluded.last_healthy_at, last_healthy_at)
+                last_healthy_at = coalesce(excluded.last_healthy_at, last_healthy_at),
+                last_full_at = coalesce(excluded.last_full_at, last_full_at),
+                last_full_items = coalesce(excluded.last_full_items, last_full_items)
             """,
             {
                 "source": v.source,
                 "url": v.url,
                 "healthy": int(v.healthy),
+                "full": int(v.healthy and v.complete),
                 "reason": v.reason,
                 "items": v.items,
                 "run": run_id,

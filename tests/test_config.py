@@ -18,8 +18,9 @@ def test_defaults_need_no_file(monkeypatch):
     config = load_config()
     assert config.enabled_sources() == ["rss", "pages", "brdr", "press_releases"]
     assert config.listings("brdr")["SPM"] == "https://brdr.hkma.gov.hk/restapi/doc-search#SPM"
-    assert config.spider_options("brdr")["date_group"] == "THIS_YEAR"
-    assert config.spider_options("brdr", full_sweep=True)["date_group"] == "ALL"
+    cir = "https://brdr.hkma.gov.hk/restapi/doc-search#CIR"
+    assert config.spider_options("brdr")["date_groups"][cir] == "THIS_YEAR"
+    assert config.spider_options("brdr", full={cir})["date_groups"][cir] == "ALL"
     assert config.listings("press_releases") == {
         "press-releases": "https://api.hkma.gov.hk/public/press-releases?lang=en"
     }

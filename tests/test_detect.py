@@ -4,6 +4,7 @@ import pytest
 
 from tracker.config import DEFAULTS
 from tracker.detect import (
+    ListingHistory,
     Snapshot,
     StoredDocument,
     changed_event,
@@ -54,13 +55,18 @@ def result(items, listing=PAGE, ok=True, removals=True, reason=""):
     }
 
 
+def seen(items):
+    """A listing whose last healthy run, a full read, gave `items` items."""
+    return ListingHistory(items, items)
+
+
 def plan(items, stored, last=None, listing=PAGE, **kwargs):
     return plan_source(
         "pages",
         result(items, listing, **kwargs),
         [listing],
         stored,
-        {listing: last if last is not None else len(stored)},
+        {listing: seen(last if last is not None else len(stored))},
         HEALTH,
     )
 
@@ -107,7 +113,7 @@ def test_an_unhealthy_listing_changes_and_removes_nothing():
 
 
 def test_a_listing_missing_from_the_crawl_is_unhealthy():
-    p = plan_source("pages", None, [PAGE], stored_from(DAY1), {PAGE: 10}, HEALTH)
+    p = plan_source("pages", None, [PAGE], stored_from(DAY1), {PAGE: seen(10)}, HEALTH)
     assert (p.healthy, p.events) == (False, [])
     assert "no result: crawl process died" in p.reason
 
@@ -126,7 +132,7 @@ def test_a_listing_missing_from_the_crawl_is_unhealthy():
 )
 def test_judge_listing(items, last, healthy, reason):
     outcome = {"ok": True, "reason": "", "items": items}
-    verdict = judge_listing("pages", PAGE, outcome, last, HEALTH, "finished")
+    verdict = judge_listing("pages", PAGE, outcome, seen(last), HEALTH, "finished")
     assert (verdict.healthy, verdict.reason) == (healthy, reason)
 
 
@@ -232,5 +238,5 @@ def test_a_listing_that_lost_its_dates_is_unhealthy():
 
 def test_a_crawl_that_ended_early_is_unhealthy():
     r = {**result(DAY1), "finish_reason": "closespider_errorcount"}
-    p = plan_source("pages", r, [PAGE], stored_from(DAY1), {PAGE: 10}, HEALTH)
+    p = plan_source("pages", r, [PAGE], stored_from(DAY1), {PAGE: seen(10)}, HEALTH)
     assert not p.healthy and p.reason.endswith("crawl ended early (closespider_errorcount)")

@@ -63,6 +63,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m005_search_and_views",
         "m006_links",
         "m007_outbox",
+        "m008_full_sweeps",
     ]
     assert {
         "runs",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import tomllib
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from urllib.parse import urlsplit
 
 from alerts.subscribers import Subscriber, SubscriberError, parse_subscribers
 from spiders.normalize import is_hkma_host
+from tracker.sweep import DATE_GROUP_WINDOWS
 from tracker.tagging import KINDS, Taxonomy, TaxonomyError, load_taxonomy
 
 CONFIG_ENV = "HKMA_TRACKER_CONFIG"
@@ -82,7 +84,8 @@ DEFAULTS: dict[str, Any] = {
             "languages": ["eng"],
             "page_size": 100,
             "version": "CURRENT",
-            # Incremental runs ask only for recent issue dates; `run --full-sweep` asks for ALL.
+            # Incremental runs ask only for recent issue dates; full sweeps ask for ALL (on
+            # --full-sweep, the daily sweep job, and whenever the tracker lacks a baseline).
             "recent_date_group": "THIS_YEAR",
         },
         "press_releases": {
@@ -183,7 +186,8 @@ class Config:
             return {"press-releases": spec["url"]}
         return {url: url for url in spec["urls"]}
 
-    def spider_options(self, source: str, full_sweep: bool = False) -> dict[str, Any]:
+    def spider_options(self, source: str, full: Collection[str] = ()) -> dict[str, Any]:
+        """The spider's options; `full`: the listing ids to read whole this run."""
         spec = self.sources[source]
         if source == "rss":
             return {"key_by_title": list(spec["key_by_title"])}
@@ -192,7 +196,10 @@ class Config:
                 "languages": list(spec["languages"]),
                 "page_size": spec["page_size"],
                 "version": spec["version"],
-                "date_group": "ALL" if full_sweep else spec["recent_date_group"],
+                "date_groups": {
+                    listing: "ALL" if listing in full else spec["recent_date_group"]
+                    for listing in self.listings(source).values()
+                },
             }
         if source == "press_releases":
             return {"page_size": spec["page_size"]}
@@ -308,6 +315,11 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
         bundle = merged[key]["ca_bundle"]
         if bundle and not Path(bundle).is_file():
             raise ConfigError(f"config file {origin}: {key}.ca_bundle: no file {bundle}")
+    if merged["sources"]["brdr"]["recent_date_group"] not in DATE_GROUP_WINDOWS:
+        raise ConfigError(
+            f"config file {origin}: sources.brdr.recent_date_group must be one of "
+            f"{', '.join(DATE_GROUP_WINDOWS)} (the issue-date groups whose coverage is known)"
+        )
     if merged["smtp"]["security"] not in ("starttls", "ssl", "none"):
         raise ConfigError(f"config file {origin}: smtp.security must be starttls, ssl or none")
     for email in merged["operator"]["emails"]:

@@ -100,12 +100,24 @@ class ChangeEvent:
 
 
 @dataclass(frozen=True)
+class ListingHistory:
+    """What the store knows of a listing's earlier runs."""
+
+    healthy_items: int | None = None  # items of its last healthy run; None: never healthy
+    full_items: int | None = None  # items of its last healthy full read; None: never read whole
+    # Set for a listing's first full read after incremental ones: an item first seen now and
+    # dated before this was outside every earlier read's window. It is history, not news.
+    baseline_before: str | None = None
+
+
+@dataclass(frozen=True)
 class ListingVerdict:
     source: str
     url: str
     healthy: bool
     reason: str
     items: int
+    complete: bool = True  # read whole (a full sweep), not a recent slice
 
 
 @dataclass
@@ -118,6 +130,11 @@ class SourcePlan:
     seen: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)  # id -> (listing, snap)
     first_seen: set[str] = field(default_factory=set)  # ids the store has never had
     refreshed: set[str] = field(default_factory=set)  # only sign fields moved: store, no event
+    # Held documents this crawl did not list but changed all the same (a supersession another
+    # record announced, a document gone from the register): id -> (listing, snapshot).
+    restated: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)
+    sweep: str | None = None  # full, incremental or mixed (sources with an incremental mode)
+    sweep_reason: str = ""
 
     @property
     def healthy(self) -> bool:
@@ -227,40 +244,41 @@ def judge_listing(
     source: str,
     url: str,
     outcome: dict[str, Any] | None,
-    last_healthy_items: int | None,
+    history: ListingHistory,
     health: dict[str, Any],
     finish_reason: str | None,
     undated: int = 0,
 ) -> ListingVerdict:
-    """Whether a listing's result can be trusted: fetched, parsed, complete, dated, and not
-    suspiciously short compared with its last healthy run."""
+    """Whether a listing's result can be trusted: fetched, parsed, complete, dated, and, when
+    read whole, not suspiciously short compared with its last healthy full read."""
+    complete = bool(outcome.get("comparable", True)) if outcome else False
+
+    def verdict(healthy: bool, reason: str, items: int) -> ListingVerdict:
+        return ListingVerdict(source, url, healthy, reason, items, complete)
+
     if outcome is None:
         why = f"crawl ended ({finish_reason})" if finish_reason else "crawl process died"
-        return ListingVerdict(source, url, False, f"no result: {why}", 0)
+        return verdict(False, f"no result: {why}", 0)
     items = int(outcome["items"])
     if not outcome["ok"]:
-        return ListingVerdict(source, url, False, outcome["reason"] or "failed", items)
+        return verdict(False, outcome["reason"] or "failed", items)
     if finish_reason not in (None, "finished"):
-        return ListingVerdict(source, url, False, f"crawl ended early ({finish_reason})", items)
+        return verdict(False, f"crawl ended early ({finish_reason})", items)
     if (
         items >= health["min_items_for_drop_check"]
         and undated / items > health["max_undated_share"]
     ):
-        reason = f"field coverage: {undated} of {items} items have no date"
-        return ListingVerdict(source, url, False, reason, items)
-    if last_healthy_items and outcome.get("comparable", True):
+        return verdict(False, f"field coverage: {undated} of {items} items have no date", items)
+    # An incremental read is a slice of varying size: only whole reads are compared.
+    previous = history.full_items if complete else None
+    if previous:
         if items == 0:
-            reason = f"0 items where the last healthy run had {last_healthy_items}"
-            return ListingVerdict(source, url, False, reason, items)
-        drop = 1 - items / last_healthy_items
-        if last_healthy_items >= health["min_items_for_drop_check"] and (
-            drop > health["max_drop_ratio"]
-        ):
-            reason = (
-                f"sharp drop: {items} items where the last healthy run had {last_healthy_items}"
-            )
-            return ListingVerdict(source, url, False, reason, items)
-    return ListingVerdict(source, url, True, "", items)
+            return verdict(False, f"0 items where the last healthy run had {previous}", items)
+        drop = 1 - items / previous
+        if previous >= health["min_items_for_drop_check"] and drop > health["max_drop_ratio"]:
+            reason = f"sharp drop: {items} items where the last healthy run had {previous}"
+            return verdict(False, reason, items)
+    return verdict(True, "", items)
 
 
 def plan_source(
@@ -268,13 +286,14 @@ def plan_source(
     result: dict[str, Any] | None,
     expected_listings: list[str],
     stored: dict[str, StoredDocument],
-    last_healthy_items: dict[str, int | None],
+    history: dict[str, ListingHistory],
     health: dict[str, Any],
 ) -> SourcePlan:
     """Compare one source's crawl `result` with its `stored` documents.
 
     Items of unhealthy listings are ignored entirely: a broken page neither changes nor removes
     anything. Removals come only from healthy listings that allow them (not RSS windows).
+    What a listing shows on its first healthy run is the baseline (recorded, not news).
     """
     result = result or {}
     outcomes = {o["listing"]: o for o in result.get("outcomes", [])}
@@ -287,7 +306,7 @@ def plan_source(
             source,
             url,
             outcomes.get(url),
-            last_healthy_items.get(url),
+            history.get(url, ListingHistory()),
             health,
             result.get("finish_reason"),
             undated.get(url, 0),
@@ -296,7 +315,14 @@ def plan_source(
     ]
     plan = SourcePlan(source, verdicts)
     healthy = {v.url for v in verdicts if v.healthy}
-    never_healthy = {url for url in healthy if last_healthy_items.get(url) is None}
+    known = {url: history.get(url, ListingHistory()) for url in healthy}
+
+    def is_baseline(item: dict[str, Any]) -> bool:
+        listing = known[item["listing"]]
+        if listing.healthy_items is None:
+            return True
+        cutoff = listing.baseline_before
+        return bool(cutoff and item["date"] and item["date"] < cutoff)
 
     for item in result.get("items", []):
         if item["listing"] not in healthy:
@@ -312,7 +338,7 @@ def plan_source(
         if old is None or old.status == "removed":
             diff = "listed again after its removal" if old else ""
             fields = changed_fields(old.snapshot, snapshot) if old else []
-            baseline = old is None and item["listing"] in never_healthy
+            baseline = old is None and is_baseline(item)
             plan.events.append(ChangeEvent(doc_id, "new", snapshot, fields, diff, baseline))
         elif old.content_hash != snapshot.content_hash():
             plan.events.append(changed_event(doc_id, old.snapshot, snapshot))

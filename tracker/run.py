@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
+from spiders.normalize import HONG_KONG
 from spiders.settings import settings_for
 from storage.db import open_db, utc_now, write_transaction
 from storage.history import (
@@ -23,8 +24,7 @@ from storage.history import (
     apply_plan,
     fetch_candidates,
     finish_run,
-    last_healthy_at,
-    last_healthy_items,
+    listing_states,
     load_stored,
     start_run,
 )
@@ -32,13 +32,22 @@ from storage.links import rebuild_links
 from storage.outbox import queue_changes
 from tracker.config import Config
 from tracker.delivery import deliver, raise_operator_alerts, subscribers_of
-from tracker.detect import ChangeEvent, SourcePlan, plan_source
+from tracker.detect import ChangeEvent, ListingHistory, SourcePlan, StoredDocument, plan_source
 from tracker.document_text import extract_pdf_text
 from tracker.documents import DocumentPlan, plan_documents, select_fetches
 from tracker.exit_codes import ExitStatus
+from tracker.lifecycle import (
+    announce_supersessions,
+    carry_standing,
+    left_register,
+    settle_departures,
+)
+from tracker.sweep import INCREMENTAL_SOURCES, Sweep, choose_sweep, describe
 from tracker.tagging import Taxonomy
 
 logger = logging.getLogger(__name__)
+# Landing pages read per run for documents gone from BRDR's register; the rest wait a sweep.
+MAX_LOOKUPS_PER_RUN = 100
 
 
 @dataclass(frozen=True)
@@ -184,14 +193,27 @@ def run(
         db.close()
 
 
+def _sweeps(
+    config: Config, source: str, states: dict[str, dict[str, Any]], requested: bool
+) -> dict[str, Sweep]:
+    """How each listing of `source` is read this run (sources without an incremental mode
+    always read whole)."""
+    listings = config.listings(source).values()
+    if source not in INCREMENTAL_SOURCES:
+        return {url: Sweep(True) for url in listings}
+    group = config.sources[source].get("recent_date_group")
+    now = datetime.now(UTC)
+    return {url: choose_sweep(states.get(url), now, requested, group) for url in listings}
+
+
 def _spider_options(
-    config: Config, db: sqlite_utils.Database, source: str, full_sweep: bool
+    config: Config, source: str, sweeps: dict[str, Sweep], states: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
-    options = config.spider_options(source, full_sweep)
-    if source == "press_releases" and not full_sweep:
+    options = config.spider_options(source, full={url for url, s in sweeps.items() if s.full})
+    if source == "press_releases":
         listing = config.listings(source)["press-releases"]
-        last = last_healthy_at(db, source, listing)
-        if last:  # page back only to a little before the last healthy run
+        last = (states.get(listing) or {}).get("last_healthy_at")
+        if last and not sweeps[listing].full:  # page back only to a little before it
             overlap = timedelta(days=config.sources[source]["overlap_days"])
             options["since"] = (datetime.fromisoformat(last) - overlap).date().isoformat()
     return options
@@ -206,30 +228,74 @@ def _crawl_and_record(
     taxonomy: Taxonomy,
     deadline: Deadline | None,
 ) -> None:
+    states = {name: listing_states(db, name) for name in selected}
+    sweeps = {name: _sweeps(config, name, states[name], full_sweep) for name in selected}
     spiders = {
         name: {
             "listings": config.listings(name),
-            "options": _spider_options(config, db, name, full_sweep),
+            "options": _spider_options(config, name, sweeps[name], states[name]),
         }
         for name in selected
     }
     with tempfile.TemporaryDirectory(prefix="hkma-tracker-") as workdir:
         results = crawl(config, spiders, Path(workdir), deadline)
     for source in selected:
+        stored = load_stored(db, source)
+        history = {
+            url: ListingHistory(
+                state.get("last_healthy_items"),
+                state.get("last_full_items"),
+                sweeps[source][url].baseline_before if url in sweeps[source] else None,
+            )
+            for url, state in states[source].items()
+        }
         plan = plan_source(
             source,
-            results[source],
+            carry_standing(results[source], stored, source),
             list(config.listings(source).values()),
-            load_stored(db, source),
-            last_healthy_items(db, source),
+            stored,
+            history,
             config.health,
         )
+        if source in INCREMENTAL_SOURCES:
+            names = {url: name for name, url in config.listings(source).items()}
+            plan.sweep, plan.sweep_reason = describe(sweeps[source], names)
+        announce_supersessions(plan, stored)
+        departed = left_register(plan, stored)
+        if departed and report.run_id is not None:
+            lookups = _look_up(config, departed, deadline)
+            settle_departures(
+                plan, stored, departed, lookups, datetime.now(HONG_KONG).date().isoformat()
+            )
         report.plans.append(plan)
         if report.run_id is not None:
             with write_transaction(db):
                 apply_plan(db, plan, report.run_id, results[source] or {}, taxonomy)
                 queue_changes(db, report.run_id, subscribers_of(config))
         _log_source(plan)
+
+
+def _look_up(
+    config: Config, departed: list[StoredDocument], deadline: Deadline | None
+) -> dict[str, dict[str, Any]]:
+    """What the landing pages of documents gone from the register say, by document id."""
+    asked = departed[:MAX_LOOKUPS_PER_RUN]
+    options = {"documents": [{"id": d.id, "url": d.snapshot.url} for d in asked]}
+    with tempfile.TemporaryDirectory(prefix="hkma-tracker-lookup-") as workdir:
+        spiders = {"brdr_lookup": {"listings": {}, "options": options}}
+        result = crawl(config, spiders, Path(workdir), deadline)["brdr_lookup"] or {}
+    found = {item["document_id"]: item for item in result.get("items", [])}
+    for doc_id, item in found.items():
+        if not item["ok"]:
+            logger.warning("brdr: looking up %s: %s", doc_id, item["reason"])
+    if len(found) < len(departed):
+        logger.warning(
+            "brdr: %d documents left the register, %d looked up; the rest wait for the next "
+            "full sweep",
+            len(departed),
+            len(found),
+        )
+    return found
 
 
 def _fetch_documents(
@@ -283,6 +349,8 @@ def _log_source(plan: SourcePlan) -> None:
     counts = (
         f"{plan.count('new')} new, {plan.count('changed')} changed, {plan.count('removed')} removed"
     )
+    if plan.sweep_reason:
+        logger.info("%s: %s", plan.source, plan.sweep_reason)
     if plan.healthy:
         logger.info("%s: healthy, %d items, %s", plan.source, len(plan.seen), counts)
     else:
