@@ -54,6 +54,7 @@ class DigestEntry:
     references: tuple[str, ...] = ()  # circular reference numbers from the document
     effective: str = ""  # the first effective date the document states
     document_id: str = ""
+    standing: str = ""  # "superseded by ...", "withdrawn from the current register"
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -75,6 +76,7 @@ class DigestEntry:
             references=tuple(document.get("references", [])),
             effective=effective[0]["date"] if effective else "",
             document_id=str(change.get("document_id", "")),
+            standing=standing(extra),
         )
 
     @property
@@ -108,6 +110,19 @@ class DigestEntry:
     def href(self) -> str:
         """The link target, only ever http(s): a title is text, a link must not run code."""
         return self.url if self.url.startswith(("https://", "http://")) else "#"
+
+
+def standing(extra: dict[str, Any]) -> str:
+    """A document's standing in words: "superseded by <title> (<BRDR id>)", "withdrawn from
+    the current register", or "" when it is current."""
+    by = extra.get("superseded_by")
+    if extra.get("status") == "superseded":
+        if isinstance(by, dict):
+            return f"superseded by {by.get('title') or by.get('doc_id')} ({by.get('doc_id')})"
+        return f"superseded by {by}" if by else "superseded"
+    if extra.get("status") == "withdrawn":
+        return "withdrawn from the current register"
+    return ""
 
 
 def _json(value: Any) -> Any:

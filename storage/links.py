@@ -34,7 +34,8 @@ def rebuild_links(db: sqlite_utils.Database) -> int:
 
 
 def rule_documents(db: sqlite_utils.Database, key: str) -> list[dict[str, Any]]:
-    """Documents linked to `key`, each with its versions (date, version) oldest first."""
+    """Documents linked to `key`, each with its versions (date, version) oldest first and
+    the documents it superseded (`replaced`: "title (BRDR id)")."""
     documents = []
     for row in db.query(
         "SELECT d.id, d.source, d.title, d.url, d.date, d.status, d.extra, d.document_content, "
@@ -46,6 +47,14 @@ def rule_documents(db: sqlite_utils.Database, key: str) -> list[dict[str, Any]]:
         row["document_content"] = (
             json.loads(row["document_content"]) if row["document_content"] else None
         )
+        row["replaced"] = [
+            f"{old['title']} ({json.loads(old['extra']).get('doc_id') or old['id']})"
+            for old in db.query(
+                "SELECT id, title, extra FROM documents "
+                "WHERE json_extract(extra, '$.superseded_by.id') = ? ORDER BY date",
+                [row["id"]],
+            )
+        ]
         row["versions"] = [
             {
                 "date": version["date"],

@@ -4,6 +4,7 @@ press releases honouring lang, pagesize and offset."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -32,6 +33,8 @@ class BrdrFake:
         self.records = records
         self.this_year = this_year
         self.bodies: list[dict] = []
+        self.landings: list[str] = []
+        self.failing_pages: set[tuple[str, int]] = set()  # (docType, page) answered with 503
 
     def __call__(self, request: ServedRequest) -> Override:
         if request.method != "POST":
@@ -55,6 +58,8 @@ class BrdrFake:
         ]
         selected.sort(key=lambda r: r["issueDate"], reverse=True)
         page, size = int(body["pageNumber"]), int(body["pageSize"])
+        if (criteria["docType"][0], page) in self.failing_pages:
+            return as_json({"error": "Service Unavailable"}, 503)
         return as_json(
             {
                 "langCode": body["langCode"],
@@ -66,6 +71,42 @@ class BrdrFake:
             }
         )
 
+    def landing(self, request: ServedRequest) -> Override:
+        """GET /eng/doc-ldg/docId/<docId>: a landing page in the layout R1 describes (see
+        shared/hkma-sources.md §2), one `.relp-item` per document that names this one in its
+        supersededDocList or versionHistoryDocList, or that this one names; 404 when unknown."""
+        if not request.path.startswith("/eng/doc-ldg/docId/"):
+            return Override(status=404, body=b"Not Found", content_type="text/plain")
+        self.landings.append(request.path)
+        doc_id = request.path.rstrip("/").rsplit("/", 1)[-1]
+        own = next((r for r in self.records if r["docId"] == doc_id), None)
+        if own is None:
+            return Override(status=404, body=b"Not Found", content_type="text/plain")
+        items = []
+        for other in self.records:
+            for field, relation in (
+                ("supersededDocList", "Superseded Doc"),
+                ("versionHistoryDocList", "Version Hist Doc"),
+            ):
+                if other is not own and (
+                    doc_id in _ids(other.get(field)) or other["docId"] in _ids(own.get(field))
+                ):
+                    items.append(
+                        f'<div class="relp-item" relp-info="{relation}">'
+                        f'<span class="document-type">{html.escape(other["docTypeDesc"])}</span>'
+                        f'<span class="version">{other["versionCode"]}</span>'
+                        f'<span class="issue-date">{other["issueDateStr"]}</span>'
+                        f'<span class="document-url"><a href="/eng/doc-ldg/docId/{other["docId"]}">'
+                        f"{html.escape(other['docLongTitle'])}</a></span></div>"
+                    )
+        pdf = f"/eng/doc-ldg/docId/getPdf/{doc_id}/{doc_id}.pdf"
+        page = (
+            f"<html><body><h1>{html.escape(own['docLongTitle'])}</h1>"
+            f'<div class="document-file-info"><a href="{pdf}">PDF</a></div>'
+            f"{''.join(items)}</body></html>"
+        )
+        return Override(body=page.encode())
+
     def pages(self, doc_type: str) -> list[tuple[str, int]]:
         """(language, page) of every request made for one document type."""
         return [
@@ -73,6 +114,10 @@ class BrdrFake:
             for b in self.bodies
             if b["docSrchCriteriaDtoList"][0]["valueList"] == [doc_type]
         ]
+
+
+def _ids(entries: list | None) -> set[str]:
+    return {e["docId"] if isinstance(e, dict) else e for e in entries or []}
 
 
 class PressReleasesFake:

@@ -69,6 +69,10 @@ def test_jobs_come_from_the_config(tmp_path):
 def test_default_schedule_and_bad_entries(tmp_path):
     jobs = schedule.jobs_of(load_config(None))
     assert [j.id for j in jobs] == ["crawl:all", "sweep:full"]
+    sweep = jobs[1].trigger
+    first = sweep.get_next_fire_time(None, datetime(2026, 11, 28, 12, tzinfo=UTC))
+    second = sweep.get_next_fire_time(first, first + timedelta(seconds=1))
+    assert (first.hour, first.minute, second - first) == (2, 0, timedelta(days=1))  # daily, HK
     bad = tmp_path / "c.toml"
     bad.write_text('[schedule]\nrss = "every hour"\n', encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(bad), "schedule", "--print"])

@@ -191,9 +191,13 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
             "changed": plan.count("changed"),
             "removed": plan.count("removed"),
         }
+        if plan.sweep:
+            summary.update(sweep=plan.sweep, sweep_reason=plan.sweep_reason)
         if as_json:
             emit(summary)
         else:
+            if plan.sweep:
+                click.echo(f"{plan.source}: {plan.sweep_reason}")
             click.echo(
                 f"{plan.source}: {'healthy' if plan.healthy else 'UNHEALTHY'}; "
                 f"{summary['items']} items, {summary['new']} new, "
@@ -281,7 +285,8 @@ def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
             "--full-sweep",
             is_flag=True,
             help="Ask BRDR and the press-release API for everything, not only recent items "
-            "(a periodic reconciliation).",
+            "(the daily reconciliation; also done by itself when a source has no baseline yet "
+            "or was not run within its incremental window).",
         ),
         click.option(
             "--deadline",

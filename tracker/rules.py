@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from alerts.digest import standing
 from tracker.detect import Snapshot
 from tracker.extract import REFERENCE, SPM_CODE
 
@@ -30,6 +31,15 @@ class Link:
 def _brdr(doc_id: str) -> str | None:
     match = _BASE_ID.match(doc_id)
     return f"brdr:{match.group(1)}" if match else None
+
+
+def successor_doc_id(extra: dict[str, Any]) -> str | None:
+    """The BRDR id of what superseded a document (`superseded_by` is {id, doc_id, title, url};
+    histories written before it carry the BRDR id alone)."""
+    by = extra.get("superseded_by")
+    if isinstance(by, dict):
+        return str(by["doc_id"]) if by.get("doc_id") else None
+    return str(by) if by else None
 
 
 def links_of(snapshot: Snapshot) -> list[Link]:
@@ -63,8 +73,10 @@ def links_of(snapshot: Snapshot) -> list[Link]:
             add(f"brdr:{match.group(1)}", "is", "link to BRDR")
     for doc_id in extra.get("supersedes", []):
         add(_brdr(doc_id), "supersedes", "BRDR supersededDocList")
-    if extra.get("superseded_by"):
-        add(_brdr(str(extra["superseded_by"])), "superseded-by", "BRDR supersededDocList")
+    for doc_id in extra.get("version_history", []):
+        add(_brdr(doc_id), "version-of", "BRDR versionHistoryDocList")
+    if successor := successor_doc_id(extra):
+        add(_brdr(successor), "superseded-by", "superseded by")
     for doc_id in extra.get("related", []):
         add(_brdr(doc_id), "related", "BRDR directlyRelatedDocList")
     return list(found.values())
@@ -97,7 +109,8 @@ def timeline(key: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Dated entries of every document linked to `key`, oldest first.
 
     `documents`: rows with id, source, title, url, date, extra, document_content, status,
-    `versions` (their dates and extra, oldest first) and `link_kind` (how it links to `key`).
+    `versions` (their dates and extra, oldest first), `link_kind` (how it links to `key`) and
+    `replaced` (what it superseded, in words).
     """
     entries = []
     for row in documents:
@@ -114,11 +127,12 @@ def timeline(key: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entries.append(_entry(row["date"], kind, row, f"{row['link_kind']} {key}"))
         extra = row["extra"]
         if extra.get("status") == "superseded":
-            by = extra.get("superseded_by")
-            detail = f"superseded by {by}" if by else "superseded"
-            entries.append(
-                _entry(extra.get("supersession_date") or row["date"], "superseded", row, detail)
-            )
+            when = extra.get("supersession_date") or extra.get("left_register_on") or row["date"]
+            entries.append(_entry(when, "superseded", row, standing(extra)))
+        elif extra.get("status") == "withdrawn":
+            entries.append(_entry(extra.get("left_register_on"), "withdrawn", row, standing(extra)))
+        for replaced in row.get("replaced", []):
+            entries.append(_entry(row["date"], "replaces", row, replaced))
         for effective in (row["document_content"] or {}).get("effective_dates", []):
             entries.append(_entry(effective["date"], "effective", row, effective["sentence"]))
     return sorted(entries, key=lambda e: (e["date"] or "", e["entry"]))

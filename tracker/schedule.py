@@ -28,7 +28,9 @@ logger = logging.getLogger(__name__)
 HONG_KONG = "Asia/Hong_Kong"
 DEFAULT_SCHEDULE = {
     "all": "15 8-19 * * mon-fri",  # every hour of the working day
-    "full_sweep": "0 2 * * sun",  # a weekly full BRDR / press-release reconciliation
+    # A daily full BRDR / press-release reconciliation: what incremental runs cannot see
+    # (a document gone from the register, an edit to an old record) is caught within a day.
+    "full_sweep": "0 2 * * *",
 }
 # A day of grace: after downtime, one catch-up run (coalesced), not one per missed fire.
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 86400}
