@@ -28,6 +28,7 @@ test: lint  ## lint, format check and the whole test suite
 bench: $(BIN)/hkma-tracker
 	$(BIN)/python bench/rerun.py
 	$(BIN)/python bench/tagging.py
+	$(BIN)/python bench/sweep.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

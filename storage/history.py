@@ -407,7 +407,7 @@ def list_runs(db: sqlite_utils.Database, limit: int = 20) -> list[dict[str, Any]
         run["sources"] = []
         for row in db.query(
             "SELECT source, healthy, reason, items, new, changed, removed, requests, bytes, "
-            "finish_reason, json_extract(stats, '$.elapsed_time_seconds') AS duration_s "
+            "finish_reason, json_extract(stats, '$.elapsed_time_seconds') AS duration_s, sweep "
             "FROM source_runs WHERE run_id = ? ORDER BY source",
             [run["id"]],
         ):

@@ -68,6 +68,10 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
         ('[mirror]\n"https://www.hkma.gov.hk" = "nowhere"\n', "'nowhere' is not a base URL"),
         ("crawl = 3\n", "crawl must be a table"),
         (
+            '[sources.brdr]\nrecent_date_group = "LAST_MONTH"\n',
+            "sources.brdr.recent_date_group must be one of THIS_YEAR, ALL",
+        ),
+        (
             '[sources.brdr]\nurl = "https://brdr.example.com/x"\n',
             "sources.brdr.url must be an https URL on an HKMA host",
         ),

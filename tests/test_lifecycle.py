@@ -157,6 +157,8 @@ def test_the_first_run_records_the_whole_register_as_baseline(brdr, fake):
     assert second.exit_code == 0 and "brdr: incremental" in second.output
     assert date_groups(fake) == {"THIS_YEAR"}
     assert events(brdr.db) == {}
+    runs = brdr("runs").output
+    assert runs.count(", incremental sweep") == 1 and runs.count(", full sweep") == 1
 
 
 def test_a_new_version_of_an_old_module_and_a_supersession_in_one_incremental_run(brdr, fake):

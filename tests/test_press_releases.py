@@ -96,3 +96,19 @@ def test_an_api_error_makes_the_source_unhealthy(config, fake, db_path):
     assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
     assert report.plans[0].reason == f"{API}: API error 9999: Service temporarily unavailable"
     assert stored(db_path) == 260
+
+
+def test_a_history_without_a_full_read_on_record_is_swept_whole_once(config, fake, db_path):
+    first = run(config, db_path)
+    assert first.plans[0].sweep_reason == "full sweep (no baseline yet)"
+    # As a database written before full reads were recorded (migration m008) looks.
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE listings SET last_full_at = NULL, last_full_items = NULL")
+    fake.offsets.clear()
+
+    upgraded = run(config, db_path)
+
+    assert (upgraded.plans[0].sweep, upgraded.events) == ("full", [])
+    assert fake.offsets == [0, 100, 200]
+    fake.offsets.clear()
+    assert run(config, db_path).plans[0].sweep == "incremental" and fake.offsets == [0]

@@ -118,3 +118,31 @@ def test_read_only_open_never_creates_a_database(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         open_readonly(tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
+
+
+def test_m008_takes_the_last_healthy_run_of_feeds_and_pages_as_their_last_full_read(tmp_path):
+    path = tmp_path / "h.db"
+    db = open_db(path)
+    # Back to the schema before m008, with listings as m007 knew them.
+    db.execute("ALTER TABLE listings DROP COLUMN last_full_at")
+    db.execute("ALTER TABLE listings DROP COLUMN last_full_items")
+    db.execute("ALTER TABLE source_runs DROP COLUMN sweep")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm008_full_sweeps'")
+    for source in ("pages", "rss", "brdr", "press_releases"):
+        db.execute(
+            "INSERT INTO listings (source, url, healthy, reason, items, last_healthy_items, "
+            "last_healthy_at) VALUES (?, ?, 1, '', 40, 40, '2026-11-01T00:00:00+00:00')",
+            [source, f"https://www.hkma.gov.hk/{source}"],
+        )
+    db.commit()
+    db.close()
+
+    rows = open_db(path).execute(
+        "SELECT source, last_full_at, last_full_items FROM listings ORDER BY source"
+    )
+    assert rows.fetchall() == [
+        ("brdr", None, None),  # read incrementally: unknown, so the next run sweeps whole
+        ("pages", "2026-11-01T00:00:00+00:00", 40),
+        ("press_releases", None, None),
+        ("rss", "2026-11-01T00:00:00+00:00", 40),
+    ]

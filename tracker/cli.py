@@ -762,8 +762,8 @@ def status(obj: Context, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def runs_command(obj: Context, limit: int, as_json: bool) -> None:
-    """Past runs, newest first, with each source's health, items, events, requests, bytes and
-    duration.
+    """Past runs, newest first, with each source's health, items, events, requests, bytes,
+    duration and, for BRDR and the press-release API, whether it swept whole.
 
     Example: hkma-tracker runs --limit 5 --json
     """
@@ -780,7 +780,7 @@ def runs_command(obj: Context, limit: int, as_json: bool) -> None:
             click.echo(
                 f"  {s['source']}: {state}; {s['items']} items, {s['new']} new, {s['changed']} "
                 f"changed, {s['removed']} removed, {s['requests']} requests, {s['bytes']} bytes, "
-                f"{s['duration_s']} s"
+                f"{s['duration_s']} s" + (f", {s['sweep']} sweep" if s["sweep"] else "")
             )
 
 
