@@ -145,10 +145,16 @@ def announce_supersessions(plan: SourcePlan, stored: dict[str, StoredDocument]) 
 
 
 def left_register(plan: SourcePlan, stored: dict[str, StoredDocument]) -> list[StoredDocument]:
-    """Held current documents of a healthy full sweep's listings that it no longer lists."""
-    if plan.source not in REGISTER_SOURCES:
+    """Held current documents that a healthy full sweep no longer lists.
+
+    Only a sweep in which every listing was read whole and healthy counts: a document that
+    moved to another document type is missing from its old listing, and shows up in its new
+    one only if that one was read whole too."""
+    if plan.source not in REGISTER_SOURCES or not plan.verdicts:
         return []
-    swept = {v.url for v in plan.verdicts if v.healthy and v.complete}
+    if not all(v.healthy and v.complete for v in plan.verdicts):
+        return []
+    swept = {v.url for v in plan.verdicts}
     return [
         doc
         for doc in stored.values()
