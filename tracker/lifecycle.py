@@ -11,23 +11,17 @@ again among the current records is current again.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Iterable
 from typing import Any
 
+from spiders.brdr import BRDR, base_id
 from tracker.detect import Snapshot, SourcePlan, StoredDocument, changed_event
 
-BRDR_PAGE = "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/{}"
 # Sources whose full sweep lists a register: what a healthy full sweep no longer lists left it.
 REGISTER_SOURCES = ("brdr",)
 STANDING_KEYS = ("status", "superseded_by", "supersession_date", "left_register_on")
 # Landing-page relations that may name a later document: a supersession or a newer version.
 SUCCESSOR_RELATIONS = ("superseded doc", "version hist doc")
-_LANGUAGE_SUFFIX = re.compile(r"-(EN|TC|SC|CHI)$", re.IGNORECASE)
-
-
-def _base(doc_id: str) -> str:
-    return _LANGUAGE_SUFFIX.sub("", doc_id)
 
 
 def is_superseded(extra: dict[str, Any]) -> bool:
@@ -115,7 +109,9 @@ def _held(plan: SourcePlan, stored: dict[str, StoredDocument]) -> dict[str, Snap
 def _by_base(held: dict[str, Snapshot]) -> dict[str, str]:
     """BRDR document id without language (the current version's) -> the tracker's id."""
     return {
-        _base(str(s.extra["doc_id"])): doc_id for doc_id, s in held.items() if s.extra.get("doc_id")
+        base_id(str(s.extra["doc_id"])): doc_id
+        for doc_id, s in held.items()
+        if s.extra.get("doc_id")
     }
 
 
@@ -129,7 +125,7 @@ def announce_supersessions(plan: SourcePlan, stored: dict[str, StoredDocument]) 
         named = [(x, True) for x in record.extra.get("supersedes", [])]
         named += [(x, False) for x in record.extra.get("version_history", [])]
         for other, explicit in named:
-            target = by_base.get(_base(str(other)))
+            target = by_base.get(base_id(str(other)))
             if target is None or target == doc_id or target in claims:
                 continue
             old = held[target]
@@ -171,12 +167,12 @@ def _lookup_successor(
 ) -> tuple[dict[str, Any], str | None] | None:
     """The document in force after `snapshot`'s, from what its landing page relates: a later
     supersession or version, the one marked current first, else the newest."""
-    own_base = _base(str(snapshot.extra.get("doc_id", "")))
+    own_base = base_id(str(snapshot.extra.get("doc_id", "")))
     later = [
         r
         for r in related
         if str(r.get("relation", "")).casefold() in SUCCESSOR_RELATIONS
-        and _base(str(r.get("doc_id", ""))) != own_base
+        and base_id(str(r.get("doc_id", ""))) != own_base
         and snapshot.date
         and r.get("issue_date")
         and r["issue_date"] > snapshot.date
@@ -187,13 +183,13 @@ def _lookup_successor(
         later, key=lambda r: (str(r.get("version", "")).casefold() == "current", r["issue_date"])
     )
     by_base = _by_base(held)
-    held_id = by_base.get(_base(best["doc_id"]))
+    held_id = by_base.get(base_id(best["doc_id"]))
     if held_id:
         return _successor(held_id, held[held_id]), best["issue_date"]
     successor = {
         "doc_id": best["doc_id"],
         "title": best.get("title") or "",
-        "url": BRDR_PAGE.format(best["doc_id"]),
+        "url": f"{BRDR}/eng/doc-ldg/docId/{best['doc_id']}",
     }
     return successor, best["issue_date"]
 
