@@ -530,3 +530,37 @@ def test_departures_without_a_lookup_wait_for_the_next_sweep():
     assert departed == [doc]
     settle_departures(plan, {doc.id: doc}, departed, {}, "2026-11-29")
     assert plan.events == [] and plan.restated == {}
+
+
+def test_a_full_sweep_that_keeps_failing_is_reported_although_incremental_runs_are_healthy(
+    brdr, fake, tmp_path
+):
+    brdr("run")
+    with sqlite3.connect(brdr.db) as conn:  # as if every sweep since had failed
+        conn.execute("UPDATE listings SET last_full_at = '2026-01-01T02:00:00+00:00'")
+    config = tmp_path / "ops.toml"
+    config.write_text(
+        (tmp_path / "c.toml").read_text(encoding="utf-8")
+        + '[operator]\nemails = ["ops@example.com"]\n',
+        encoding="utf-8",
+    )
+    ops = ["--config", str(config), "--db", str(brdr.db)]
+
+    status = CliRunner().invoke(cli, [*ops, "status", "--json"])
+    (row,) = [r for r in map(json.loads, status.stdout.splitlines()) if r.get("source") == "brdr"]
+    assert row["overdue"] == (
+        "no healthy full sweep of CIR since 2026-01-01 02:00 UTC (scheduled every 1 day, 0:00:00)"
+    )
+    for _ in range(2):  # told once
+        assert CliRunner().invoke(cli, [*ops, "alerts", "check"]).exit_code == 0
+    alerts = lambda: sorted((tmp_path / "digests").glob("*-operator.eml"))  # noqa: E731
+    assert len(alerts()) == 1
+    assert "no healthy full sweep of CIR" in alerts()[0].read_text(encoding="utf-8")
+
+    # A healthy incremental run does not make it "recovered"; a healthy full sweep does.
+    assert brdr("run").exit_code == 0
+    assert CliRunner().invoke(cli, [*ops, "alerts", "check"]).exit_code == 0
+    assert len(alerts()) == 1
+    assert brdr("run", "--full-sweep").exit_code == 0
+    assert CliRunner().invoke(cli, [*ops, "alerts", "check"]).exit_code == 0
+    assert len(alerts()) == 2 and "recovered" in alerts()[1].read_text(encoding="utf-8").lower()

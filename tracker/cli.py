@@ -823,7 +823,8 @@ def schedule_command(obj: Context, show: bool, as_json: bool) -> None:
 @click.pass_obj
 def alerts_check(obj: Context) -> None:
     """The dead-man check: alert the operator about sources with no healthy run within twice
-    their scheduled interval (once), and send pending operator messages.
+    their scheduled interval, or (BRDR, press releases) no healthy full sweep within twice the
+    sweep's (once), and send pending operator messages.
 
     Example: hkma-tracker alerts check
     """
