@@ -42,7 +42,7 @@ from tracker.lifecycle import (
     left_register,
     settle_departures,
 )
-from tracker.status import stale_sources
+from tracker.status import stale_sweeps
 from tracker.sweep import INCREMENTAL_SOURCES, Sweep, choose_sweep, describe
 from tracker.tagging import Taxonomy
 
@@ -175,7 +175,8 @@ def run(
             if report.run_id is not None and config.documents["enabled"] and not out_of_time:
                 _fetch_documents(config, db, selected, report, taxonomy, limit)
             if report.run_id is not None:
-                stale = stale_sources(db, config, datetime.now(UTC))
+                # A healthy incremental run must not call a source whose sweeps fail recovered.
+                stale = stale_sweeps(db, config, datetime.now(UTC))
                 with write_transaction(db):
                     rebuild_links(db)
                     raise_operator_alerts(db, config, selected, stale)

@@ -16,39 +16,50 @@ from tracker.sweep import INCREMENTAL_SOURCES
 
 
 def stale_sources(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, str]:
-    """Sources with no healthy run within twice their scheduled interval, and sources with an
-    incremental mode with no healthy full sweep within twice the sweep's interval (healthy
-    incremental runs would hide a sweep that always fails), and why."""
+    """Sources with no healthy run within twice their scheduled interval, and sources whose full
+    sweeps are overdue (`stale_sweeps`), and why."""
     jobs, stale = jobs_of(config), {}
-    sweep = next((j for j in jobs if j.kind == "sweep"), None)
     for source in config.enabled_sources():
         job = job_for_source(jobs, source)
         interval = job.interval(now) if job else None
-        if interval is not None:
-            row = db.execute(
-                "SELECT max(finished_at) FROM source_runs WHERE source = ? AND healthy", [source]
-            ).fetchone()
-            last = datetime.fromisoformat(row[0]) if row and row[0] else None
-            if last is None or now - last > 2 * interval:
-                when = f"since {last:%Y-%m-%d %H:%M} UTC" if last else "ever"
-                stale[source] = f"no healthy run {when} (scheduled every {interval})"
-                continue
-        every = sweep.interval(now) if sweep and source in INCREMENTAL_SOURCES else None
-        if every is not None:
-            states = listing_states(db, source)
-            swept = {
-                name: states.get(url, {}).get("last_full_at")
-                for name, url in config.listings(source).items()
-            }
-            name, last_full = min(swept.items(), key=lambda entry: entry[1] or "")
-            if not last_full or now - datetime.fromisoformat(last_full) > 2 * every:
-                when = (
-                    f"since {datetime.fromisoformat(last_full):%Y-%m-%d %H:%M} UTC"
-                    if last_full
-                    else "ever"
-                )
-                stale[source] = f"no healthy full sweep of {name} {when} (scheduled every {every})"
+        if interval is None:
+            continue
+        last = _last_healthy_run(db, source)
+        if last is None or now - last > 2 * interval:
+            when = f"since {last:%Y-%m-%d %H:%M} UTC" if last else "ever"
+            stale[source] = f"no healthy run {when} (scheduled every {interval})"
+    return stale_sweeps(db, config, now) | stale
+
+
+def stale_sweeps(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, str]:
+    """Sources with an incremental mode that have had healthy runs but no healthy full sweep
+    within twice the sweep job's interval: healthy incremental runs would hide a sweep that
+    always fails, and with it every document gone from the register."""
+    sweep = next((j for j in jobs_of(config) if j.kind == "sweep"), None)
+    every = sweep.interval(now) if sweep else None
+    stale = {}
+    for source in config.enabled_sources():
+        if every is None or source not in INCREMENTAL_SOURCES:
+            continue
+        if _last_healthy_run(db, source) is None:
+            continue  # never healthy at all: the dead-man check's to report
+        states = listing_states(db, source)
+        swept = {
+            name: states.get(url, {}).get("last_full_at")
+            for name, url in config.listings(source).items()
+        }
+        name, last = min(swept.items(), key=lambda entry: entry[1] or "")
+        if not last or now - datetime.fromisoformat(last) > 2 * every:
+            when = f"since {datetime.fromisoformat(last):%Y-%m-%d %H:%M} UTC" if last else "ever"
+            stale[source] = f"no healthy full sweep of {name} {when} (scheduled every {every})"
     return stale
+
+
+def _last_healthy_run(db: sqlite_utils.Database, source: str) -> datetime | None:
+    row = db.execute(
+        "SELECT max(finished_at) FROM source_runs WHERE source = ? AND healthy", [source]
+    ).fetchone()
+    return datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
