@@ -238,6 +238,10 @@ def test_a_new_version_of_an_old_module_and_a_supersession_in_one_incremental_ru
     old = brdr("rule", "brdr:20211212-1")
     assert "superseded    " in old.output
     assert "superseded by Revised guidance on sanctions screening (20261102-4-EN)" in old.output
+    assert (
+        "superseded by Revised guidance on sanctions screening (20261102-4-EN)"
+        in brdr("history", "brdr:doc:20211212-1").output
+    )
     new = brdr("rule", "brdr:20261102-4")
     assert "replaces" in new.output and "(20211212-1-EN)" in new.output
 

@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 import click
 import sqlite_utils
 
+from alerts.digest import standing
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
@@ -694,6 +695,8 @@ def history(obj: Context, document_id: str, as_json: bool) -> None:
             emit({"type": "change", **change})
         return
     click.echo(f"{document['id']}\n  status {document['status']}, {document['url']}")
+    if in_force := standing(json.loads(document["extra"])):
+        click.echo(f"  {in_force}")
     for version in record["versions"]:
         click.echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
     for change in record["changes"]:
