@@ -77,7 +77,14 @@ class DocumentsSpider(scrapy.Spider):
                 headers["If-None-Match"] = doc["etag"]
             if doc.get("last_modified"):
                 headers["If-Modified-Since"] = doc["last_modified"]
-            yield self.request(doc["id"], doc["url"], doc["url"], headers=headers)
+            # An exception here would end this generator, and with it every fetch after it.
+            try:
+                request = self.request(doc["id"], doc["url"], doc["url"], headers=headers)
+            except Exception as error:
+                reason = f"not fetchable: {type(error).__name__}: {error}"
+                yield FetchedDocument(doc["id"], doc["url"], "failed", reason=reason[:300])
+                continue
+            yield request
 
     def request(self, doc_id: str, asked: str, url: str, **kwargs: Any) -> scrapy.Request:
         return scrapy.Request(

@@ -53,11 +53,17 @@ def normalize_url(href: str, base: str) -> str:
     """Absolute URL with a lower-case host and no fragment; HKMA hosts always on https.
 
     Protocol-relative (`//www.hkma.gov.hk/...`) and relative links are resolved against `base`.
+    A link that is not a URL at all (a bad IPv6 host, a port out of range) is returned as
+    written: it is data to record, not a reason to fail the listing it came from.
     """
-    parts = urlsplit(urljoin(base, href.strip()))
-    host = (parts.hostname or "").lower()
+    try:
+        parts = urlsplit(urljoin(base, href.strip()))
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except ValueError:
+        return href.strip()
     scheme = "https" if is_hkma_host(host) else parts.scheme.lower()
-    netloc = host if parts.port in (None, 80, 443) else f"{host}:{parts.port}"
+    netloc = host if port in (None, 80, 443) else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
 
 

@@ -72,6 +72,17 @@ def fetch_candidates(db: sqlite_utils.Database, sources: list[str]) -> dict[str,
     }
 
 
+def mark_unfetchable(db: sqlite_utils.Database, reasons: dict[str, str], now: str) -> None:
+    """Record that these documents' links cannot be fetched (id -> reason), with the link as
+    it stands, so that the same link is not asked for again. Call inside `write_transaction`."""
+    for doc_id, reason in reasons.items():
+        db.execute(
+            "UPDATE documents SET fetch_url = json_extract(extra, '$.document_url'), "
+            "fetch_status = 'not-fetchable', fetch_reason = ?, fetched_at = ? WHERE id = ?",
+            [reason, now, doc_id],
+        )
+
+
 def apply_document_plan(
     db: sqlite_utils.Database,
     plan: DocumentPlan,

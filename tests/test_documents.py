@@ -274,3 +274,87 @@ def test_status_counts_linked_documents_by_state(sites, config, db_path, tmp_pat
     records = [json.loads(line) for line in result.stdout.splitlines()]
     (linked,) = [r for r in records if r["type"] == "linked_documents"]
     assert linked == {"type": "linked_documents", "ok": 3, "unparsable": 1}
+
+
+BAD_LINKS = {
+    "mailto:aml@hkma.gov.hk": "not fetchable: a mailto: link",
+    "javascript:void(0)": "not fetchable: a javascript: link",
+    "tel:+85228788196": "not fetchable: a tel: link",
+    "//evil.example.com/x.pdf": "not fetchable: evil.example.com is not an HKMA host",
+    "https://[www.hkma.gov.hk/x.pdf": "not fetchable: malformed URL",
+}
+
+
+def test_links_that_cannot_be_fetched_are_recorded_once_and_stop_nothing(sites, config, db_path):
+    www, _, page = sites
+    html = page.read_text(encoding="utf-8")
+    sample = next(m.group(0) for m in ROW.finditer(html) if PDFS[0] in m.group(0))
+    bad_rows = [
+        sample.replace(f"/{PDF_DIR}/{PDFS[0]}", link).replace(
+            "Guidance", f"Odd link {n}"
+        )  # a title of its own
+        for n, link in enumerate(BAD_LINKS)
+    ]
+    page.write_text(html.replace(sample, "".join(bad_rows) + sample, 1), encoding="utf-8")
+
+    first = run(config, db_path)
+
+    assert first.exit_status == ExitStatus.OK
+    assert first.documents.counts == {"fetched": 4, "not fetchable": 5}
+    with sqlite3.connect(db_path) as conn:
+        odd = dict(
+            conn.execute(
+                "SELECT fetch_url, fetch_reason FROM documents WHERE fetch_status = 'not-fetchable'"
+            ).fetchall()
+        )
+    assert sorted(odd.values()) == sorted(BAD_LINKS.values())
+    assert all(row(db_path, doc_id(name))["fetch_status"] == "ok" for name in PDFS)
+
+    www.reset_counters()
+    again = run(config, db_path)
+    assert again.documents is None  # nothing re-tried, nothing reported again
+    assert set(www.paths) == {"/robots.txt", page_path()}
+
+
+def test_a_request_that_cannot_be_built_is_a_failed_fetch_not_the_end_of_all(tmp_path):
+    import asyncio
+
+    import scrapy
+
+    from spiders.documents import DocumentsSpider, FetchedDocument
+
+    asked = [
+        {"id": "a", "url": "mailto:aml@hkma.gov.hk"},
+        {"id": "b", "url": "https://www.hkma.gov.hk/b.pdf"},
+    ]
+    spider = DocumentsSpider({}, {"documents": asked, "output": str(tmp_path)})
+
+    async def everything():
+        return [out async for out in spider.start()]
+
+    failed, request = asyncio.run(everything())
+    assert isinstance(failed, FetchedDocument) and failed.status == "failed"
+    assert failed.reason.startswith("not fetchable: ValueError")
+    assert isinstance(request, scrapy.Request) and request.url == asked[1]["url"]
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("https://www.hkma.gov.hk/a.pdf", None),
+        ("http://brdr.hkma.gov.hk/eng/doc-ldg/docId/20250428-3-EN", None),
+        ("https://www.hkma.gov.hk:99999/x.pdf", "not fetchable: malformed URL"),
+        ("https:///x.pdf", "not fetchable: malformed URL"),
+        ("www.hkma.gov.hk/x.pdf", "not fetchable: no scheme"),
+        ("ftp://www.hkma.gov.hk/x.pdf", "not fetchable: a ftp: link"),
+        ("https://www.info.gov.hk/gia/x.htm", "not fetchable: www.info.gov.hk is not an HKMA host"),
+        (
+            "https://hkma.gov.hk.evil.example/x",
+            "not fetchable: hkma.gov.hk.evil.example is not an HKMA host",
+        ),
+    ],
+)
+def test_link_problem(url, problem):
+    from tracker.documents import link_problem
+
+    assert link_problem(url) == problem

@@ -58,6 +58,9 @@ def test_clean_title(raw, clean):
             "https://api.hkma.gov.hk/public/press-releases?lang=en&offset=0",
             "https://api.hkma.gov.hk/public/press-releases?lang=en&offset=0",
         ),
+        ("https://[www.hkma.gov.hk/x.pdf ", "https://[www.hkma.gov.hk/x.pdf"),
+        ("https://www.hkma.gov.hk:99999/x.pdf", "https://www.hkma.gov.hk:99999/x.pdf"),
+        ("mailto:aml@hkma.gov.hk", "mailto:aml@hkma.gov.hk"),
     ],
     ids=[
         "relative",
@@ -66,6 +69,9 @@ def test_clean_title(raw, clean):
         "trailing-space",
         "other-host",
         "query-kept",
+        "bad-ipv6-kept-as-written",
+        "bad-port-kept-as-written",
+        "mailto-kept",
     ],
 )
 def test_normalize_url(href, url):

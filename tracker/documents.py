@@ -12,12 +12,15 @@ import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from spiders.normalize import is_hkma_host
 from tracker.detect import ChangeEvent, StoredDocument, changed_event
 from tracker.document_text import PdfText
 from tracker.extract import document_fields
 
 MAX_UNPARSABLE_ATTEMPTS = 3
+UNFETCHABLE = "not-fetchable"  # fetch_status of a link that is not an http(s) HKMA URL
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class FetchState:
     """What the store knows of a document's last fetch (the `fetch_*` columns)."""
 
     url: str | None = None
-    status: str | None = None  # None (never), ok, unparsable, failed
+    status: str | None = None  # None (never), ok, unparsable, failed, not-fetchable
     reason: str | None = None
     etag: str | None = None
     last_modified: str | None = None
@@ -46,6 +49,38 @@ class FetchCandidate:
         return str(url) if url else None
 
 
+def link_problem(url: str) -> str | None:
+    """Why a linked document's URL is not fetched at all, or None: only http(s) links to HKMA
+    hosts are (a mirror maps those; stored URLs are always the real ones)."""
+    try:
+        parts = urlsplit(url)
+        host, _ = parts.hostname or "", parts.port
+    except ValueError:
+        return "not fetchable: malformed URL"
+    if parts.scheme not in ("http", "https"):
+        return (
+            f"not fetchable: a {parts.scheme}: link" if parts.scheme else "not fetchable: no scheme"
+        )
+    if not host:
+        return "not fetchable: malformed URL"
+    if not is_hkma_host(host):
+        return f"not fetchable: {host} is not an HKMA host"
+    return None
+
+
+def unfetchable(candidates: list[FetchCandidate]) -> dict[str, str]:
+    """Active documents whose linked URL cannot be fetched and is not yet recorded as such:
+    id -> reason. Recorded once, they are never asked for again until the link changes."""
+    found = {}
+    for c in candidates:
+        url = c.document_url
+        if url is None or c.document.status != "active":
+            continue
+        if (reason := link_problem(url)) and (c.fetch.status, c.fetch.url) != (UNFETCHABLE, url):
+            found[c.document.id] = reason
+    return found
+
+
 def select_fetches(
     candidates: list[FetchCandidate], now: datetime, revalidate_after_days: float, limit: int
 ) -> list[dict[str, Any]]:
@@ -54,7 +89,7 @@ def select_fetches(
     stale_before = (now - timedelta(days=revalidate_after_days)).isoformat()
     for c in candidates:
         url, f = c.document_url, c.fetch
-        if url is None or c.document.status != "active":
+        if url is None or c.document.status != "active" or link_problem(url):
             continue
         validators = {"etag": f.etag, "last_modified": f.last_modified}
         if f.status is None or f.url != url:

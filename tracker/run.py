@@ -26,6 +26,7 @@ from storage.history import (
     finish_run,
     listing_states,
     load_stored,
+    mark_unfetchable,
     start_run,
 )
 from storage.links import rebuild_links
@@ -34,7 +35,7 @@ from tracker.config import Config
 from tracker.delivery import deliver, raise_operator_alerts, subscribers_of
 from tracker.detect import ChangeEvent, ListingHistory, SourcePlan, StoredDocument, plan_source
 from tracker.document_text import extract_pdf_text
-from tracker.documents import DocumentPlan, plan_documents, select_fetches
+from tracker.documents import DocumentPlan, plan_documents, select_fetches, unfetchable
 from tracker.exit_codes import ExitStatus
 from tracker.lifecycle import (
     announce_supersessions,
@@ -313,6 +314,12 @@ def _fetch_documents(
     assert report.run_id is not None
     settings = config.documents
     candidates = fetch_candidates(db, sources)
+    odd_links = unfetchable(list(candidates.values()))
+    if odd_links:
+        with write_transaction(db):
+            mark_unfetchable(db, odd_links, utc_now())
+        for doc_id, reason in odd_links.items():
+            logger.warning("documents: %s: %s", doc_id, reason)
     requests = select_fetches(
         list(candidates.values()),
         datetime.now(UTC),
@@ -320,6 +327,8 @@ def _fetch_documents(
         settings["max_per_run"],
     )
     if not requests:
+        if odd_links:
+            report.documents = DocumentPlan(counts={"not fetchable": len(odd_links)})
         return
     with tempfile.TemporaryDirectory(prefix="hkma-tracker-docs-") as workdir:
         options = {
@@ -338,6 +347,8 @@ def _fetch_documents(
             if item["status"] == "fetched" and item["format"] == "pdf"
         }
     plan = plan_documents(candidates, fetched, pdf_texts, utc_now())
+    if odd_links:
+        plan.counts["not fetchable"] = len(odd_links)
     report.documents = plan
     with write_transaction(db):
         apply_document_plan(db, plan, report.run_id, candidates, taxonomy)
