@@ -6,6 +6,7 @@ JSON payload) and raises DeliveryError if the other side did not take it.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import smtplib
@@ -43,6 +44,13 @@ class FileChannel(Channel):
         self.folder = folder
 
     def send(self, message: dict[str, Any]) -> str:
+        try:
+            return self._write(message)
+        except OSError as error:  # a full disk, a folder that is a file, no permission
+            why = error.strerror or type(error).__name__
+            raise DeliveryError(f"file: cannot write to {self.folder}: {why}") from None
+
+    def _write(self, message: dict[str, Any]) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         stem = f"{message['created_at'][:10]}-{message['id']:06d}-{message['subscriber']}"
         parsed = message_from_bytes(message["eml"], policy=policy.default)
@@ -102,10 +110,15 @@ class SmtpChannel(Channel):
                     client.starttls(context=self._context())
                     client.ehlo()
                 if s["username"]:
-                    client.login(s["username"], self._password())
+                    _login(client, s["username"], self._password())
                 refused = client.sendmail(s["from"], recipients, bytes(message["eml"]))
         except DeliveryError:
             raise
+        except UnicodeError as error:  # its message would quote the text: never the password
+            raise DeliveryError(
+                f"smtp: {host}: text that {error.__class__.__name__} could not encode "
+                f"({getattr(error, 'encoding', '?')})"
+            ) from None
         except smtplib.SMTPResponseException as error:
             raise DeliveryError(f"smtp: {host} answered {error.smtp_code}") from None
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
@@ -113,6 +126,23 @@ class SmtpChannel(Channel):
         if refused:
             raise DeliveryError(f"smtp: {host} refused {', '.join(sorted(refused))}")
         return f"smtp://{host}:{port} to {', '.join(recipients)}"
+
+
+def _login(client: smtplib.SMTP, username: str, password: str) -> None:
+    """SMTP AUTH. smtplib encodes credentials as ASCII only; non-ASCII ones go as AUTH PLAIN
+    in UTF-8, as RFC 4616 defines it."""
+    if (username + password).isascii():
+        client.login(username, password)
+        return
+    if "PLAIN" not in client.esmtp_features.get("auth", "").upper().split():
+        raise DeliveryError(
+            "smtp: the credentials are not ASCII and the server offers no AUTH PLAIN to send "
+            "them as UTF-8"
+        )
+    token = base64.b64encode(f"\0{username}\0{password}".encode()).decode("ascii")
+    code, _ = client.docmd("AUTH", f"PLAIN {token}")
+    if code != 235:
+        raise smtplib.SMTPAuthenticationError(code, b"authentication failed")
 
 
 class WebhookChannel(Channel):

@@ -367,3 +367,9 @@ def m008_full_sweeps(db: sqlite_utils.Database) -> None:
             WHERE source NOT IN ('brdr', 'press_releases');
         """,
     )
+
+
+@migrations()
+def m009_unfinished_runs(db: sqlite_utils.Database) -> None:
+    """What a run left for the next one (the deadline came, a helper died), in words."""
+    _execute_script(db, "ALTER TABLE runs ADD COLUMN unfinished TEXT;")

@@ -24,10 +24,12 @@ def start_run(db: sqlite_utils.Database, command: str) -> int:
     return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
 
 
-def finish_run(db: sqlite_utils.Database, run_id: int, status: str, exit_code: int) -> None:
+def finish_run(
+    db: sqlite_utils.Database, run_id: int, status: str, exit_code: int, unfinished: str = ""
+) -> None:
     db.execute(
-        "UPDATE runs SET finished_at = ?, status = ?, exit_code = ? WHERE id = ?",
-        [utc_now(), status, exit_code, run_id],
+        "UPDATE runs SET finished_at = ?, status = ?, exit_code = ?, unfinished = ? WHERE id = ?",
+        [utc_now(), status, exit_code, unfinished or None, run_id],
     )
     db.commit()
 

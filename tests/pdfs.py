@@ -7,19 +7,27 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
 
 
-def make_pdf(lines: list[str], producer: str = "hkma-tracker tests", spacing: int = 14) -> bytes:
-    """A valid one-page PDF whose extracted text is `lines`. Another `producer` or `spacing`
+def make_pdf(
+    lines: list[str], producer: str = "hkma-tracker tests", spacing: int = 14, pages: int = 1
+) -> bytes:
+    """A valid PDF whose extracted text is `lines` (on each of `pages` pages, which share one
+    content stream: a small file that takes long to read). Another `producer` or `spacing`
     gives other bytes with the same text: a re-export."""
     stream = f"BT /F1 10 Tf {spacing} TL 50 800 Td\n"
     stream += "".join(f"({_escape(line)}) Tj T*\n" for line in lines) + "ET"
+    page = (
+        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
+        "/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>"
+    )
+    kids = " ".join(["3 0 R"] + [f"{7 + n} 0 R" for n in range(pages - 1)])
     objects = [
         "<< /Type /Catalog /Pages 2 0 R >>",
-        "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] "
-        "/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
+        f"<< /Type /Pages /Kids [{kids}] /Count {pages} >>",
+        page,
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
         f"<< /Length {len(stream.encode('latin-1'))} >>\nstream\n{stream}\nendstream",
         f"<< /Producer ({_escape(producer)}) >>",
+        *[page] * (pages - 1),
     ]
     out = b"%PDF-1.4\n"
     offsets = []

@@ -3,6 +3,7 @@ operator alerts, webhooks. The changes come from real crawls of the recorded sit
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import ipaddress
 import json
@@ -10,6 +11,7 @@ import socket
 import sqlite3
 import ssl
 from email import message_from_bytes, policy
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -402,3 +404,77 @@ def test_login_without_tls_only_to_a_loopback_relay(monkeypatch):
             )
     finally:
         controller.stop()
+
+
+PASSWORD = "pässwörd-密碼"
+
+
+def test_a_non_ascii_password_logs_in_as_utf8_and_never_shows_in_an_error(monkeypatch):
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((mechanism, auth_data.login, auth_data.password))
+        ok = auth_data.password == PASSWORD.encode("utf-8")
+        return AuthResult(success=ok, handled=ok)
+
+    monkeypatch.setenv("SMTP_PW", PASSWORD)
+    for excluded, works in (([], True), (["PLAIN"], False)):
+        box = Mailbox()
+        controller = Controller(
+            box,
+            hostname="127.0.0.1",
+            port=free_port(),
+            authenticator=authenticator,
+            auth_require_tls=False,
+            auth_exclude_mechanism=excluded,
+        )
+        controller.start()
+        try:
+            channel = SmtpChannel(smtp_settings(port=controller.port))
+            if works:
+                channel.send(MESSAGE)
+                assert logins == [("PLAIN", b"tracker", PASSWORD.encode("utf-8"))]
+                assert len(box.messages) == 1
+            else:  # only LOGIN: smtplib would raise UnicodeEncodeError quoting a character
+                with pytest.raises(DeliveryError) as refused:
+                    channel.send(MESSAGE)
+                assert "no AUTH PLAIN" in str(refused.value)
+                assert not set(str(refused.value)) & set(PASSWORD) - set("pssword-")
+        finally:
+            controller.stop()
+
+
+@pytest.mark.parametrize("unusable", ["a-file", "/proc/hkma-tracker-digests"])
+def test_an_unusable_digest_folder_is_a_delivery_failure_kept_for_retry(
+    site, tmp_path, db_path, unusable
+):
+    folder = tmp_path / unusable if unusable == "a-file" else unusable
+    if unusable == "a-file":
+        folder.write_text("not a folder", encoding="utf-8")
+    config = write_config(tmp_path, site, "")
+    config = dataclasses.replace(config, digest_folder=Path(folder))
+    run(config, db_path)  # the baseline: nothing to deliver
+    use_day(site, 2)
+    report = run(config, db_path)
+    assert report.exit_status == ExitStatus.DELIVERY_FAILED
+    assert f"file: cannot write to {folder}" in report.delivery_error
+    pending = query(db_path, "SELECT attempts, last_error FROM messages WHERE status = 'pending'")
+    assert len(pending) == 2  # one digest per subscriber, both kept
+    assert all(n == 1 and e.startswith(f"file: cannot write to {folder}: ") for n, e in pending)
+
+
+def test_anything_a_channel_raises_is_a_delivery_failure(site, tmp_path, db_path, monkeypatch):
+    from alerts.channels import FileChannel
+
+    def explode(self, message):
+        raise RuntimeError("disk controller on fire")
+
+    monkeypatch.setattr(FileChannel, "send", explode)
+    config = write_config(tmp_path, site, "")
+    run(config, db_path)
+    use_day(site, 2)
+    report = run(config, db_path)
+    assert report.exit_status == ExitStatus.DELIVERY_FAILED
+    assert query(db_path, "SELECT DISTINCT attempts, last_error FROM messages") == [
+        (1, "file: RuntimeError: disk controller on fire")
+    ]

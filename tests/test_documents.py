@@ -7,6 +7,7 @@ import dataclasses
 import json
 import re
 import sqlite3
+import time
 
 import pytest
 from conftest import DEMO_PAGE, page_path
@@ -358,3 +359,32 @@ def test_link_problem(url, problem):
     from tracker.documents import link_problem
 
     assert link_problem(url) == problem
+
+
+def test_the_run_deadline_covers_reading_pdfs(sites, config, db_path):
+    www, _, _ = sites
+    slow = make_pdf(circular("Circular 0") * 400, pages=300)  # about 50 s to read
+    (www.root / PDF_DIR / PDFS[0]).write_bytes(slow)
+    started = time.monotonic()
+
+    cut = run(config, db_path, deadline=4)
+
+    assert time.monotonic() - started < 15
+    assert cut.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    # The slow PDF ate the time left: it and the PDFs after it wait, and so does delivery.
+    assert cut.unfinished == [
+        "documents: PDFs not read: 3 (run deadline reached); read next run",
+        "delivery: not attempted (run deadline reached)",
+    ]
+    states = [row(db_path, doc)["fetch_status"] for doc in [*map(doc_id, PDFS), BRDR_DOC]]
+    assert states.count(None) == 3  # still due, not "unparsable"
+    assert row(db_path, doc_id(PDFS[0]))["fetch_status"] is None
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute("SELECT exit_code, unfinished FROM runs").fetchall() == [
+            (3, "; ".join(cut.unfinished))
+        ]
+
+    (www.root / PDF_DIR / PDFS[0]).write_bytes(make_pdf(circular("Circular 0")))
+    after = run(config, db_path, deadline=60)
+    assert after.exit_status == ExitStatus.OK and after.documents.counts == {"fetched": 3}
+    assert all(row(db_path, doc)["fetch_status"] == "ok" for doc in [*map(doc_id, PDFS), BRDR_DOC])

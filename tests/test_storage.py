@@ -64,6 +64,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m006_links",
         "m007_outbox",
         "m008_full_sweeps",
+        "m009_unfinished_runs",
     ]
     assert {
         "runs",

@@ -226,6 +226,11 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
             emit({"documents": counts})
         else:
             click.echo("documents: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+    for line in report.unfinished:
+        if as_json:
+            emit({"unfinished": line})
+        else:
+            click.echo(f"unfinished, left for the next run: {line}")
     if report.digest and not as_json:
         click.echo(f"digest: {report.digest}")
     if report.delivery_error:
@@ -778,6 +783,8 @@ def runs_command(obj: Context, limit: int, as_json: bool) -> None:
             f"run {run_row['id']} {run_row['command']} {run_row['started_at']} -> "
             f"{run_row['status']} (exit {run_row['exit_code']})"
         )
+        if run_row["unfinished"]:
+            click.echo(f"  unfinished: {run_row['unfinished']}")
         for s in run_row["sources"]:
             state = "healthy" if s["healthy"] else f"UNHEALTHY: {s['reason']}"
             click.echo(

@@ -168,6 +168,14 @@ def raise_operator_alerts(
             queue_operator_message(db, config, "source-recovered", source)
 
 
+def _describe(error: Exception) -> str:
+    """An unexpected error in one line. An encoding error quotes the text it failed on (a
+    password, say): only its kind is kept."""
+    if isinstance(error, UnicodeError):
+        return f"{type(error).__name__}: text that could not be encoded"
+    return f"{type(error).__name__}: {error}"[:300]
+
+
 def deliver(
     db: sqlite_utils.Database,
     config: Config,
@@ -179,10 +187,15 @@ def deliver(
     backoff has passed). A message is marked sent only once its channel took it."""
     now = now or datetime.now(UTC)
     report = DeliveryReport()
-    with write_transaction(db):
-        for subscriber in subscribers_of(config):
-            if only is None or subscriber.name == only:
+    for subscriber in subscribers_of(config):
+        if only is not None and subscriber.name != only:
+            continue
+        try:  # one transaction each: a digest that cannot be built keeps its changes queued
+            with write_transaction(db):
                 report.built += build_digest(db, config, subscriber, now) is not None
+        except Exception as failure:
+            logger.exception("digest for %s could not be built", subscriber.name)
+            report.failed.append(f"digest for {subscriber.name}: not built: {_describe(failure)}")
     channels = channels_of(config)
     due = pending_messages(db, None if force else now.replace(microsecond=0).isoformat(), only)
     for message in due:
@@ -198,6 +211,8 @@ def deliver(
                 where = channels[message["channel"]].send(message)
             except DeliveryError as failure:
                 error = str(failure)
+            except Exception as failure:  # whatever a channel raises, it is not delivered
+                error = f"{message['channel']}: {_describe(failure)}"
             else:
                 with write_transaction(db):
                     mark_sent(db, message["id"])

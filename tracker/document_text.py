@@ -8,6 +8,7 @@ as a reason, never as empty text.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import resource
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -16,6 +17,7 @@ from pathlib import Path
 from pypdf import PdfReader  # imported once here, so that each forked child starts warm
 
 from spiders.normalize import clean_text
+from tracker.children import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -23,9 +25,11 @@ class PdfText:
     text: str | None  # None when unparsable
     reason: str = ""
     pages: int = 0
+    timed_out: bool = False
 
 
-def _extract(path: str, memory_bytes: int, conn: Connection) -> None:
+def _extract(path: str, memory_bytes: int, conn: Connection, parent: int) -> None:
+    die_with_parent(parent)
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
         reader = PdfReader(path)
@@ -44,13 +48,16 @@ def extract_pdf_text(path: str | Path, timeout_s: float, memory_mb: int) -> PdfT
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
-        target=_extract, args=(str(path), memory_mb * 1024 * 1024, sender), daemon=True
+        target=_extract,
+        args=(str(path), memory_mb * 1024 * 1024, sender, os.getpid()),
+        daemon=True,
     )
     child.start()
     sender.close()
     try:
         if not receiver.poll(timeout_s):
-            return PdfText(None, f"unparsable: text extraction took over {timeout_s:g} s")
+            reason = f"unparsable: text extraction took over {timeout_s:g} s"
+            return PdfText(None, reason, timed_out=True)
         try:
             status, value, pages = receiver.recv()
         except EOFError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -31,10 +32,11 @@ from storage.history import (
 )
 from storage.links import rebuild_links
 from storage.outbox import queue_changes
+from tracker.children import die_with_parent
 from tracker.config import Config
 from tracker.delivery import deliver, raise_operator_alerts, subscribers_of
 from tracker.detect import ChangeEvent, ListingHistory, SourcePlan, StoredDocument, plan_source
-from tracker.document_text import extract_pdf_text
+from tracker.document_text import PdfText, extract_pdf_text
 from tracker.documents import DocumentPlan, plan_documents, select_fetches, unfetchable
 from tracker.exit_codes import ExitStatus
 from tracker.lifecycle import (
@@ -76,12 +78,14 @@ class RunReport:
     documents: DocumentPlan | None = None
     digest: str | None = None
     delivery_error: str | None = None
+    # Work left for the next run (the deadline came, a helper process died), one line each.
+    unfinished: list[str] = field(default_factory=list)
 
     @property
     def exit_status(self) -> ExitStatus:
         if self.delivery_error:
             return ExitStatus.DELIVERY_FAILED
-        if any(not p.healthy for p in self.plans):
+        if any(not p.healthy for p in self.plans) or self.unfinished:
             return ExitStatus.SOURCE_UNHEALTHY
         return ExitStatus.OK
 
@@ -133,6 +137,7 @@ def crawl(
             timeout=timeout,
             check=False,
             env=env,
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
         )
         if completed.returncode != 0:
             failure = f"crawl process exited with status {completed.returncode}"
@@ -172,9 +177,11 @@ def run(
         report = RunReport(None if dry_run else start_run(db, command))
         try:
             _crawl_and_record(config, db, selected, report, full_sweep, taxonomy, limit)
-            out_of_time = limit is not None and limit.remaining() <= 0
-            if report.run_id is not None and config.documents["enabled"] and not out_of_time:
-                _fetch_documents(config, db, selected, report, taxonomy, limit)
+            if report.run_id is not None and config.documents["enabled"]:
+                if _out_of_time(limit):
+                    report.unfinished.append("documents: not read (run deadline reached)")
+                else:
+                    _fetch_documents(config, db, selected, report, taxonomy, limit)
             if report.run_id is not None:
                 # A healthy incremental run must not call a source whose sweeps fail recovered.
                 stale = stale_sweeps(db, config, datetime.now(UTC))
@@ -182,19 +189,30 @@ def run(
                     rebuild_links(db)
                     raise_operator_alerts(db, config, selected, stale)
             if alerts and report.run_id is not None:
-                delivery = deliver(db, config)
-                report.digest = delivery.sent[0] if delivery.sent else None
-                report.delivery_error = "; ".join(delivery.failed) or None
+                if _out_of_time(limit):
+                    report.unfinished.append("delivery: not attempted (run deadline reached)")
+                else:
+                    delivery = deliver(db, config)
+                    report.digest = delivery.sent[0] if delivery.sent else None
+                    report.delivery_error = "; ".join(delivery.failed) or None
         except BaseException:
             if report.run_id is not None:
                 finish_run(db, report.run_id, "failed", int(ExitStatus.ERROR))
             raise
+        for line in report.unfinished:
+            logger.error("unfinished, left for the next run: %s", line)
         if report.run_id is not None:
             status = "ok" if report.exit_status == ExitStatus.OK else "degraded"
-            finish_run(db, report.run_id, status, int(report.exit_status))
+            finish_run(
+                db, report.run_id, status, int(report.exit_status), "; ".join(report.unfinished)
+            )
         return report
     finally:
         db.close()
+
+
+def _out_of_time(deadline: Deadline | None) -> bool:
+    return deadline is not None and deadline.remaining() <= 0
 
 
 def _sweeps(
@@ -268,6 +286,12 @@ def _crawl_and_record(
         departed = left_register(plan, stored)
         if departed and report.run_id is not None:
             lookups = _look_up(config, departed, deadline)
+            asked = min(len(departed), MAX_LOOKUPS_PER_RUN)
+            if len(lookups) < asked:
+                report.unfinished.append(
+                    f"{source}: {asked - len(lookups)} of {asked} register lookups gave no "
+                    "result; those documents wait for the next full sweep"
+                )
             settle_departures(
                 plan, stored, departed, lookups, datetime.now(HONG_KONG).date().isoformat()
             )
@@ -292,12 +316,12 @@ def _look_up(
     for doc_id, item in found.items():
         if not item["ok"]:
             logger.warning("brdr: looking up %s: %s", doc_id, item["reason"])
-    if len(found) < len(departed):
+    if len(departed) > len(asked):
         logger.warning(
-            "brdr: %d documents left the register, %d looked up; the rest wait for the next "
-            "full sweep",
+            "brdr: %d documents left the register, %d looked up this run; the rest wait for "
+            "the next full sweep",
             len(departed),
-            len(found),
+            len(asked),
         )
     return found
 
@@ -338,14 +362,11 @@ def _fetch_documents(
         }
         spiders = {"documents": {"listings": {}, "options": options}}
         result = crawl(config, spiders, Path(workdir), deadline)["documents"] or {}
-        fetched = result.get("items", [])
-        pdf_texts = {
-            item["document_id"]: extract_pdf_text(
-                item["pdf_file"], settings["pdf_timeout"], settings["pdf_memory_mb"]
-            )
-            for item in fetched
-            if item["status"] == "fetched" and item["format"] == "pdf"
-        }
+        fetched, pdf_texts, unread = _read_pdfs(result.get("items", []), settings, deadline)
+    if unread:  # their fetch results are dropped: still due, read by the next run
+        report.unfinished.append(
+            f"documents: PDFs not read: {unread} (run deadline reached); read next run"
+        )
     plan = plan_documents(candidates, fetched, pdf_texts, utc_now())
     if odd_links:
         plan.counts["not fetchable"] = len(odd_links)
@@ -353,10 +374,36 @@ def _fetch_documents(
     with write_transaction(db):
         apply_document_plan(db, plan, report.run_id, candidates, taxonomy)
         queue_changes(db, report.run_id, subscribers_of(config))
-    missing = len(requests) - len(fetched)
-    if missing:  # the crawl died part way: those stay due and are fetched next run
-        logger.error("documents: %d of %d fetches gave no result", missing, len(requests))
+    missing = len(requests) - len(fetched) - unread
+    if missing:  # the crawl died or was stopped part way: those stay due, fetched next run
+        report.unfinished.append(f"documents: {missing} of {len(requests)} fetches gave no result")
     logger.info("documents: %s", plan.counts)
+
+
+def _read_pdfs(
+    fetched: list[dict[str, Any]], settings: dict[str, Any], deadline: Deadline | None
+) -> tuple[list[dict[str, Any]], dict[str, PdfText], int]:
+    """The text of each fetched PDF, each extraction given at most the run's time left.
+
+    Returns the fetch results to record, the texts, and how many PDFs the deadline left
+    unread: those results are not recorded, so the documents stay due."""
+    kept, texts, unread = [], {}, 0
+    for item in fetched:
+        if item["status"] != "fetched" or item["format"] != "pdf":
+            kept.append(item)
+            continue
+        timeout = float(settings["pdf_timeout"])
+        left = deadline.remaining() if deadline else timeout
+        if left <= 0:
+            unread += 1
+            continue
+        text = extract_pdf_text(item["pdf_file"], min(timeout, left), settings["pdf_memory_mb"])
+        if text.timed_out and left < timeout:  # the run's deadline, not the PDF, ran out
+            unread += 1
+            continue
+        kept.append(item)
+        texts[item["document_id"]] = text
+    return kept, texts, unread
 
 
 def _log_source(plan: SourcePlan) -> None:

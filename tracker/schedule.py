@@ -7,7 +7,9 @@ overlap themselves, and tolerate an hour of lateness: after downtime, one catch-
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -120,9 +122,15 @@ def run_job(
     if job.kind in ("crawl", "sweep"):
         command += ["--deadline", str(deadline)]
     logger.info("job %s: %s", job.id, " ".join(job.command))
+    # In a session of its own, so that at the deadline the whole group goes: the run and every
+    # helper it started (a crawl, a PDF extraction), not only the direct child.
+    child = subprocess.Popen(command, start_new_session=True)
     try:
-        code = subprocess.run(command, timeout=deadline + grace, check=False).returncode
+        code = child.wait(timeout=deadline + grace)
     except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
         record_killed(db_path, job, deadline + grace)
         return 1
     if code == 75:

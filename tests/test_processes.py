@@ -1,0 +1,127 @@
+"""Process hygiene on real processes: helpers never keep the run lock, die with the run that
+started them, and a run killed with SIGKILL in the middle of reading a PDF blocks nothing."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import DEMO_PAGE, page_path
+from pdfs import CIRCULAR, make_pdf
+
+from tracker.demo import DEMO_SITE
+from tracker.lock import run_lock
+from tracker.loopback import RecordedSite
+
+PDF = "media/eng/doc/key-information/guidelines-and-circular/2024/20241220e1.pdf"
+
+
+def stat(pid: int) -> list[str] | None:
+    """Fields of /proc/PID/stat after the command name: state, ppid, pgrp, session, ..."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw.rsplit(")", 1)[1].split()
+
+
+def alive(pid: int) -> bool:
+    fields = stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := stat(int(entry.name))) and fields[1] == str(pid):
+            found.append(int(entry.name))
+    return found
+
+
+def wait_for(condition, seconds: float, step: float = 0.1):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(step)
+    return None
+
+
+def _sleep_once_started(started) -> None:
+    started.set()
+    time.sleep(30)
+
+
+def test_a_forked_child_does_not_keep_the_run_lock(tmp_path):
+    db = tmp_path / "h.db"
+    context = multiprocessing.get_context("fork")
+    started = context.Event()
+    with run_lock(db):
+        child = context.Process(target=_sleep_once_started, args=(started,), daemon=True)
+        child.start()
+        assert started.wait(10)
+    try:
+        with run_lock(db):  # RunLocked while the child still held a copy of the lock
+            pass
+    finally:
+        child.kill()
+        child.join()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_run_killed_while_reading_a_pdf_leaves_nothing_behind(tmp_path):
+    root = tmp_path / "site"
+    page = root / page_path().lstrip("/") / "index.html"
+    page.parent.mkdir(parents=True)
+    html = (DEMO_SITE / "day1" / page_path().lstrip("/") / "index.html").read_text(encoding="utf-8")
+    page.write_text(html, encoding="utf-8")
+    (root / PDF).parent.mkdir(parents=True)
+    (root / PDF).write_bytes(make_pdf(CIRCULAR * 500, pages=600))  # about a minute to read
+    config = tmp_path / "c.toml"
+    config.write_text(
+        "[crawl]\ndownload_delay = 0\nretries = 0\n"
+        "[sources.rss]\nenabled = false\n[sources.brdr]\nenabled = false\n"
+        "[sources.press_releases]\nenabled = false\n"
+        f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
+        "[documents]\npdf_timeout = 600\n"
+        f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    db = tmp_path / "h.db"
+    with RecordedSite(root) as site:
+        command = [
+            *(sys.executable, "-m", "tracker", "--config", str(config), "--db", str(db)),
+            *("run", "--mirror", f"https://www.hkma.gov.hk={site.base_url}"),
+        ]
+        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        own = Path(f"/proc/{first.pid}/cmdline").read_bytes()
+
+        def reading():  # once the PDF is downloaded, a forked child of the run (same command)
+            if f"/{PDF}" not in site.paths:
+                return []
+            return [
+                c for c in children(first.pid) if Path(f"/proc/{c}/cmdline").read_bytes() == own
+            ]
+
+        try:
+            extraction = wait_for(reading, 90)
+            assert extraction, "the run never started reading the PDF"
+            time.sleep(1)  # not a child between its fork and exec: one that stays
+            assert extraction == reading(), "the PDF reader did not stay"
+        finally:
+            os.kill(first.pid, signal.SIGKILL)
+            first.wait()
+
+        assert wait_for(lambda: not alive(extraction[0]), 5), "the PDF reader outlived its run"
+        started = time.monotonic()
+        second = subprocess.run(
+            [*command, "--deadline", "5"], capture_output=True, text=True, timeout=120
+        )
+        assert second.returncode != 75, second.stderr
+        assert time.monotonic() - started < 40
