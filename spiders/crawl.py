@@ -22,6 +22,7 @@ from scrapy.crawler import Crawler, CrawlerProcess
 from spiders.brdr import BrdrSpider, RegisterLookupSpider
 from spiders.documents import DocumentsSpider, FetchedDocument
 from spiders.items import DocumentItem, ListingOutcome, RegisterLookup
+from spiders.normalize import strip_unprintable
 from spiders.pages import PagesSpider
 from spiders.press_releases import PressReleasesSpider
 from spiders.rss import RssSpider
@@ -54,7 +55,7 @@ class ResultWriter:
         if isinstance(item, ListingOutcome):
             self.outcomes.append(dataclasses.asdict(item))
         elif isinstance(item, DocumentItem | FetchedDocument | RegisterLookup):
-            self.items.append(dataclasses.asdict(item))
+            self.items.append(printable(dataclasses.asdict(item)))
 
     def spider_closed(self, reason: str) -> None:
         stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
@@ -67,6 +68,18 @@ class ResultWriter:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result, default=str, ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, self.path)
+
+
+def printable(value: Any) -> Any:
+    """`value` with every string in it, however deep, stripped of control and bidi-override
+    characters: whatever a spider missed, nothing of the kind leaves the crawl."""
+    if isinstance(value, str):
+        return strip_unprintable(value)
+    if isinstance(value, dict):
+        return {printable(k): printable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [printable(v) for v in value]
+    return value
 
 
 def run_job(job: dict[str, Any]) -> None:

@@ -14,14 +14,24 @@ HONG_KONG = timezone(timedelta(hours=8), "HKT")
 # "(PDF File, 154.7 KB)", "(PDF file, 136KB)", "(PDF File, 1.2 MB)" anywhere in a title.
 _PDF_SIZE = re.compile(r"\s*\(PDF\s+file,\s*([\d.,]+\s*[KM]B)\)", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
+# What must never reach a terminal, a digest or the store from outside: C0 controls but tab and
+# newline, DEL, C1 controls, and the bidi embeddings, overrides and isolates that reorder text.
+UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _HKMA_HOST = re.compile(r"(^|\.)hkma\.gov\.hk$")
 
 
+def strip_unprintable(value: str) -> str:
+    """`value` without control and bidi-override characters (tab and newline stay)."""
+    return UNPRINTABLE.sub("", value)
+
+
 def clean_text(text: str | None) -> str:
-    """NFC, non-breaking spaces as spaces, runs of whitespace collapsed, ends trimmed."""
+    """NFC, non-breaking spaces as spaces, no control or bidi-override characters, runs of
+    whitespace collapsed, ends trimmed."""
     if not text:
         return ""
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text).replace("\xa0", " ")).strip()
+    text = strip_unprintable(unicodedata.normalize("NFC", text).replace("\xa0", " "))
+    return _SPACE.sub(" ", text).strip()
 
 
 def clean_title(title: str | None) -> str:

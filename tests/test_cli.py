@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import DEMO_PAGE, WWW_ONLY
 
+from spiders.normalize import UNPRINTABLE
 from tracker.cli import cli
 from tracker.demo import DEMO_SITE
 from tracker.loopback import RecordedSite
@@ -192,3 +193,29 @@ def test_unreachable_hkma_exits_3_naming_every_listing(tmp_path):
     refused = [line for line in lines if line.endswith(": unreachable: connection refused")]
     assert len(refused) == 18  # six feeds, two topic pages, nine BRDR types, the press API
     assert not (tmp_path / "digests").exists()
+
+
+def test_the_terminal_never_gets_control_or_bidi_characters(history):
+    import sqlite3
+
+    dirty = "Circular\x1b[2J\x1b]8;;https://evil.example/\x07 on\u202e fraud\x9b"
+    with sqlite3.connect(history["db"]) as conn:  # as a history written before the spiders cleaned
+        (change, title) = conn.execute(
+            "SELECT id, title FROM changes ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        conn.execute("UPDATE changes SET title = ? WHERE id = ?", [dirty, change])
+    try:
+        for args in (("changes", "--limit", "1"), ("changes", "--limit", "1", "--json")):
+            output = invoke(history, *args).output
+            assert (
+                "Circular\\u001b[2J\\u001b]8;;https://evil.example/\\u0007 on\\u202e fraud\\u009b"
+                in output
+            )
+            assert not UNPRINTABLE.search(output)
+        assert (
+            json.loads(invoke(history, "changes", "--limit", "1", "--json").output)["title"]
+            == dirty
+        )
+    finally:
+        with sqlite3.connect(history["db"]) as conn:
+            conn.execute("UPDATE changes SET title = ? WHERE id = ?", [title, change])

@@ -112,3 +112,19 @@ def test_a_history_without_a_full_read_on_record_is_swept_whole_once(config, fak
     assert fake.offsets == [0, 100, 200]
     fake.offsets.clear()
     assert run(config, db_path).plans[0].sweep == "incremental" and fake.offsets == [0]
+
+
+HOSTILE = (
+    "Exchange Fund\x1b[2J\x1b]8;;https://evil.example/\x07 position\x00 at"
+    "\u202e dne-ylul\u202c \x85end-July\x7f"
+)
+
+
+def test_control_and_bidi_characters_never_leave_the_crawl(config, fake, db_path):
+    fake.records[0] = {**fake.records[0], "title": HOSTILE}
+    run(config, db_path)
+    with sqlite3.connect(db_path) as conn:
+        (title,) = conn.execute(
+            "SELECT title FROM documents WHERE url = ?", [fake.records[0]["link"]]
+        ).fetchone()
+    assert title == "Exchange Fund[2J]8;;https://evil.example/ position at dne-ylul end-July"

@@ -23,6 +23,7 @@ import click
 import sqlite_utils
 
 from alerts.digest import standing
+from spiders.normalize import UNPRINTABLE
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
@@ -101,12 +102,24 @@ def exclusive_db(obj: Context) -> Iterator[sqlite_utils.Database]:
             finally:
                 db.close()
     except RunLocked as error:
-        click.echo(f"hkma-tracker: {error}", err=True)
+        echo(f"hkma-tracker: {error}", err=True)
         sys.exit(int(ExitStatus.LOCKED))
 
 
+def terminal_safe(text: str) -> str:
+    """Control and bidi-override characters as visible escapes (`\\u001b`): stored text
+    never moves the cursor, clears the screen or reorders a line. Inside a JSON string the
+    escape is the JSON escape of the same character."""
+    return UNPRINTABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def echo(message: str = "", err: bool = False) -> None:
+    """The one way text reaches the terminal."""
+    click.echo(terminal_safe(message), err=err)
+
+
 def emit(record: dict[str, Any]) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False, default=str))
+    echo(json.dumps(record, ensure_ascii=False, default=str))
 
 
 mirror_option = click.option(
@@ -198,15 +211,15 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
             emit(summary)
         else:
             if plan.sweep:
-                click.echo(f"{plan.source}: {plan.sweep_reason}")
-            click.echo(
+                echo(f"{plan.source}: {plan.sweep_reason}")
+            echo(
                 f"{plan.source}: {'healthy' if plan.healthy else 'UNHEALTHY'}; "
                 f"{summary['items']} items, {summary['new']} new, "
                 f"{summary['changed']} changed, {summary['removed']} removed"
             )
             for verdict in plan.verdicts:
                 if not verdict.healthy:
-                    click.echo(f"  {verdict.url}: {verdict.reason}")
+                    echo(f"  {verdict.url}: {verdict.reason}")
     if show_events:
         for event in report.events:
             record = {
@@ -219,22 +232,22 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
             if as_json:
                 emit(record)
             else:
-                click.echo(f"  {event.kind:8} {event.snapshot.title}  <{event.snapshot.url}>")
+                echo(f"  {event.kind:8} {event.snapshot.title}  <{event.snapshot.url}>")
     if report.documents and report.documents.counts:
         counts = report.documents.counts
         if as_json:
             emit({"documents": counts})
         else:
-            click.echo("documents: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
+            echo("documents: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
     for line in report.unfinished:
         if as_json:
             emit({"unfinished": line})
         else:
-            click.echo(f"unfinished, left for the next run: {line}")
+            echo(f"unfinished, left for the next run: {line}")
     if report.digest and not as_json:
-        click.echo(f"digest: {report.digest}")
+        echo(f"digest: {report.digest}")
     if report.delivery_error:
-        click.echo(f"digest NOT delivered: {report.delivery_error}", err=True)
+        echo(f"digest NOT delivered: {report.delivery_error}", err=True)
 
 
 def _run(
@@ -262,7 +275,7 @@ def _run(
     except UnknownSourceError as error:
         raise UsageProblem(str(error)) from None
     except RunLocked as error:
-        click.echo(f"hkma-tracker: {error}", err=True)
+        echo(f"hkma-tracker: {error}", err=True)
         sys.exit(int(ExitStatus.LOCKED))
     _print_report(report, as_json, show_events=dry_run)
     sys.exit(int(report.exit_status))
@@ -392,7 +405,7 @@ def changes(obj: Context, as_json: bool, **filters: Any) -> None:
         else:
             fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
             tags = ", ".join(change["functions"] + change["products"])
-            click.echo(
+            echo(
                 f"{change['id']:>6} {change['detected_at']} {change['kind']:8} "
                 f"{change['source']:6} {change['title']}{fields}\n       {change['document_id']}"
                 + (f"\n       tags: {tags}" if tags else "")
@@ -470,13 +483,11 @@ def tag_command(
     for kind, found in tags.items():
         for name, evidence in found.items():
             weight = sum(e["weight"] for e in evidence)
-            click.echo(
-                f"{kind[:-1] if kind != 'entity_types' else 'entity type'}: {name} ({weight:g})"
-            )
+            echo(f"{kind[:-1] if kind != 'entity_types' else 'entity type'}: {name} ({weight:g})")
             for item in evidence:
-                click.echo(f"    {item['weight']:>4g}  {item['where']:8} {item['rule']}")
+                echo(f"    {item['weight']:>4g}  {item['where']:8} {item['rule']}")
     if not any(tags.values()):
-        click.echo(f"no tags (threshold {taxonomy.threshold:g})")
+        echo(f"no tags (threshold {taxonomy.threshold:g})")
 
 
 @cli.command("retag")
@@ -494,7 +505,7 @@ def retag_command(obj: Context, as_json: bool) -> None:
     if as_json:
         emit(summary)
     else:
-        click.echo(
+        echo(
             f"taxonomy {summary['taxonomy_version']}: {summary['versions']} versions of "
             f"{summary['documents']} documents tagged; {summary['documents_with_new_tags']} "
             "documents' tags changed"
@@ -521,7 +532,7 @@ def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
             emit(hit)
         else:
             indent = "\n" + " " * 11
-            click.echo(
+            echo(
                 f"{hit['date'] or '':10} {hit['title']}{indent}{hit['id']}{indent}{hit['snippet']}"
             )
 
@@ -557,7 +568,7 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
             emit({"key": key, **entry})
         else:
             date, what = entry["date"] or "?", entry["entry"]
-            click.echo(f"{date:10}  {what:13} {entry['title']}  ({entry['detail']})")
+            echo(f"{date:10}  {what:13} {entry['title']}  ({entry['detail']})")
 
 
 @cli.command("outbox")
@@ -575,14 +586,14 @@ def outbox_command(obj: Context, as_json: bool) -> None:
             emit(row)
         elif row["type"] == "message":
             why = f"; last error: {row['last_error']}" if row["last_error"] else ""
-            click.echo(
+            echo(
                 f"message {row['id']} {row['kind']} for {row['subscriber']} via {row['channel']}: "
                 f"{row['subject']} ({row['attempts']} attempts, next {row['next_attempt_at']}{why})"
             )
         else:
-            click.echo(f"{row['subscriber']}: {row['changes']} changes waiting for a digest")
+            echo(f"{row['subscriber']}: {row['changes']} changes waiting for a digest")
     if not rows and not as_json:
-        click.echo("outbox empty: everything was delivered")
+        echo("outbox empty: everything was delivered")
 
 
 @cli.command("digest")
@@ -617,9 +628,9 @@ def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> No
                             db, config, _subscriber(config, name), datetime.now(UTC)
                         )
                         for message in pending_messages(db, subscriber=name):
-                            click.echo(f"== {name}: {message['subject']}")
+                            echo(f"== {name}: {message['subject']}")
                             if message["id"] == built:
-                                click.echo(_text_part(message["eml"]))
+                                echo(_text_part(message["eml"]))
             return
         report = deliver(db, config, force=True, only=subscriber)
     _exit_with(report)
@@ -628,9 +639,9 @@ def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> No
 def _exit_with(report: DeliveryReport, what: str = "") -> NoReturn:
     """Say what was sent and what was not; exit 4 if anything was not."""
     for where in report.sent:
-        click.echo(f"{what}sent: {where}")
+        echo(f"{what}sent: {where}")
     for failure in report.failed:
-        click.echo(f"{what}NOT sent: {failure}", err=True)
+        echo(f"{what}NOT sent: {failure}", err=True)
     sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
 
 
@@ -699,14 +710,14 @@ def history(obj: Context, document_id: str, as_json: bool) -> None:
         for change in record["changes"]:
             emit({"type": "change", **change})
         return
-    click.echo(f"{document['id']}\n  status {document['status']}, {document['url']}")
+    echo(f"{document['id']}\n  status {document['status']}, {document['url']}")
     if in_force := standing(json.loads(document["extra"])):
-        click.echo(f"  {in_force}")
+        echo(f"  {in_force}")
     for version in record["versions"]:
-        click.echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
+        echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
     for change in record["changes"]:
         fields = ", ".join(change["fields"])
-        click.echo(f"  change {change['id']} {change['detected_at']} {change['kind']} {fields}")
+        echo(f"  change {change['id']} {change['detected_at']} {change['kind']} {fields}")
 
 
 @cli.command()
@@ -721,11 +732,11 @@ def diff(obj: Context, document_id: str) -> None:
     document = _document_or_fail(db, document_id)
     versions = document_history(db, document["id"])["versions"]
     if len(versions) < 2:
-        click.echo(f"{document['id']}: one version only, nothing to compare")
+        echo(f"{document['id']}: one version only, nothing to compare")
         return
     old, new = (Snapshot.from_row(v) for v in versions[-2:])
-    click.echo(f"{document['id']}: version {versions[-2]['id']} -> {versions[-1]['id']}")
-    click.echo(describe_change(old, new, changed_fields(old, new)))
+    echo(f"{document['id']}: version {versions[-2]['id']} -> {versions[-1]['id']}")
+    echo(describe_change(old, new, changed_fields(old, new)))
 
 
 @cli.command()
@@ -739,7 +750,7 @@ def status(obj: Context, as_json: bool) -> None:
     """
     report = status_report(obj.readonly_db(), obj.config())
     if not report["sources"]:
-        click.echo("no runs recorded yet", err=True)
+        echo("no runs recorded yet", err=True)
     if as_json:
         for row in report["sources"]:
             emit({"type": "source", **row})
@@ -750,7 +761,7 @@ def status(obj: Context, as_json: bool) -> None:
         return
     for row in report["sources"]:
         state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
-        click.echo(
+        echo(
             f"{row['source']}: {state}; last run {row['last_run_id']} at {row['last_run_at']}, "
             f"last healthy run {row['last_healthy_run_id']}, {row['documents']} active "
             f"documents, next run {row['next_scheduled_run']}"
@@ -758,11 +769,11 @@ def status(obj: Context, as_json: bool) -> None:
         )
     outbox = report["outbox"]
     pending, failed = outbox["pending"], outbox["failed_attempts"]
-    click.echo(f"outbox: {pending} messages pending ({failed} after a failure)")
+    echo(f"outbox: {pending} messages pending ({failed} after a failure)")
     linked = ", ".join(f"{n} {state}" for state, n in sorted(report["linked_documents"].items()))
-    click.echo(f"linked documents: {linked or 'none'}")
+    echo(f"linked documents: {linked or 'none'}")
     for name, sent in report["last_digest"].items():
-        click.echo(f"subscriber {name}: last digest sent {sent or 'never'}")
+        echo(f"subscriber {name}: last digest sent {sent or 'never'}")
 
 
 @cli.command("runs")
@@ -779,15 +790,15 @@ def runs_command(obj: Context, limit: int, as_json: bool) -> None:
         if as_json:
             emit(run_row)
             continue
-        click.echo(
+        echo(
             f"run {run_row['id']} {run_row['command']} {run_row['started_at']} -> "
             f"{run_row['status']} (exit {run_row['exit_code']})"
         )
         if run_row["unfinished"]:
-            click.echo(f"  unfinished: {run_row['unfinished']}")
+            echo(f"  unfinished: {run_row['unfinished']}")
         for s in run_row["sources"]:
             state = "healthy" if s["healthy"] else f"UNHEALTHY: {s['reason']}"
-            click.echo(
+            echo(
                 f"  {s['source']}: {state}; {s['items']} items, {s['new']} new, {s['changed']} "
                 f"changed, {s['removed']} removed, {s['requests']} requests, {s['bytes']} bytes, "
                 f"{s['duration_s']} s" + (f", {s['sweep']} sweep" if s["sweep"] else "")
@@ -823,7 +834,7 @@ def schedule_command(obj: Context, show: bool, as_json: bool) -> None:
             if as_json:
                 emit(record)
             else:
-                click.echo(f"{record['id']:28} {record['next_run']}  {record['trigger']}")
+                echo(f"{record['id']:28} {record['next_run']}  {record['trigger']}")
         return
     global_args = ["--db", obj.db_path] + (["--config", obj.config_path] if obj.config_path else [])
     serve(config, global_args, obj.db_path)
@@ -845,7 +856,7 @@ def alerts_check(obj: Context) -> None:
             raise_operator_alerts(db, config, config.enabled_sources(), stale)
         report = deliver(db, config, only="operator")
     for source, why in stale.items():
-        click.echo(f"{source}: {why}")
+        echo(f"{source}: {why}")
     _exit_with(report)
 
 
@@ -872,14 +883,14 @@ def demo(obj: Context, mirrors: tuple[str, ...], workdir: Path | None) -> None:
         day1, day2, db_path = run_demo(config, workdir)
     except FileExistsError as error:
         raise UsageProblem(str(error)) from None
-    click.echo("== Day 1: first crawl (the baseline: recorded, not alerted)")
+    echo("== Day 1: first crawl (the baseline: recorded, not alerted)")
     _print_report(day1, as_json=False, show_events=False)
-    click.echo("\n== Day 2: the site changed")
+    echo("\n== Day 2: the site changed")
     _print_report(day2, as_json=False, show_events=True)
     if day2.digest:
-        click.echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
-        click.echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
-    click.echo(f"Explore: hkma-tracker --db {db_path} changes")
+        echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
+        echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
+    echo(f"Explore: hkma-tracker --db {db_path} changes")
     sys.exit(int(max(day1.exit_status, day2.exit_status)))
 
 
@@ -888,7 +899,7 @@ def main() -> None:
     try:
         result = cli.main(prog_name="hkma-tracker", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("interrupted", err=True)
+        echo("interrupted", err=True)
         sys.exit(int(ExitStatus.INTERRUPTED))
     except click.ClickException as error:
         error.show()
