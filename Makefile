@@ -29,6 +29,7 @@ bench: $(BIN)/hkma-tracker
 	$(BIN)/python bench/rerun.py
 	$(BIN)/python bench/tagging.py
 	$(BIN)/python bench/sweep.py
+	$(BIN)/python bench/big_html.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -130,7 +130,12 @@ def failure_reason(failure: Failure, size_limit: int | None) -> tuple[str, int |
         return "unreachable: timed out", None
     if failure.check(DownloadConnectionRefusedError, twisted_errors.ConnectionRefusedError):
         return "unreachable: connection refused", None
-    if failure.check(DownloadCancelledError) and "max size" in failure.getErrorMessage():
+    # Scrapy cancels a response of announced size with a message naming the "max size", and
+    # one of unannounced size (chunked, or read until close) once it passes the limit, with
+    # no message at all.
+    if failure.check(DownloadCancelledError) and (
+        "max size" in failure.getErrorMessage() or not failure.getErrorMessage()
+    ):
         return f"dropped: response larger than the {size_limit}-byte limit", None
     if failure.check(IgnoreRequest):
         return f"refused: {failure.getErrorMessage()}", None

@@ -58,7 +58,8 @@ def expects_pdf(url: str) -> bool:
 
 
 class DocumentsSpider(scrapy.Spider):
-    """Options: `documents` [{id, url, etag, last_modified}], `output` folder, `pdf_max_bytes`."""
+    """Options: `documents` [{id, url, etag, last_modified}], `output` folder, `pdf_max_bytes`,
+    `html_max_bytes` (the limit of a URL that does not name a PDF)."""
 
     name = "documents"
 
@@ -68,6 +69,7 @@ class DocumentsSpider(scrapy.Spider):
         self.documents: list[dict[str, Any]] = options.get("documents", [])
         self.output = Path(options["output"])
         self.pdf_max_bytes = int(options.get("pdf_max_bytes", 50 * 1024 * 1024))
+        self.html_max_bytes = int(options.get("html_max_bytes", 5 * 1024 * 1024))
 
     async def start(self) -> Any:
         self.output.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ class DocumentsSpider(scrapy.Spider):
                 "document_id": doc_id,
                 "asked": asked,
                 "handle_httpstatus_list": [304],
-                "download_maxsize": self.pdf_max_bytes,
+                "download_maxsize": self.pdf_max_bytes if expects_pdf(url) else self.html_max_bytes,
                 **kwargs.pop("meta", {}),
             },
             dont_filter=True,
@@ -152,7 +154,9 @@ class DocumentsSpider(scrapy.Spider):
         yield FetchedDocument(
             document_id=request.meta["document_id"],
             url=request.meta["asked"],
-            status="failed",
+            # Too large is a property of the document, not a passing failure: it is tried a
+            # few times (in case it was a bad response), not every run for ever.
+            status="unparsable" if reason.startswith("dropped:") else "failed",
             reason=reason,
         )
 

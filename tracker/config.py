@@ -100,6 +100,12 @@ DEFAULTS: dict[str, Any] = {
         "enabled": True,
         "max_per_run": 300,  # the rest waits for the next run
         "pdf_max_bytes": 50 * 1024 * 1024,
+        # An HTML document (a press release, an old circular) is far smaller than a PDF; a
+        # larger one is not read (it would cost memory and store megabytes of markup text).
+        "html_max_bytes": 5 * 1024 * 1024,
+        # Characters of a document's text kept and indexed; the rest is cut, and the record
+        # says so (`document.text_cut`).
+        "max_text_chars": 1_000_000,
         "pdf_timeout": 60,  # seconds of text extraction per PDF
         "pdf_memory_mb": 1024,
         # Where a server gave ETag/Last-Modified, re-check unchanged-looking documents this often.

@@ -127,10 +127,12 @@ def plan_documents(
     results: list[dict[str, Any]],
     pdf_texts: dict[str, PdfText],
     now: str,
+    max_text_chars: int | None = None,
 ) -> DocumentPlan:
     """What each fetch result means. A document's first text is recorded as a version without
     an event (its arrival is not news); later text changes are 'changed' events naming the
-    fields (`document.text`, `document.effective_dates`, ...). Failures keep the old text."""
+    fields (`document.text`, `document.effective_dates`, ...). Failures keep the old text.
+    Fields are read from the whole text; the text kept is cut at `max_text_chars`."""
     plan = DocumentPlan()
     for result in results:
         candidate = stored.get(result["document_id"])
@@ -163,7 +165,11 @@ def plan_documents(
                 fetch_etag=result.get("etag"),
                 fetch_last_modified=result.get("last_modified"),
             )
-            content = {"format": result["format"], "text": text, **document_fields(text)}
+            content = {"format": result["format"], **document_fields(text)}
+            if max_text_chars is not None and len(text) > max_text_chars:
+                content["text_cut"] = f"first {max_text_chars} of {len(text)} characters kept"
+                text = text[:max_text_chars]
+            content["text"] = text
             snapshot = dataclasses.replace(doc.snapshot, document=content)
             if snapshot.content_hash() != doc.content_hash:
                 event = changed_event(doc.id, doc.snapshot, snapshot)

@@ -38,6 +38,7 @@ class Override:
     location: str | None = None  # a Location header, for redirects
     stall_after: int | None = None  # send this many bytes of the body, then hang for `delay`
     headers: dict[str, str] = field(default_factory=dict)
+    sized: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,10 @@ class RecordedSite:
         try:
             handler.send_response(answer.status)
             handler.send_header("Content-Type", answer.content_type)
-            handler.send_header("Content-Length", str(len(answer.body)))
+            if answer.sized:
+                handler.send_header("Content-Length", str(len(answer.body)))
+            else:
+                handler.close_connection = True
             if answer.location:
                 handler.send_header("Location", answer.location)
             for name, value in answer.headers.items():

@@ -359,6 +359,7 @@ def _fetch_documents(
             "documents": requests,
             "output": str(Path(workdir) / "pdf"),
             "pdf_max_bytes": settings["pdf_max_bytes"],
+            "html_max_bytes": settings["html_max_bytes"],
         }
         spiders = {"documents": {"listings": {}, "options": options}}
         result = crawl(config, spiders, Path(workdir), deadline)["documents"] or {}
@@ -367,7 +368,7 @@ def _fetch_documents(
         report.unfinished.append(
             f"documents: PDFs not read: {unread} (run deadline reached); read next run"
         )
-    plan = plan_documents(candidates, fetched, pdf_texts, utc_now())
+    plan = plan_documents(candidates, fetched, pdf_texts, utc_now(), settings["max_text_chars"])
     if odd_links:
         plan.counts["not fetchable"] = len(odd_links)
     report.documents = plan
