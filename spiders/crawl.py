@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from scrapy.crawler import Crawler, CrawlerProcess
 from spiders.brdr import BrdrSpider, RegisterLookupSpider
 from spiders.documents import DocumentsSpider, FetchedDocument
 from spiders.items import DocumentItem, ListingOutcome, RegisterLookup
+from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
 from spiders.normalize import strip_unprintable
 from spiders.pages import PagesSpider
 from spiders.press_releases import PressReleasesSpider
@@ -58,7 +60,11 @@ class ResultWriter:
             self.items.append(printable(dataclasses.asdict(item)))
 
     def spider_closed(self, reason: str) -> None:
-        stats = self.crawler.stats.get_stats() if self.crawler.stats else {}
+        stats = dict(self.crawler.stats.get_stats()) if self.crawler.stats else {}
+        started = stats.get("start_time")
+        if isinstance(started, datetime) and "elapsed_time_seconds" not in stats:
+            # Scrapy adds the elapsed time after this handler runs: the duration `runs` shows.
+            stats["elapsed_time_seconds"] = (datetime.now(UTC) - started).total_seconds()
         result = {
             "finish_reason": reason,
             "items": self.items,
@@ -95,6 +101,9 @@ def run_job(job: dict[str, Any]) -> None:
         crawler = process.create_crawler(SPIDERS[name])
         writers.append(ResultWriter(crawler, output / f"{name}.json"))
         process.crawl(crawler, listings=spec["listings"], options=spec.get("options", {}))
+    if os.environ.get(LOG_FORMAT_ENV) == "json":  # after the crawlers installed their handler
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonLogFormatter())
     process.start()
 
 

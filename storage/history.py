@@ -24,6 +24,19 @@ def start_run(db: sqlite_utils.Database, command: str) -> int:
     return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
 
 
+def close_interrupted_runs(db: sqlite_utils.Database) -> int:
+    """Close as failed the runs left 'running' by a process that died (killed, out of memory,
+    the machine stopped); call while holding the run lock. How many there were."""
+    cursor = db.execute(
+        "UPDATE runs SET status = 'failed', finished_at = ?, "
+        "unfinished = 'interrupted: its process ended before the run finished' "
+        "WHERE status = 'running'",
+        [utc_now()],
+    )
+    db.commit()
+    return cursor.rowcount
+
+
 def finish_run(
     db: sqlite_utils.Database, run_id: int, status: str, exit_code: int, unfinished: str = ""
 ) -> None:

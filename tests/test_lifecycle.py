@@ -160,6 +160,7 @@ def test_the_first_run_records_the_whole_register_as_baseline(brdr, fake):
     assert events(brdr.db) == {}
     runs = brdr("runs").output
     assert runs.count(", incremental sweep") == 1 and runs.count(", full sweep") == 1
+    assert "None s" not in runs  # each source's crawl time is known
 
 
 def test_a_new_version_of_an_old_module_and_a_supersession_in_one_incremental_run(brdr, fake):

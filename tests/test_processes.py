@@ -6,8 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -119,9 +121,37 @@ def test_a_run_killed_while_reading_a_pdf_leaves_nothing_behind(tmp_path):
             first.wait()
 
         assert wait_for(lambda: not alive(extraction[0]), 5), "the PDF reader outlived its run"
+        left = list(Path(tempfile.gettempdir()).glob(f"hkma-tracker-{first.pid}-*"))
+        assert left  # the killed run's folder, with the PDF it downloaded
         started = time.monotonic()
         second = subprocess.run(
             [*command, "--deadline", "5"], capture_output=True, text=True, timeout=120
         )
         assert second.returncode != 75, second.stderr
         assert time.monotonic() - started < 40
+    assert not any(folder.exists() for folder in left)
+    with sqlite3.connect(db) as conn:
+        killed = conn.execute("SELECT status, unfinished FROM runs ORDER BY id").fetchone()
+    assert killed == ("failed", "interrupted: its process ended before the run finished")
+
+
+def test_a_database_kept_busy_is_a_one_line_try_later(tmp_path, monkeypatch, capsys):
+    from storage import db as storage_db
+    from tracker import cli
+
+    path = tmp_path / "h.db"
+    storage_db.open_db(path).close()
+    monkeypatch.setattr(storage_db, "BUSY_TIMEOUT_MS", 300)
+    monkeypatch.setattr(cli, "BUSY_TIMEOUT_MS", 300)
+    holder = sqlite3.connect(path)
+    holder.execute("BEGIN IMMEDIATE")  # another writer that does not let go
+    try:
+        monkeypatch.setattr(sys, "argv", ["hkma-tracker", "--db", str(path), "digest", "--send"])
+        with pytest.raises(SystemExit) as done:
+            cli.main()
+    finally:
+        holder.rollback()
+        holder.close()
+    assert done.value.code == 75
+    err = capsys.readouterr().err
+    assert err.startswith("hkma-tracker: the database is busy") and err.count("\n") == 1

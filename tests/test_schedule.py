@@ -245,23 +245,21 @@ def test_logs_can_be_json_lines(tmp_path):
         f"[crawl]\ndownload_delay = 0\nretries = 0\n[sources.rss]\nenabled = false\n{WWW_ONLY}",
         encoding="utf-8",
     )
-    result = CliRunner().invoke(
-        cli,
+    # A real process: the crawl child writes to the same stderr, and must log JSON too.
+    result = subprocess.run(
         [
-            "--log-format",
-            "json",
-            "--config",
-            str(config),
-            "--db",
-            str(tmp_path / "h.db"),
-            "run",
-            "--mirror",
-            "https://www.hkma.gov.hk=http://127.0.0.1:9",
+            *(sys.executable, "-m", "tracker", "--log-format", "json"),
+            *("--config", str(config), "--db", str(tmp_path / "h.db")),
+            *("run", "--mirror", "https://www.hkma.gov.hk=http://127.0.0.1:9"),
         ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
-    assert result.exit_code == 3
-    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert result.returncode == 3
+    records = [json.loads(line) for line in result.stderr.splitlines()]  # every line
     assert any(r["level"] == "ERROR" and "UNHEALTHY" in r["message"] for r in records)
+    assert any(r["logger"].startswith(("spiders.", "scrapy.")) for r in records)  # the child
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
 
 

@@ -10,6 +10,8 @@ import csv
 import dataclasses
 import json
 import logging
+import os
+import sqlite3
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,8 +25,9 @@ import click
 import sqlite_utils
 
 from alerts.digest import standing
+from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
 from spiders.normalize import UNPRINTABLE
-from storage.db import open_db, open_readonly, write_transaction
+from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
 from storage.outbox import outbox_status, pending_messages
@@ -58,9 +61,11 @@ Exit status of run, crawl and demo:
   0  every source healthy (with or without changes)
   1  unexpected error
   2  bad command line or config
-  3  a source was unhealthy (failed, empty, sharp drop, deadline); the others were processed
+  3  a source was unhealthy (failed, empty, sharp drop, deadline), or the deadline left
+     work for the next run; the rest was processed
   4  a message could not be delivered; it stays pending (4 wins over 3)
-  75 another run holds the lock: try again later
+  75 another run holds the lock, or another process kept the database locked: try later
+  130 interrupted (Ctrl-C)
 """
 
 
@@ -176,22 +181,8 @@ def cli(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO if verbose else logging.WARNING)
+    os.environ[LOG_FORMAT_ENV] = log_format  # the crawl processes log in the same format
     ctx.obj = Context(config_path, db_path)
-
-
-class JsonLogFormatter(logging.Formatter):
-    """One JSON object per log record: time, level, logger, message (and the error, if any)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False)
 
 
 def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
@@ -247,7 +238,7 @@ def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
     if report.digest and not as_json:
         echo(f"digest: {report.digest}")
     if report.delivery_error:
-        echo(f"digest NOT delivered: {report.delivery_error}", err=True)
+        logger.error("digest NOT delivered: %s", report.delivery_error)
 
 
 def _run(
@@ -904,4 +895,13 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
+    except sqlite3.OperationalError as error:
+        if "locked" not in str(error) and "busy" not in str(error):
+            raise
+        echo(
+            f"hkma-tracker: the database is busy: another process kept it locked for over "
+            f"{BUSY_TIMEOUT_MS // 1000} s ({error}); what was stored stays; try again later",
+            err=True,
+        )
+        sys.exit(int(ExitStatus.LOCKED))
     sys.exit(result if isinstance(result, int) else 0)

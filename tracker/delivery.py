@@ -9,6 +9,7 @@ queued since, one per cadence window. A backlog therefore goes out as one digest
 from __future__ import annotations
 
 import logging
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -193,6 +194,8 @@ def deliver(
         try:  # one transaction each: a digest that cannot be built keeps its changes queued
             with write_transaction(db):
                 report.built += build_digest(db, config, subscriber, now) is not None
+        except sqlite3.Error:
+            raise  # the database failed, not this digest: the caller reports that
         except Exception as failure:
             logger.exception("digest for %s could not be built", subscriber.name)
             report.failed.append(f"digest for {subscriber.name}: not built: {_describe(failure)}")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
 import os
+import re
+import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -23,6 +27,7 @@ from storage.db import open_db, utc_now, write_transaction
 from storage.history import (
     apply_document_plan,
     apply_plan,
+    close_interrupted_runs,
     fetch_candidates,
     finish_run,
     listing_states,
@@ -50,6 +55,7 @@ from tracker.sweep import INCREMENTAL_SOURCES, Sweep, choose_sweep, describe
 from tracker.tagging import Taxonomy
 
 logger = logging.getLogger(__name__)
+WORKDIR_PREFIX = "hkma-tracker-"
 # Landing pages read per run for documents gone from BRDR's register; the rest wait a sweep.
 MAX_LOOKUPS_PER_RUN = 100
 
@@ -174,6 +180,8 @@ def run(
     db = open_db(db_path)
     try:
         command = "run" if alerts else "crawl"
+        if not dry_run:
+            _clean_up_after_killed_runs(db)
         report = RunReport(None if dry_run else start_run(db, command))
         try:
             _crawl_and_record(config, db, selected, report, full_sweep, taxonomy, limit)
@@ -197,7 +205,9 @@ def run(
                     report.delivery_error = "; ".join(delivery.failed) or None
         except BaseException:
             if report.run_id is not None:
-                finish_run(db, report.run_id, "failed", int(ExitStatus.ERROR))
+                # Best effort: if the database is what failed, the next run closes this row.
+                with contextlib.suppress(sqlite3.Error):
+                    finish_run(db, report.run_id, "failed", int(ExitStatus.ERROR))
             raise
         for line in report.unfinished:
             logger.error("unfinished, left for the next run: %s", line)
@@ -209,6 +219,34 @@ def run(
         return report
     finally:
         db.close()
+
+
+def _workdir(kind: str) -> tempfile.TemporaryDirectory[str]:
+    """A temporary folder for one phase, named after this process so that the folders of a
+    killed run can be told from those of a live one."""
+    return tempfile.TemporaryDirectory(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-{kind}-")
+
+
+def _clean_up_after_killed_runs(db: sqlite_utils.Database) -> None:
+    """What a run killed part way left: its row still 'running', its temporary folders (with
+    up to `max_per_run` downloaded PDFs). Called under the run lock, before a run starts."""
+    if closed := close_interrupted_runs(db):
+        logger.warning("closed %d run(s) left running by a process that died", closed)
+    for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
+        owner = re.match(rf"{WORKDIR_PREFIX}(\d+)-", folder.name)
+        if owner and not _process_exists(int(owner.group(1))):
+            shutil.rmtree(folder, ignore_errors=True)
+            logger.warning("removed %s, left by a run that died", folder)
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
 
 
 def _out_of_time(deadline: Deadline | None) -> bool:
@@ -259,7 +297,7 @@ def _crawl_and_record(
         }
         for name in selected
     }
-    with tempfile.TemporaryDirectory(prefix="hkma-tracker-") as workdir:
+    with _workdir("crawl") as workdir:
         results = crawl(config, spiders, Path(workdir), deadline)
     for source in selected:
         stored = load_stored(db, source)
@@ -309,7 +347,7 @@ def _look_up(
     """What the landing pages of documents gone from the register say, by document id."""
     asked = departed[:MAX_LOOKUPS_PER_RUN]
     options = {"documents": [{"id": d.id, "url": d.snapshot.url} for d in asked]}
-    with tempfile.TemporaryDirectory(prefix="hkma-tracker-lookup-") as workdir:
+    with _workdir("lookup") as workdir:
         spiders = {"brdr_lookup": {"listings": {}, "options": options}}
         result = crawl(config, spiders, Path(workdir), deadline)["brdr_lookup"] or {}
     found = {item["document_id"]: item for item in result.get("items", [])}
@@ -354,7 +392,7 @@ def _fetch_documents(
         if odd_links:
             report.documents = DocumentPlan(counts={"not fetchable": len(odd_links)})
         return
-    with tempfile.TemporaryDirectory(prefix="hkma-tracker-docs-") as workdir:
+    with _workdir("documents") as workdir:
         options = {
             "documents": requests,
             "output": str(Path(workdir) / "pdf"),
