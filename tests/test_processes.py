@@ -33,6 +33,13 @@ def stat(pid: int) -> list[str] | None:
     return raw.rsplit(")", 1)[1].split()
 
 
+def cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone meanwhile
+        return b""
+
+
 def alive(pid: int) -> bool:
     fields = stat(pid)
     return fields is not None and fields[0] not in ("Z", "X")
@@ -102,14 +109,12 @@ def test_a_run_killed_while_reading_a_pdf_leaves_nothing_behind(tmp_path):
             *("run", "--mirror", f"https://www.hkma.gov.hk={site.base_url}"),
         ]
         first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        own = Path(f"/proc/{first.pid}/cmdline").read_bytes()
+        own = b"".join(arg.encode() + b"\0" for arg in command)  # as /proc shows it
 
         def reading():  # once the PDF is downloaded, a forked child of the run (same command)
             if f"/{PDF}" not in site.paths:
                 return []
-            return [
-                c for c in children(first.pid) if Path(f"/proc/{c}/cmdline").read_bytes() == own
-            ]
+            return [c for c in children(first.pid) if cmdline(c) == own]
 
         try:
             extraction = wait_for(reading, 90)

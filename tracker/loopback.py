@@ -10,6 +10,7 @@ a benchmark can report what a run cost.
 from __future__ import annotations
 
 import hashlib
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -83,7 +84,13 @@ class RecordedSite:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # quiet: tests and the demo print their own summaries
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request: object, client_address: object) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):
+                    super().handle_error(request, client_address)  # type: ignore[arg-type]
+                # a client that went away (killed, timed out) is no error of the site's
+
+        self._server = Server(("127.0.0.1", 0), RequestHandler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
