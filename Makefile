@@ -30,6 +30,7 @@ bench: $(BIN)/hkma-tracker
 	$(BIN)/python bench/tagging.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/big_html.py
+	$(BIN)/python bench/kill_pass.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
