@@ -10,6 +10,7 @@ import base64
 import json
 import os
 import smtplib
+import socket
 import ssl
 import urllib.error
 import urllib.request
@@ -24,7 +25,16 @@ from spiders.normalize import is_loopback_host
 
 
 class DeliveryError(Exception):
-    """The message was not (or not surely) delivered: it stays pending and is retried."""
+    """The message was not (or not surely) delivered: it stays pending and is retried.
+
+    `maybe_delivered`: the failure came after the other side may have taken the message (a
+    connection dropped after the body was sent). Such a message is only ever resent as it is,
+    so that a receiver can tell the copy by its Message-ID; one surely refused may be rebuilt.
+    """
+
+    def __init__(self, message: str, maybe_delivered: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_delivered = maybe_delivered
 
 
 class Channel(ABC):
@@ -96,6 +106,7 @@ class SmtpChannel(Channel):
                 f"smtp: refusing to log in to {host} without TLS (security 'none' is only "
                 "for a relay on this machine)"
             )
+        sending = False  # set once the DATA command goes out: from then on, it may arrive
         try:
             client: smtplib.SMTP
             if security == "ssl":
@@ -111,7 +122,20 @@ class SmtpChannel(Channel):
                     client.ehlo()
                 if s["username"]:
                     _login(client, s["username"], self._password())
-                refused = client.sendmail(s["from"], recipients, bytes(message["eml"]))
+                code, answer = client.mail(s["from"])
+                if code != 250:
+                    raise smtplib.SMTPSenderRefused(code, answer, s["from"])
+                refused = {}
+                for recipient in recipients:
+                    code, answer = client.rcpt(recipient)
+                    if code not in (250, 251):
+                        refused[recipient] = (code, answer)
+                if len(refused) == len(recipients):
+                    raise smtplib.SMTPRecipientsRefused(refused)
+                sending = True
+                code, answer = client.data(bytes(message["eml"]))
+                if code != 250:  # the server answered after the message: it refused it
+                    raise smtplib.SMTPDataError(code, answer)
         except DeliveryError:
             raise
         except UnicodeError as error:  # its message would quote the text: never the password
@@ -119,13 +143,20 @@ class SmtpChannel(Channel):
                 f"smtp: {host}: text that {error.__class__.__name__} could not encode "
                 f"({getattr(error, 'encoding', '?')})"
             ) from None
-        except smtplib.SMTPResponseException as error:
+        except smtplib.SMTPRecipientsRefused as error:
+            refusals = ", ".join(sorted(str(r) for r in error.recipients))
+            raise DeliveryError(f"smtp: {host} refused {refusals}") from None
+        except smtplib.SMTPResponseException as error:  # an answer: surely not taken
             raise DeliveryError(f"smtp: {host} answered {error.smtp_code}") from None
         except (TimeoutError, smtplib.SMTPException, OSError) as error:
-            raise DeliveryError(f"smtp: {host}:{port}: {type(error).__name__}: {error}") from None
-        if refused:
-            raise DeliveryError(f"smtp: {host} refused {', '.join(sorted(refused))}")
-        return f"smtp://{host}:{port} to {', '.join(recipients)}"
+            # Cut off while sending the message: it may have arrived all the same.
+            raise DeliveryError(
+                f"smtp: {host}:{port}: {type(error).__name__}: {error}", maybe_delivered=sending
+            ) from None
+        accepted = [r for r in recipients if r not in refused]
+        where = f"smtp://{host}:{port} to {', '.join(accepted)}"
+        # Sent to the others: a retry would send them a second copy. Said, not retried.
+        return where + (f" (refused: {', '.join(sorted(refused))})" if refused else "")
 
 
 def _login(client: smtplib.SMTP, username: str, password: str) -> None:
@@ -169,7 +200,13 @@ class WebhookChannel(Channel):
         except urllib.error.HTTPError as error:
             raise DeliveryError(f"webhook: {urlsplit(url).netloc} answered {error.code}") from None
         except (urllib.error.URLError, OSError) as error:
-            raise DeliveryError(f"webhook: {urlsplit(url).netloc}: {error}") from None
+            # Refused or not resolved: surely not taken. Anything else (a timeout, a reset)
+            # may have come after the request arrived.
+            reason = error.reason if isinstance(error, urllib.error.URLError) else error
+            surely_not = isinstance(reason, ConnectionRefusedError | socket.gaierror)
+            raise DeliveryError(
+                f"webhook: {urlsplit(url).netloc}: {error}", maybe_delivered=not surely_not
+            ) from None
         if not 200 <= status < 300:
             raise DeliveryError(f"webhook: {urlsplit(url).netloc} answered {status}")
         return url

@@ -261,6 +261,21 @@ class Digest:
         }
 
 
+def notice_payload(fmt: str, subject: str, text: str) -> dict[str, Any]:
+    """The JSON body of a webhook for a plain notice (an operator alert): as `fmt` wants it."""
+    if fmt == "slack":
+        return {"text": _slack(f"{subject}\n{text}")}
+    if fmt == "teams":
+        return {
+            "@type": "MessageCard",
+            "@context": "https://schema.org/extensions",
+            "summary": subject,
+            "title": subject,
+            "text": html.escape(text).replace("\n", "<br>"),
+        }
+    return {"subject": subject, "text": text}
+
+
 def _slack(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 

@@ -373,3 +373,17 @@ def m008_full_sweeps(db: sqlite_utils.Database) -> None:
 def m009_unfinished_runs(db: sqlite_utils.Database) -> None:
     """What a run left for the next one (the deadline came, a helper died), in words."""
     _execute_script(db, "ALTER TABLE runs ADD COLUMN unfinished TEXT;")
+
+
+@migrations()
+def m010_delivery_failures(db: sqlite_utils.Database) -> None:
+    """When a message's failures began, and whether one of them may have delivered it after
+    all (then it is only ever resent as it is). `status` gains 'replaced': a digest surely never
+    accepted, rebuilt with the changes that came after it."""
+    _execute_script(
+        db,
+        """
+        ALTER TABLE messages ADD COLUMN first_failed_at TEXT;
+        ALTER TABLE messages ADD COLUMN maybe_delivered INTEGER NOT NULL DEFAULT 0;
+        """,
+    )

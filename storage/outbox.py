@@ -1,7 +1,8 @@
 """The outbox: which changes wait for which subscriber, and the messages built from them.
 
 A message is stored whole (its bytes, its Message-ID) before the first attempt, so every retry
-sends exactly the same message. It is marked sent only after the channel took it.
+sends exactly the same message; only a digest surely never accepted is replaced, its changes
+going into the next one. A message is marked sent only after the channel took it.
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from alerts.subscribers import Subscriber
 from storage.db import utc_now
 from storage.history import change_record
 
+# Retries: the next run after a few minutes, then doubling, but never more than the gap between
+# two hourly runs (a mail server's own queue retries about that often): 5, 10, 20, 40, 50 min.
 FIRST_RETRY = timedelta(minutes=5)
-LONGEST_WAIT = timedelta(hours=6)
+LONGEST_WAIT = timedelta(minutes=50)
 
 
 def queue_changes(db: sqlite_utils.Database, run_id: int, subscribers: Iterable[Subscriber]) -> int:
@@ -123,14 +126,61 @@ def mark_sent(db: sqlite_utils.Database, message: int) -> None:
     )
 
 
-def mark_failed(db: sqlite_utils.Database, message: int, error: str, now: datetime) -> None:
-    """Record a failed attempt; the next one waits 5 min, doubling to at most 6 h."""
+def mark_failed(
+    db: sqlite_utils.Database,
+    message: int,
+    error: str,
+    now: datetime,
+    maybe_delivered: bool = False,
+) -> None:
+    """Record a failed attempt (and whether it may have delivered the message after all); the
+    next one waits FIRST_RETRY, doubling to at most LONGEST_WAIT."""
     attempts = db.execute("SELECT attempts FROM messages WHERE id = ?", [message]).fetchone()[0]
     wait = min(FIRST_RETRY * 2**attempts, LONGEST_WAIT)
     db.execute(
-        "UPDATE messages SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
-        "WHERE id = ?",
-        [error, (now + wait).replace(microsecond=0).isoformat(), message],
+        "UPDATE messages SET attempts = attempts + 1, last_error = ?, next_attempt_at = ?, "
+        "first_failed_at = coalesce(first_failed_at, ?), "
+        "maybe_delivered = max(maybe_delivered, ?) WHERE id = ?",
+        [
+            error,
+            (now + wait).replace(microsecond=0).isoformat(),
+            now.replace(microsecond=0).isoformat(),
+            int(maybe_delivered),
+            message,
+        ],
+    )
+
+
+def replace_message(db: sqlite_utils.Database, message: int) -> None:
+    """Retire a pending message that was surely never delivered: its changes wait again, to go
+    into the next message with those queued after it. Call in a transaction."""
+    db.execute("UPDATE messages SET status = 'replaced' WHERE id = ?", [message])
+    db.execute("UPDATE outbox_items SET message = NULL WHERE message = ?", [message])
+
+
+def inherit_failure(db: sqlite_utils.Database, message: int, replaced: int) -> None:
+    """A rebuilt message keeps the time its predecessor's failures began: delivery to that
+    subscriber has been failing since then, whatever was rebuilt in between."""
+    db.execute(
+        "UPDATE messages SET first_failed_at = "
+        "(SELECT first_failed_at FROM messages WHERE id = ?) WHERE id = ?",
+        [replaced, message],
+    )
+
+
+def failing_deliveries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+    """Per recipient (subscriber or operator) whose pending messages have failed (or replace
+    one that failed): since when, attempts of the pending ones, the last error seen."""
+    return list(
+        db.query(
+            "SELECT subscriber, min(first_failed_at) AS failing_since, "
+            "sum(attempts) AS attempts, "
+            "(SELECT last_error FROM messages l WHERE l.subscriber = m.subscriber "
+            " AND l.last_error IS NOT NULL AND l.status != 'sent' ORDER BY l.id DESC LIMIT 1) "
+            "AS last_error "
+            "FROM messages m WHERE status = 'pending' AND first_failed_at IS NOT NULL "
+            "GROUP BY subscriber ORDER BY subscriber"
+        )
     )
 
 
@@ -181,6 +231,15 @@ def unhealthy_streak(db: sqlite_utils.Database, source: str) -> tuple[int, str]:
         streak += 1
         reason = reason or row["reason"]
     return streak, reason
+
+
+def last_delivery_alert(db: sqlite_utils.Database) -> str | None:
+    """The kind of the latest delivery-stuck / delivery-recovered operator message."""
+    row = db.execute(
+        "SELECT kind FROM messages WHERE subscriber = 'operator' AND kind LIKE 'delivery-%' "
+        "ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    return row[0] if row else None
 
 
 def last_operator_alert(db: sqlite_utils.Database, source: str) -> str | None:

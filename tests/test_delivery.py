@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
+from click.testing import CliRunner
 from conftest import WWW_ONLY, use_day
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from alerts.channels import DeliveryError, SmtpChannel
+from tracker.cli import cli
 from tracker.config import load_config
 from tracker.delivery import deliver
 from tracker.exit_codes import ExitStatus
@@ -51,7 +53,7 @@ class Mailbox:
             (list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default))
         )
         if self.drop_after_data:  # the message arrived, but the client never hears so
-            session.transport.close()
+            server.transport.close()
         return "250 OK"
 
 
@@ -65,7 +67,7 @@ def mailbox():
     controller.stop()
 
 
-def write_config(tmp_path, site, smtp: str, extra: str = "") -> object:
+def write_config(tmp_path, site, smtp: str, extra: str = "", operator: str = "") -> object:
     path = tmp_path / "c.toml"
     path.write_text(
         f"""
@@ -84,6 +86,7 @@ folder = "{(tmp_path / "digests").as_posix()}"
 [operator]
 emails = ["ops@example.com"]
 unhealthy_runs = 2
+{operator}
 
 [[subscribers]]
 name = "aml-team"
@@ -170,10 +173,11 @@ def test_an_outage_loses_nothing_and_duplicates_nothing(site, tmp_path, db_path,
         0
     ]
 
-    # The next run comes before the backoff is over: it does not hammer the server.
+    # The next run comes before the backoff is over: it does not hammer the server, but it
+    # does not say "0" either while digests are stuck.
     mailbox.reply, mailbox.drop_after_data = None, False
     later = run(config, db_path)
-    assert later.exit_status == ExitStatus.OK
+    assert later.exit_status == ExitStatus.DELIVERY_FAILED
     assert query(db_path, "SELECT DISTINCT status FROM messages") == [("pending",)]
 
     # Once the backoff has passed (or `digest --send`), the same message goes out, once.
@@ -478,3 +482,169 @@ def test_anything_a_channel_raises_is_a_delivery_failure(site, tmp_path, db_path
     assert query(db_path, "SELECT DISTINCT attempts, last_error FROM messages") == [
         (1, "file: RuntimeError: disk controller on fire")
     ]
+
+
+AMENDED = [  # rows of the real AML/CFT page, amended one after another during the outage
+    "Use of Artificial Intelligence for Monitoring of Suspicious Activities",
+    "Thematic Review of Transaction Monitoring Systems and Use of Artificial Intelligence",
+    "Strengthening the response to fraud and money laundering",
+    "Guidance on combating high-end money laundering",
+]
+
+
+def amend(site, n):
+    """New changes arrive: one more row title of the page is amended."""
+    page = (
+        site.root
+        / "eng/key-functions/banking/anti-money-laundering-and-counter-financing-of-terrorism/guidance-papers-circulars/index.html"
+    )
+    html = page.read_text(encoding="utf-8")
+    assert AMENDED[n] in html
+    page.write_text(html.replace(AMENDED[n], f"{AMENDED[n]} (amended)"), encoding="utf-8")
+
+
+def backoff_over(db_path, hours_failing=0):
+    """As if the retry were due (and, given, as if failing had begun `hours_failing` ago)."""
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE messages SET next_attempt_at = '2000-01-01T00:00:00+00:00'")
+        if hours_failing:
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(hours=hours_failing)
+            conn.execute(
+                "UPDATE messages SET first_failed_at = ? WHERE first_failed_at IS NOT NULL",
+                [since.replace(microsecond=0).isoformat()],
+            )
+
+
+class Hook:
+    """A loopback webhook that keeps what was posted to it."""
+
+    def __init__(self):
+        self.posts = []
+
+    def __call__(self, request):
+        self.posts.append(json.loads(request.body))
+        return Override(body=b"ok", content_type="text/plain")
+
+
+def test_after_an_outage_across_runs_everything_goes_out_at_the_first_chance(
+    site, tmp_path, db_path
+):
+    port = free_port()
+    box = Mailbox()
+    hook = Hook()
+    with RecordedSite(tmp_path) as receiver:
+        receiver.handlers["/hooks/ops"] = hook
+        config = write_config(
+            tmp_path,
+            site,
+            smtp_table(port),
+            operator=f'webhook = "{receiver.base_url}/hooks/ops"',
+        )
+        statuses = CliRunner(), ["--config", str(tmp_path / "c.toml"), "--db", str(db_path)]
+
+        def delivery_status():
+            out = statuses[0].invoke(cli, [*statuses[1], "status", "--json"]).stdout
+            return [r for r in map(json.loads, out.splitlines()) if r["type"] == "delivery"]
+
+        controller = Controller(box, hostname="127.0.0.1", port=port)
+        controller.start()
+        codes = [run(config, db_path).exit_status]  # day 1: the baseline, nothing to send
+        controller.stop()  # the outage begins: connections refused
+
+        use_day(site, 2)
+        codes.append(run(config, db_path).exit_status)  # day 2's changes: refused
+        codes.append(run(config, db_path).exit_status)  # within the backoff: not tried
+        assert query(db_path, "SELECT attempts FROM messages WHERE subscriber = 'aml-team'") == [
+            (1,)
+        ]
+        (failing,) = [d for d in delivery_status() if d["subscriber"] == "aml-team"]
+        assert "ConnectionRefusedError" in failing["last_error"] and failing["failing_since"]
+
+        controller = Controller(box, hostname="127.0.0.1", port=port)
+        controller.start()
+        for n, trouble in enumerate(["421 4.3.2 Shutting down", "451 4.3.0 Try later", "drop"]):
+            amend(site, n)  # new changes keep arriving during the outage
+            backoff_over(db_path, hours_failing=2 if n == 0 else 0)
+            box.reply, box.drop_after_data = (None, True) if trouble == "drop" else (trouble, False)
+            codes.append(run(config, db_path).exit_status)
+        amend(site, 3)
+        backoff_over(db_path)
+        box.reply, box.drop_after_data = None, False
+        codes.append(run(config, db_path).exit_status)  # the server is back
+        controller.stop()
+
+    assert codes == [ExitStatus.OK, *[ExitStatus.DELIVERY_FAILED] * 5, ExitStatus.OK]
+    assert delivery_status() == []
+    assert query(db_path, "SELECT count(*) FROM outbox_items WHERE message IS NULL") == [(0,)]
+    assert query(db_path, "SELECT DISTINCT status FROM messages ORDER BY 1") == [
+        ("replaced",),
+        ("sent",),
+    ]
+    # Every change once per subscriber, in as few digests as the guarantees allow: the backlog
+    # refused until the drop is one digest (rebuilt while surely never accepted), resent as it
+    # was after the ambiguous drop; what came after it is one more.
+    aml = digests_for(box, "aml@example.com")
+    assert len(aml) == 3 and aml[0].as_bytes() == aml[1].as_bytes()
+    backlog, last = (
+        aml[0].get_body(("plain",)).get_content(),
+        aml[2].get_body(("plain",)).get_content(),
+    )
+    assert all(f"{title} (amended)" in backlog for title in AMENDED[:3])
+    assert f"{AMENDED[3]} (amended)" in last and AMENDED[0] not in last
+    # The operator heard once that delivery was stuck (by the webhook, while mail was down)
+    # and once that it recovered.
+    kinds = [p["subject"] for p in hook.posts]
+    assert kinds == [
+        "HKMA tracker: digests are not being delivered",
+        "HKMA tracker: digest delivery recovered",
+    ]
+    assert "aml-team: failing since" in hook.posts[0]["text"]
+
+
+def test_digest_send_after_an_outage_empties_the_outbox(site, tmp_path, db_path, mailbox):
+    config = write_config(tmp_path, site, smtp_table(mailbox.port))
+    run(config, db_path)
+    use_day(site, 2)
+    mailbox.reply = "451 4.3.0 Try later"
+    assert run(config, db_path).exit_status == ExitStatus.DELIVERY_FAILED
+    amend(site, 0)
+    assert run(config, db_path).exit_status == ExitStatus.DELIVERY_FAILED  # queued behind it
+    mailbox.reply = None
+
+    send = CliRunner().invoke(
+        cli, ["--config", str(tmp_path / "c.toml"), "--db", str(db_path), "digest", "--send"]
+    )
+
+    assert send.exit_code == 0, send.output
+    assert query(db_path, "SELECT count(*) FROM outbox_items WHERE message IS NULL") == [(0,)]
+    assert query(db_path, "SELECT count(*) FROM messages WHERE status = 'pending'") == [(0,)]
+    (aml,) = digests_for(mailbox, "aml@example.com")  # one digest: rebuilt, never accepted
+    assert f"{AMENDED[0]} (amended)" in aml.get_body(("plain",)).get_content()
+
+
+def test_retries_come_at_the_next_run_and_never_more_than_an_hour_apart(tmp_path):
+    from storage.db import open_db, write_transaction
+    from storage.outbox import mark_failed, store_message
+
+    db = open_db(tmp_path / "h.db")
+    now = dt.datetime(2026, 11, 30, 1, 0, tzinfo=dt.UTC)
+    with write_transaction(db):
+        message = store_message(
+            db,
+            kind="digest",
+            subscriber="aml-team",
+            channel="smtp",
+            message_id="<m@x>",
+            subject="s",
+            recipients=["a@example.com"],
+            eml=b"x",
+            payload={},
+        )
+    waits = []
+    for _ in range(7):
+        with write_transaction(db):
+            mark_failed(db, message, "451", now)
+        (due,) = db.execute("SELECT next_attempt_at FROM messages").fetchone()
+        waits.append(int((dt.datetime.fromisoformat(due) - now).total_seconds() // 60))
+    assert waits == [5, 10, 20, 40, 50, 50, 50]
+    assert db.execute("SELECT first_failed_at FROM messages").fetchone()[0] == now.isoformat()

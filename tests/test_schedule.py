@@ -187,7 +187,7 @@ def test_a_redesigned_page_raises_one_operator_alert(site, config, db_path, tmp_
     import dataclasses
 
     alerting = dataclasses.replace(
-        config, operator={"emails": ["ops@example.com"], "unhealthy_runs": 2}
+        config, operator={**config.operator, "emails": ["ops@example.com"], "unhealthy_runs": 2}
     )
     run(alerting, db_path, sources=["pages"])
     page = site.root / page_path().lstrip("/") / "index.html"

@@ -65,6 +65,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m007_outbox",
         "m008_full_sweeps",
         "m009_unfinished_runs",
+        "m010_delivery_failures",
     ]
     assert {
         "runs",

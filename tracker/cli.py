@@ -746,6 +746,8 @@ def status(obj: Context, as_json: bool) -> None:
         for row in report["sources"]:
             emit({"type": "source", **row})
         emit({"type": "outbox", **report["outbox"]})
+        for failing in report["delivery_failing"]:
+            emit({"type": "delivery", **failing})
         emit({"type": "linked_documents", **report["linked_documents"]})
         for name, sent in report["last_digest"].items():
             emit({"type": "subscriber", "name": name, "last_digest_sent_at": sent})
@@ -761,6 +763,11 @@ def status(obj: Context, as_json: bool) -> None:
     outbox = report["outbox"]
     pending, failed = outbox["pending"], outbox["failed_attempts"]
     echo(f"outbox: {pending} messages pending ({failed} after a failure)")
+    for failing in report["delivery_failing"]:
+        echo(
+            f"delivery to {failing['subscriber']} failing since {failing['failing_since']} UTC "
+            f"({failing['attempts']} attempts): {failing['last_error']}"
+        )
     linked = ", ".join(f"{n} {state}" for state, n in sorted(report["linked_documents"].items()))
     echo(f"linked documents: {linked or 'none'}")
     for name, sent in report["last_digest"].items():

@@ -129,7 +129,13 @@ DEFAULTS: dict[str, Any] = {
     },
     "operator": {
         "emails": [],
+        # Also (or only) a webhook, so that an alert about mail reaches someone when mail is
+        # what is down; its payload as for subscribers: json, slack or teams.
+        "webhook": "",
+        "webhook_format": "json",
         "unhealthy_runs": 3,  # a source is reported broken after this many unhealthy runs
+        # Seconds a subscriber's message may keep failing before the operator is told.
+        "delivery_stuck_after": 3600,
     },
     "subscribers": [],
     "run": {
@@ -331,6 +337,13 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
     for email in merged["operator"]["emails"]:
         if "@" not in email or any(c in email for c in "\r\n,;<>"):
             raise ConfigError(f"config file {origin}: operator.emails: {email!r} is not an address")
+    webhook = merged["operator"]["webhook"]
+    if webhook and urlsplit(webhook).scheme not in ("http", "https"):
+        raise ConfigError(f"config file {origin}: operator.webhook must be an http(s) URL")
+    if merged["operator"]["webhook_format"] not in ("json", "slack", "teams"):
+        raise ConfigError(
+            f"config file {origin}: operator.webhook_format must be json, slack or teams"
+        )
     for item in mirrors or []:
         origin_part, sep, base = item.partition("=")
         if not sep:

@@ -3,7 +3,10 @@ raise operator alerts for sources that broke or recovered.
 
 Order of work for a subscriber: first retry what is already pending (an older message is
 never overtaken); only when nothing is pending is a new digest built, from every change
-queued since, one per cadence window. A backlog therefore goes out as one digest.
+queued since, one per cadence window, and sent in the same call. A pending digest that was
+surely never accepted is rebuilt with the changes queued behind it; one that may have arrived
+is resent byte for byte. A backlog therefore goes out as one digest (two after an ambiguous
+failure), never one per run.
 """
 
 from __future__ import annotations
@@ -15,19 +18,24 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
+from typing import Any
 
 import sqlite_utils
 
 from alerts.channels import Channel, DeliveryError, FileChannel, SmtpChannel, WebhookChannel
-from alerts.digest import Digest
+from alerts.digest import Digest, notice_payload
 from alerts.subscribers import EVERYONE, Subscriber
 from storage.db import write_transaction
 from storage.outbox import (
+    failing_deliveries,
+    inherit_failure,
+    last_delivery_alert,
     last_message_at,
     last_operator_alert,
     mark_failed,
     mark_sent,
     pending_messages,
+    replace_message,
     store_message,
     unhealthy_streak,
     unsent_changes,
@@ -63,12 +71,19 @@ def _domain(config: Config) -> str:
 
 
 def build_digest(
-    db: sqlite_utils.Database, config: Config, subscriber: Subscriber, now: datetime
+    db: sqlite_utils.Database,
+    config: Config,
+    subscriber: Subscriber,
+    now: datetime,
+    replacing: bool = False,
 ) -> int | None:
-    """Store the subscriber's next digest if its cadence allows and changes wait; its id."""
+    """Store the subscriber's next digest if its cadence allows and changes wait; its id.
+    `replacing`: it takes the place of a due digest that was never accepted (no cadence
+    check: that one was due)."""
     if pending_messages(db, subscriber=subscriber.name):
         return None  # the pending one goes first; later changes wait for the next digest
-    if not subscriber.cadence.due(last_message_at(db, subscriber.name, "digest"), now):
+    last = last_message_at(db, subscriber.name, "digest")
+    if not replacing and not subscriber.cadence.due(last, now):
         return None
     changes = unsent_changes(db, subscriber.name)
     if not changes:
@@ -108,6 +123,8 @@ def operator_message(
     subject = {
         "source-broken": f"HKMA tracker: source {source} is broken",
         "source-recovered": f"HKMA tracker: source {source} recovered",
+        "delivery-stuck": "HKMA tracker: digests are not being delivered",
+        "delivery-recovered": "HKMA tracker: digest delivery recovered",
         "test": "HKMA tracker: test message",
     }[kind]
     body = {
@@ -115,6 +132,10 @@ def operator_message(
         f"Latest reason: {reason}\n\nIts documents are left untouched until it recovers. "
         "`hkma-tracker status` shows every source.",
         "source-recovered": f"The source {source} is healthy again.",
+        "delivery-stuck": f"Delivery keeps failing:\n\n{reason}\n\nThe messages stay in the "
+        "outbox and are retried; `hkma-tracker outbox` lists them, `hkma-tracker digest "
+        "--send` tries them now.",
+        "delivery-recovered": "Every message that was failing has been delivered.",
         "test": "This is a test message from hkma-tracker: the channel works.",
     }[kind]
     message = EmailMessage()
@@ -135,18 +156,36 @@ def queue_operator_message(
     reason: str = "",
     runs: int = 0,
 ) -> int:
+    """Queue an operator message on every operator channel: the addresses (by SMTP, or into
+    the digest folder without SMTP or addresses) and the webhook if one is set, so that an
+    alert about one channel can travel by another. The id of the first."""
     message = operator_message(config, kind, source, reason, runs)
-    return store_message(
-        db,
-        kind=kind,
-        subscriber="operator",
-        channel="smtp" if config.smtp_configured else "file",
-        message_id=str(message["Message-ID"]),
-        subject=str(message["Subject"]),
-        recipients=list(config.operator["emails"]),
-        eml=message.as_bytes(policy=SMTP),
-        payload={"source": source, "reason": reason, "runs": runs},
+    subject, eml = str(message["Subject"]), message.as_bytes(policy=SMTP)
+
+    def store(channel: str, recipients: list[str], payload: dict[str, Any]) -> int:
+        return store_message(
+            db,
+            kind=kind,
+            subscriber="operator",
+            channel=channel,
+            message_id=str(message["Message-ID"]),
+            subject=subject,
+            recipients=recipients,
+            eml=eml,
+            payload=payload,
+        )
+
+    by_mail = config.smtp_configured and config.operator["emails"]
+    first = store(
+        "smtp" if by_mail else "file",
+        list(config.operator["emails"]),
+        {"source": source, "reason": reason, "runs": runs},
     )
+    if config.operator["webhook"]:
+        text = str(message.get_content()).strip()
+        fmt = config.operator["webhook_format"]
+        store("webhook", [config.operator["webhook"]], notice_payload(fmt, subject, text))
+    return first
 
 
 def raise_operator_alerts(
@@ -177,6 +216,39 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"[:300]
 
 
+def raise_delivery_alerts(db: sqlite_utils.Database, config: Config, now: datetime) -> None:
+    """One 'delivery stuck' operator message once a subscriber's message has been failing for
+    longer than `[operator] delivery_stuck_after`, one 'delivery recovered' when nothing fails
+    any more; nothing in between. Call in a transaction."""
+    failing = [f for f in failing_deliveries(db) if f["subscriber"] != "operator"]
+    threshold = timedelta(seconds=config.operator["delivery_stuck_after"])
+    stuck = [f for f in failing if now - datetime.fromisoformat(f["failing_since"]) >= threshold]
+    last = last_delivery_alert(db)
+    if stuck and last != "delivery-stuck":
+        lines = "\n".join(
+            f"- {f['subscriber']}: failing since {f['failing_since']} UTC "
+            f"({f['attempts']} attempts): {f['last_error']}"
+            for f in stuck
+        )
+        queue_operator_message(db, config, "delivery-stuck", reason=lines)
+    elif not failing and last == "delivery-stuck":
+        queue_operator_message(db, config, "delivery-recovered")
+
+
+def stuck_deliveries(db: sqlite_utils.Database) -> str | None:
+    """What is pending after a failed attempt, in one line (None when nothing is)."""
+    failing = failing_deliveries(db)
+    if not failing:
+        return None
+    return "; ".join(
+        f"{f['subscriber']}: failing since {f['failing_since']} UTC: {f['last_error']}"
+        for f in failing
+    )
+
+
+MAX_PASSES = 10  # a call sends each message once; passes end when one makes no progress
+
+
 def deliver(
     db: sqlite_utils.Database,
     config: Config,
@@ -184,46 +256,103 @@ def deliver(
     force: bool = False,
     only: str | None = None,
 ) -> DeliveryReport:
-    """Build due digests and send pending messages (all of them with `force`, else those whose
-    backoff has passed). A message is marked sent only once its channel took it."""
+    """Send what is due (everything pending with `force`), and keep going while that makes
+    progress: once a subscriber has nothing pending, its next due digest is built from
+    everything queued and sent in the same call. A digest that was surely never accepted is
+    rebuilt with the changes queued after it, so a backlog is one digest; one that may have
+    arrived is resent as it is. An older message is never overtaken. Each message is tried
+    at most once a call; a message is marked sent only once its channel took it."""
     now = now or datetime.now(UTC)
+    due_by = None if force else now.replace(microsecond=0).isoformat()
     report = DeliveryReport()
+    channels = channels_of(config)
+    tried: set[int] = set()
+    for _ in range(MAX_PASSES):
+        _build_digests(db, config, now, due_by, only, report)
+        if only in (None, "operator"):
+            with write_transaction(db):
+                raise_delivery_alerts(db, config, now)
+        due = [m for m in pending_messages(db, due_by, only) if m["id"] not in tried]
+        if not due:
+            break
+        for message in due:
+            tried.add(message["id"])
+            _send(db, config, channels, message, now, report)
+    return report
+
+
+def _build_digests(
+    db: sqlite_utils.Database,
+    config: Config,
+    now: datetime,
+    due_by: str | None,
+    only: str | None,
+    report: DeliveryReport,
+) -> None:
     for subscriber in subscribers_of(config):
         if only is not None and subscriber.name != only:
             continue
         try:  # one transaction each: a digest that cannot be built keeps its changes queued
             with write_transaction(db):
-                report.built += build_digest(db, config, subscriber, now) is not None
+                pending = pending_messages(db, subscriber=subscriber.name)
+                replacing = bool(pending) and _replaceable(db, pending, due_by)
+                if replacing:
+                    replace_message(db, pending[0]["id"])
+                if replacing or not pending:
+                    built = build_digest(db, config, subscriber, now, replacing=replacing)
+                    report.built += built is not None
+                    if built is not None and replacing:
+                        inherit_failure(db, built, pending[0]["id"])
         except sqlite3.Error:
             raise  # the database failed, not this digest: the caller reports that
         except Exception as failure:
             logger.exception("digest for %s could not be built", subscriber.name)
             report.failed.append(f"digest for {subscriber.name}: not built: {_describe(failure)}")
-    channels = channels_of(config)
-    due = pending_messages(db, None if force else now.replace(microsecond=0).isoformat(), only)
-    for message in due:
-        label = f"{message['kind']} #{message['id']} for {message['subscriber']}"
-        if (
-            message["subscriber"] == "operator"
-            and not config.operator["emails"]
-            and message["channel"] == "smtp"
-        ):
-            error = "operator.emails is empty"
-        else:
-            try:
-                where = channels[message["channel"]].send(message)
-            except DeliveryError as failure:
-                error = str(failure)
-            except Exception as failure:  # whatever a channel raises, it is not delivered
-                error = f"{message['channel']}: {_describe(failure)}"
-            else:
-                with write_transaction(db):
-                    mark_sent(db, message["id"])
-                logger.info("sent %s: %s", label, where)
-                report.sent.append(where)
-                continue
+
+
+def _replaceable(
+    db: sqlite_utils.Database, pending: list[dict[str, Any]], due_by: str | None
+) -> bool:
+    """Whether a subscriber's one pending message may be rebuilt with what was queued since:
+    a digest that failed, surely never accepted, due for its retry, with changes waiting."""
+    (message,) = pending if len(pending) == 1 else (None,)
+    return bool(
+        message
+        and message["kind"] == "digest"
+        and message["attempts"] > 0
+        and not message["maybe_delivered"]
+        and (
+            due_by is None or not message["next_attempt_at"] or message["next_attempt_at"] <= due_by
+        )
+        and unsent_changes(db, message["subscriber"])
+    )
+
+
+def _send(
+    db: sqlite_utils.Database,
+    config: Config,
+    channels: dict[str, Channel],
+    message: dict[str, Any],
+    now: datetime,
+    report: DeliveryReport,
+) -> None:
+    label = f"{message['kind']} #{message['id']} for {message['subscriber']}"
+    channel = message["channel"]
+    if message["subscriber"] == "operator" and channel == "smtp" and not config.operator["emails"]:
+        channel = "file"  # queued before the addresses were removed: kept on disk instead
+    try:
+        where = channels[channel].send(message)
+    except DeliveryError as failure:
+        error, maybe_delivered = str(failure), failure.maybe_delivered
+    except Exception as failure:  # whatever a channel raises, it is not surely delivered
+        error, maybe_delivered = f"{channel}: {_describe(failure)}", True
+    else:
         with write_transaction(db):
-            mark_failed(db, message["id"], error, now)
-        logger.error("not delivered: %s: %s (kept, retried later)", label, error)
-        report.failed.append(f"{label}: {error}")
-    return report
+            mark_sent(db, message["id"])
+        logger.info("sent %s: %s", label, where)
+        report.sent.append(where)
+        return
+    with write_transaction(db):
+        mark_failed(db, message["id"], error, now, maybe_delivered)
+    logger.error("not delivered: %s: %s (kept, retried later)", label, error)
+    report.failed.append(f"{label}: {error}")

@@ -39,7 +39,7 @@ from storage.links import rebuild_links
 from storage.outbox import queue_changes
 from tracker.children import die_with_parent
 from tracker.config import Config
-from tracker.delivery import deliver, raise_operator_alerts, subscribers_of
+from tracker.delivery import deliver, raise_operator_alerts, stuck_deliveries, subscribers_of
 from tracker.detect import ChangeEvent, ListingHistory, SourcePlan, StoredDocument, plan_source
 from tracker.document_text import PdfText, extract_pdf_text
 from tracker.documents import DocumentPlan, plan_documents, select_fetches, unfetchable
@@ -203,6 +203,9 @@ def run(
                     delivery = deliver(db, config)
                     report.digest = delivery.sent[0] if delivery.sent else None
                     report.delivery_error = "; ".join(delivery.failed) or None
+            if report.run_id is not None:
+                # Whether or not this run tried: a message that keeps failing is not "0".
+                report.delivery_error = report.delivery_error or stuck_deliveries(db)
         except BaseException:
             if report.run_id is not None:
                 # Best effort: if the database is what failed, the next run closes this row.

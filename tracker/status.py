@@ -9,6 +9,7 @@ from typing import Any
 import sqlite_utils
 
 from storage.history import listing_states, source_status
+from storage.outbox import failing_deliveries
 from tracker.config import Config
 from tracker.delivery import subscribers_of
 from tracker.schedule import job_for_source, jobs_of
@@ -93,6 +94,7 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
     }
     return {
         "sources": sources,
+        "delivery_failing": failing_deliveries(db),
         "linked_documents": linked,
         "outbox": {"pending": outbox[0], "failed_attempts": outbox[1]},
         "last_digest": digests,
