@@ -17,10 +17,11 @@ run: $(BIN)/hkma-tracker  ## live run against HKMA (exit 3 if a source is unreac
 demo: $(BIN)/hkma-tracker  ## day 1 / day 2 on a recorded HKMA site served from 127.0.0.1
 	$(BIN)/hkma-tracker demo
 
-lint: $(BIN)/hkma-tracker  ## ruff lint, ruff format check, mypy on the library code
+lint: $(BIN)/hkma-tracker  ## ruff lint, ruff format check, mypy, the layers' import contracts
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 test: lint  ## lint, format check and the whole test suite
 	$(BIN)/python -m pytest

@@ -15,13 +15,12 @@ import ssl
 import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
-
-from spiders.normalize import is_loopback_host
 
 
 class DeliveryError(Exception):
@@ -84,8 +83,12 @@ class SmtpChannel(Channel):
 
     name = "smtp"
 
-    def __init__(self, settings: dict[str, Any]) -> None:
+    def __init__(
+        self, settings: dict[str, Any], is_local: Callable[[str], bool] = lambda host: False
+    ) -> None:
         self.settings = settings
+        self.is_local = is_local  # whether a host is this machine (a login without TLS is
+        # allowed only to such a relay); given by the caller, who knows what "local" means
 
     def _password(self) -> str:
         variable = self.settings["password_env"]
@@ -101,7 +104,7 @@ class SmtpChannel(Channel):
         s = self.settings
         host, port, security = s["host"], int(s["port"]), s["security"]
         recipients = json.loads(message["recipients"])
-        if security == "none" and s["username"] and not is_loopback_host(host):
+        if security == "none" and s["username"] and not self.is_local(host):
             raise DeliveryError(
                 f"smtp: refusing to log in to {host} without TLS (security 'none' is only "
                 "for a relay on this machine)"

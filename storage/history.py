@@ -9,10 +9,18 @@ from typing import Any
 import sqlite_utils
 
 from storage.db import utc_now
+from storage.records import (
+    KINDS,
+    ChangeEvent,
+    DocumentPlan,
+    FetchCandidate,
+    FetchState,
+    Snapshot,
+    SourcePlan,
+    StoredDocument,
+    Tagger,
+)
 from storage.tags import store_tags
-from tracker.detect import ChangeEvent, Snapshot, SourcePlan, StoredDocument
-from tracker.documents import DocumentPlan, FetchCandidate, FetchState
-from tracker.tagging import KINDS, Taxonomy
 
 
 def start_run(db: sqlite_utils.Database, command: str) -> int:
@@ -103,7 +111,7 @@ def apply_document_plan(
     plan: DocumentPlan,
     run_id: int,
     candidates: dict[str, FetchCandidate],
-    taxonomy: Taxonomy,
+    tagger: Tagger,
 ) -> None:
     """Write fetch results. Call inside `write_transaction`."""
     now = utc_now()
@@ -116,7 +124,7 @@ def apply_document_plan(
             columns["last_changed_at"] = now
         db.table("documents").update(doc_id, columns)
     record_versions(
-        db, [(e, candidates[e.document_id].source) for e in plan.versions], run_id, now, taxonomy
+        db, [(e, candidates[e.document_id].source) for e in plan.versions], run_id, now, tagger
     )
     db.table("changes").insert_all(
         (_change_row(e, candidates[e.document_id].source, run_id, now) for e in plan.events),
@@ -162,7 +170,7 @@ def apply_plan(
     plan: SourcePlan,
     run_id: int,
     result: dict[str, Any],
-    taxonomy: Taxonomy,
+    tagger: Tagger,
 ) -> None:
     """Write one source's plan. Call inside `write_transaction`: all of it lands or none."""
     now = utc_now()
@@ -204,7 +212,7 @@ def apply_plan(
         db.execute(f"UPDATE documents SET last_seen_at = ? WHERE id IN ({marks})", [now, *chunk])  # noqa: S608
 
     kept = [(e, plan.source) for e in plan.events if e.kind != "removed"]
-    record_versions(db, kept, run_id, now, taxonomy)
+    record_versions(db, kept, run_id, now, tagger)
     db.table("changes").insert_all(
         (_change_row(e, plan.source, run_id, now) for e in plan.events), batch_size=1000
     )
@@ -235,7 +243,7 @@ def record_versions(
     events: list[tuple[ChangeEvent, str]],
     run_id: int,
     now: str,
-    taxonomy: Taxonomy,
+    tagger: Tagger,
 ) -> None:
     """Append the snapshots of (event, source) pairs to the versions table, tagged."""
     versions = db.table("versions")
@@ -258,7 +266,7 @@ def record_versions(
         ).last_rowid
         assert version_id is not None
         tagged.append((version_id, event.document_id, source, snap))
-    store_tags(db, tagged, taxonomy)
+    store_tags(db, tagged, tagger)
 
 
 def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:

@@ -8,12 +8,12 @@ from typing import Any
 
 import sqlite_utils
 
-from tracker.detect import Snapshot
-from tracker.rules import links_of
+from storage.records import LinksOf, Snapshot
 
 
-def rebuild_links(db: sqlite_utils.Database) -> int:
-    """Recompute every document's links; returns how many. Call inside `write_transaction`."""
+def rebuild_links(db: sqlite_utils.Database, links_of: LinksOf) -> int:
+    """Store every document's links as `links_of` finds them; returns how many. Call inside
+    `write_transaction`."""
     db.execute("DELETE FROM links")
     rows = []
     for doc in db.query(

@@ -8,13 +8,12 @@ going into the next one. A message is marked sent only after the channel took it
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlite_utils
 
-from alerts.subscribers import Subscriber
 from storage.db import utc_now
 from storage.history import change_record
 
@@ -24,9 +23,12 @@ FIRST_RETRY = timedelta(minutes=5)
 LONGEST_WAIT = timedelta(minutes=50)
 
 
-def queue_changes(db: sqlite_utils.Database, run_id: int, subscribers: Iterable[Subscriber]) -> int:
-    """Queue this run's change events for every subscriber they match. Call in the transaction
-    that recorded them, so that no change is ever stored without being queued."""
+def queue_changes(
+    db: sqlite_utils.Database, run_id: int, subscribers_of: Callable[[dict[str, Any]], list[str]]
+) -> int:
+    """Queue this run's change events for the subscribers `subscribers_of` names for each.
+    Call in the transaction that recorded them, so that no change is ever stored without being
+    queued."""
     changes = [
         change_record(row)
         for row in db.query(
@@ -38,10 +40,9 @@ def queue_changes(db: sqlite_utils.Database, run_id: int, subscribers: Iterable[
     ]
     now = utc_now()
     rows = [
-        {"change_id": c["id"], "subscriber": s.name, "queued_at": now, "message": None}
+        {"change_id": c["id"], "subscriber": name, "queued_at": now, "message": None}
         for c in changes
-        for s in subscribers
-        if s.matches(c)
+        for name in subscribers_of(c)
     ]
     db.table("outbox_items").insert_all(rows, batch_size=1000, ignore=True)
     return len(rows)

@@ -9,36 +9,40 @@ from typing import Any
 import sqlite_utils
 
 from storage.db import utc_now
-from tracker.detect import Snapshot
-from tracker.tagging import KINDS, Taggable, Taxonomy, tag, tag_names
+from storage.records import KINDS, Snapshot, Tagger, TagSet
 
 VersionToTag = tuple[int, str, str, Snapshot]  # version id, document id, source, snapshot
+
+
+def _names(tags: TagSet) -> dict[str, list[str]]:
+    return {kind: sorted(tags.get(kind, {})) for kind in KINDS}
 
 
 def store_tags(
     db: sqlite_utils.Database,
     versions: Iterable[VersionToTag],
-    taxonomy: Taxonomy,
+    tagger: Tagger,
     latest: bool = True,
 ) -> dict[str, dict[str, list[str]]]:
-    """Tag versions (id, document id, source, snapshot); with `latest`, they are their
-    documents' current state. Returns document id -> kind -> tag names of what was stored."""
+    """Store the tags `tagger` gives versions (id, document id, source, snapshot); with
+    `latest`, they are their documents' current state. Returns document id -> kind -> tag
+    names of what was stored."""
     rows, current = [], {}
     for version_id, document_id, source, snapshot in versions:
-        tags = tag(Taggable.of(source, snapshot), taxonomy)
+        tags = tagger(source, snapshot)
         for kind, found in tags.items():
             for name, evidence in found.items():
                 rows.append(
                     {
                         "version_id": version_id,
                         "document_id": document_id,
-                        "taxonomy_version": taxonomy.version,
+                        "taxonomy_version": tagger.version,
                         "kind": kind,
                         "tag": name,
                         "evidence": json.dumps(evidence, ensure_ascii=False),
                     }
                 )
-        current[document_id] = tag_names(tags)
+        current[document_id] = _names(tags)
     db.table("tags").insert_all(rows, batch_size=1000, replace=True)
     if latest:
         for document_id, names in current.items():
@@ -46,14 +50,14 @@ def store_tags(
                 document_id,
                 {
                     **{kind: json.dumps(names[kind], ensure_ascii=False) for kind in KINDS},
-                    "taxonomy_version": taxonomy.version,
+                    "taxonomy_version": tagger.version,
                 },
             )
     return current
 
 
-def retag(db: sqlite_utils.Database, taxonomy: Taxonomy) -> dict[str, Any]:
-    """Tag every version again with `taxonomy`; record which documents' current tags moved.
+def retag(db: sqlite_utils.Database, tagger: Tagger) -> dict[str, Any]:
+    """Tag every version again with `tagger`; record which documents' current tags moved.
 
     Call inside `write_transaction`.
     """
@@ -77,8 +81,8 @@ def retag(db: sqlite_utils.Database, taxonomy: Taxonomy) -> dict[str, Any]:
         snapshot = Snapshot.from_row(row)
         entry = (row["id"], row["document_id"], row["source"], snapshot)
         (current if latest.get(row["document_id"]) == row["id"] else history).append(entry)
-    store_tags(db, history, taxonomy, latest=False)
-    after = store_tags(db, current, taxonomy, latest=True)
+    store_tags(db, history, tagger, latest=False)
+    after = store_tags(db, current, tagger, latest=True)
     now, moved = utc_now(), 0
     for document_id, names in after.items():
         old_version, old = before.get(document_id, (None, {k: [] for k in KINDS}))
@@ -95,13 +99,13 @@ def retag(db: sqlite_utils.Database, taxonomy: Taxonomy) -> dict[str, Any]:
                     "document_id": document_id,
                     "changed_at": now,
                     "taxonomy_from": old_version,
-                    "taxonomy_to": taxonomy.version,
+                    "taxonomy_to": tagger.version,
                     "added": json.dumps(added, ensure_ascii=False),
                     "removed": json.dumps(removed, ensure_ascii=False),
                 }
             )
     return {
-        "taxonomy_version": taxonomy.version,
+        "taxonomy_version": tagger.version,
         "versions": len(history) + len(current),
         "documents": len(current),
         "documents_with_new_tags": moved,

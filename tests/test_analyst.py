@@ -292,7 +292,7 @@ def test_schema_contract(history):
 
 
 def test_supersession_wording_links_what_it_names():
-    from tracker.detect import Snapshot
+    from storage.records import Snapshot
     from tracker.rules import links_of
 
     snapshot = Snapshot(

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from alerts.channels import DeliveryError, SmtpChannel
+from spiders.normalize import is_loopback_host
 from tracker.cli import cli
 from tracker.config import load_config
 from tracker.delivery import deliver
@@ -397,13 +398,13 @@ def test_login_without_tls_only_to_a_loopback_relay(monkeypatch):
         settings = smtp_settings(
             port=controller.port, username="relay-user", password_env="RELAY_PW"
         )
-        SmtpChannel(settings).send(
+        SmtpChannel(settings, is_local=is_loopback_host).send(
             {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\n"}
         )
         assert logins == [b"relay-user"] and len(box.messages) == 1
         monkeypatch.delenv("RELAY_PW")
         with pytest.raises(DeliveryError, match=r"\$RELAY_PW is empty or not set"):
-            SmtpChannel(settings).send(
+            SmtpChannel(settings, is_local=is_loopback_host).send(
                 {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nb\r\n"}
             )
     finally:
@@ -434,7 +435,7 @@ def test_a_non_ascii_password_logs_in_as_utf8_and_never_shows_in_an_error(monkey
         )
         controller.start()
         try:
-            channel = SmtpChannel(smtp_settings(port=controller.port))
+            channel = SmtpChannel(smtp_settings(port=controller.port), is_local=is_loopback_host)
             if works:
                 channel.send(MESSAGE)
                 assert logins == [("PLAIN", b"tracker", PASSWORD.encode("utf-8"))]

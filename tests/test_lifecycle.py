@@ -18,8 +18,9 @@ import pytest
 from click.testing import CliRunner
 from fakes import BrdrFake, load
 
+from storage.records import Snapshot, StoredDocument
 from tracker.cli import cli
-from tracker.detect import ListingHistory, Snapshot, StoredDocument, plan_source
+from tracker.detect import ListingHistory, plan_source
 from tracker.lifecycle import announce_supersessions, left_register, settle_departures
 from tracker.loopback import RecordedSite
 from tracker.sweep import Sweep, choose_sweep

@@ -7,7 +7,7 @@ from conftest import BROWSER_PAGE, DEMO_PAGE, RAW_PAGE
 from scrapy.http import HtmlResponse, Request
 
 from spiders.pages import PagesSpider, parse_topic_page
-from tracker.detect import Snapshot
+from storage.records import Snapshot
 
 PDF = "https://www.hkma.gov.hk/media/eng/doc/key-information/guidelines-and-circular"
 

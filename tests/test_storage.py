@@ -8,7 +8,7 @@ from storage.db import open_db, open_readonly, write_transaction
 from storage.history import apply_plan, load_stored, start_run
 from tracker.config import DEFAULTS
 from tracker.detect import plan_source
-from tracker.tagging import load_taxonomy
+from tracker.tagging import Tagger, load_taxonomy
 
 PAGE = "https://www.hkma.gov.hk/eng/page/"
 
@@ -46,7 +46,7 @@ def ingest(db, titles):
     plan = plan_source("pages", result, [PAGE], load_stored(db, "pages"), {}, DEFAULTS["health"])
     run_id = start_run(db, "test")
     with write_transaction(db):
-        apply_plan(db, plan, run_id, result, load_taxonomy())
+        apply_plan(db, plan, run_id, result, Tagger(load_taxonomy()))
     return plan
 
 

@@ -31,6 +31,7 @@ from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transactio
 from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
 from storage.outbox import outbox_status, pending_messages
+from storage.records import KINDS, Snapshot
 from storage.search import search
 from storage.tags import retag
 from tracker import __version__
@@ -43,7 +44,7 @@ from tracker.delivery import (
     raise_operator_alerts,
     subscribers_of,
 )
-from tracker.detect import Snapshot, changed_fields, describe_change
+from tracker.detect import changed_fields, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.extract import SPM_CODE
 from tracker.lock import RunLocked, run_lock
@@ -51,7 +52,7 @@ from tracker.rules import timeline
 from tracker.run import RunReport, UnknownSourceError, run
 from tracker.schedule import all_jobs, serve
 from tracker.status import stale_sources, status_report
-from tracker.tagging import KINDS, Taggable, tag
+from tracker.tagging import Taggable, Tagger, tag
 
 logger = logging.getLogger("hkma-tracker")
 
@@ -492,7 +493,7 @@ def retag_command(obj: Context, as_json: bool) -> None:
     """
     taxonomy = obj.config().taxonomy()
     with exclusive_db(obj) as db, write_transaction(db):
-        summary = retag(db, taxonomy)
+        summary = retag(db, Tagger(taxonomy))
     if as_json:
         emit(summary)
     else:

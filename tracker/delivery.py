@@ -25,6 +25,7 @@ import sqlite_utils
 from alerts.channels import Channel, DeliveryError, FileChannel, SmtpChannel, WebhookChannel
 from alerts.digest import Digest, notice_payload
 from alerts.subscribers import EVERYONE, Subscriber
+from spiders.normalize import is_loopback_host
 from storage.db import write_transaction
 from storage.outbox import (
     failing_deliveries,
@@ -35,6 +36,7 @@ from storage.outbox import (
     mark_failed,
     mark_sent,
     pending_messages,
+    queue_changes,
     replace_message,
     store_message,
     unhealthy_streak,
@@ -57,10 +59,16 @@ def subscribers_of(config: Config) -> tuple[Subscriber, ...]:
     return config.subscribers or (EVERYONE,)
 
 
+def queue_for_subscribers(db: sqlite_utils.Database, config: Config, run_id: int) -> int:
+    """Queue a run's changes for each subscriber whose filters they match."""
+    subscribers = subscribers_of(config)
+    return queue_changes(db, run_id, lambda c: [s.name for s in subscribers if s.matches(c)])
+
+
 def channels_of(config: Config) -> dict[str, Channel]:
     return {
         "file": FileChannel(config.digest_folder),
-        "smtp": SmtpChannel(config.smtp),
+        "smtp": SmtpChannel(config.smtp, is_local=is_loopback_host),
         "webhook": WebhookChannel(timeout=config.smtp["timeout"]),
     }
 

@@ -3,100 +3,18 @@
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-SNAPSHOT_FIELDS = ("title", "url", "date", "text")
-# Listing details that are signs, not news: a PDF re-exported with the same text has another
-# size. A change in them makes the tracker re-read the document, not report a change.
-SIGN_FIELDS = ("pdf_size",)
-
-
-def _hash(value: Any) -> str:
-    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """What is tracked of a document: a change to any of it is a new version.
-
-    Two facets: what its listing says (title, url, date, text, extra), and `document`, what the
-    linked document itself says (its text and the fields extracted from it), None until fetched.
-    """
-
-    title: str
-    url: str
-    date: str | None
-    text: str
-    extra: dict[str, Any]
-    document: dict[str, Any] | None = None
-
-    @classmethod
-    def from_item(cls, item: dict[str, Any], document: dict[str, Any] | None = None) -> Snapshot:
-        return cls(item["title"], item["url"], item["date"], item["text"], item["extra"], document)
-
-    @classmethod
-    def from_row(cls, row: Any) -> Snapshot:
-        """From a `documents` or `versions` row (JSON columns as text or already parsed)."""
-
-        def parsed(value: Any) -> Any:
-            return json.loads(value) if isinstance(value, str) else value
-
-        return cls(
-            row["title"],
-            row["url"],
-            row["date"],
-            row["text"],
-            parsed(row["extra"]),
-            parsed(row["document_content"]) or None,
-        )
-
-    def listing_fields(self) -> dict[str, Any]:
-        flat: dict[str, Any] = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
-        flat.update({f"extra.{k}": v for k, v in self.extra.items()})
-        return flat
-
-    def fields(self) -> dict[str, Any]:
-        """What is compared: core fields, `extra` less its sign fields, `document`."""
-        flat = {
-            k: v
-            for k, v in self.listing_fields().items()
-            if k.removeprefix("extra.") not in SIGN_FIELDS
-        }
-        flat.update({f"document.{k}": v for k, v in (self.document or {}).items()})
-        return flat
-
-    def content_hash(self) -> str:
-        return _hash(self.fields())
-
-    def listing_hash(self) -> str:
-        """Hash of what the listing says: when it moves, the document may have changed."""
-        return _hash(self.listing_fields())
-
-
-@dataclass(frozen=True)
-class StoredDocument:
-    id: str
-    listing: str
-    status: str
-    content_hash: str
-    snapshot: Snapshot
-
-
-@dataclass(frozen=True)
-class ChangeEvent:
-    document_id: str
-    kind: str  # new | changed | removed
-    snapshot: Snapshot
-    fields: list[str]
-    diff: str
-    baseline: bool = False
-    significance: str = "substantive"  # or "cosmetic" (changed events only)
-    significance_reason: str = ""
+from storage.records import (
+    ChangeEvent,
+    ListingVerdict,
+    Snapshot,
+    SourcePlan,
+    StoredDocument,
+)
 
 
 @dataclass(frozen=True)
@@ -108,44 +26,6 @@ class ListingHistory:
     # Set for a listing's first full read after incremental ones: an item first seen now and
     # dated before this was outside every earlier read's window. It is history, not news.
     baseline_before: str | None = None
-
-
-@dataclass(frozen=True)
-class ListingVerdict:
-    source: str
-    url: str
-    healthy: bool
-    reason: str
-    items: int
-    complete: bool = True  # read whole (a full sweep), not a recent slice
-
-
-@dataclass
-class SourcePlan:
-    """Everything one source's crawl means for the store, decided before anything is written."""
-
-    source: str
-    verdicts: list[ListingVerdict]
-    events: list[ChangeEvent] = field(default_factory=list)
-    seen: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)  # id -> (listing, snap)
-    first_seen: set[str] = field(default_factory=set)  # ids the store has never had
-    refreshed: set[str] = field(default_factory=set)  # only sign fields moved: store, no event
-    # Held documents this crawl did not list but changed all the same (a supersession another
-    # record announced, a document gone from the register): id -> (listing, snapshot).
-    restated: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)
-    sweep: str | None = None  # full, incremental or mixed (sources with an incremental mode)
-    sweep_reason: str = ""
-
-    @property
-    def healthy(self) -> bool:
-        return all(v.healthy for v in self.verdicts)
-
-    @property
-    def reason(self) -> str:
-        return "; ".join(f"{v.url}: {v.reason}" for v in self.verdicts if not v.healthy)
-
-    def count(self, kind: str) -> int:
-        return sum(1 for e in self.events if e.kind == kind)
 
 
 def changed_fields(old: Snapshot, new: Snapshot) -> list[str]:

@@ -9,44 +9,18 @@ it is not downloaded again.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from spiders.normalize import is_hkma_host
-from tracker.detect import ChangeEvent, StoredDocument, changed_event
+from storage.records import DocumentPlan, FetchCandidate
+from tracker.detect import changed_event
 from tracker.document_text import PdfText
 from tracker.extract import document_fields
 
 MAX_UNPARSABLE_ATTEMPTS = 3
 UNFETCHABLE = "not-fetchable"  # fetch_status of a link that is not an http(s) HKMA URL
-
-
-@dataclass(frozen=True)
-class FetchState:
-    """What the store knows of a document's last fetch (the `fetch_*` columns)."""
-
-    url: str | None = None
-    status: str | None = None  # None (never), ok, unparsable, failed, not-fetchable
-    reason: str | None = None
-    etag: str | None = None
-    last_modified: str | None = None
-    listing_hash: str | None = None
-    fetched_at: str | None = None
-    attempts: int = 0
-
-
-@dataclass(frozen=True)
-class FetchCandidate:
-    document: StoredDocument
-    source: str
-    fetch: FetchState
-
-    @property
-    def document_url(self) -> str | None:
-        url = self.document.snapshot.extra.get("document_url")
-        return str(url) if url else None
 
 
 def link_problem(url: str) -> str | None:
@@ -107,19 +81,6 @@ def select_fetches(
         due.append((priority, c.document.id, {"id": c.document.id, "url": url, **validators}))
     due.sort(key=lambda entry: entry[:2])
     return [request for _, _, request in due[:limit]]
-
-
-@dataclass
-class DocumentPlan:
-    """Fetch-state updates, versions to record and change events, decided before writing."""
-
-    updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> columns
-    versions: list[ChangeEvent] = field(default_factory=list)
-    events: list[ChangeEvent] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
-
-    def count(self, what: str) -> None:
-        self.counts[what] = self.counts.get(what, 0) + 1
 
 
 def plan_documents(

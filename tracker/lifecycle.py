@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from spiders.brdr import BRDR, base_id
-from tracker.detect import Snapshot, SourcePlan, StoredDocument, changed_event
+from storage.records import Snapshot, SourcePlan, StoredDocument
+from tracker.detect import changed_event
 
 # Sources whose full sweep lists a register: what a healthy full sweep no longer lists left it.
 REGISTER_SOURCES = ("brdr",)

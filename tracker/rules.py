@@ -9,23 +9,15 @@ of a key lists the dated entries of every document linked to it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
 from alerts.digest import standing
-from tracker.detect import Snapshot
+from storage.records import Link, Snapshot
 from tracker.extract import REFERENCE, SPM_CODE
 
 _BRDR_ID = re.compile(r"/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-[A-Z]{2}")
 _BASE_ID = re.compile(r"^(\d{8}-\d+)")
-
-
-@dataclass(frozen=True)
-class Link:
-    key: str
-    kind: str
-    evidence: str
 
 
 def _brdr(doc_id: str) -> str | None:

@@ -36,13 +36,18 @@ from storage.history import (
     start_run,
 )
 from storage.links import rebuild_links
-from storage.outbox import queue_changes
+from storage.records import ChangeEvent, DocumentPlan, SourcePlan, StoredDocument
 from tracker.children import die_with_parent
 from tracker.config import Config
-from tracker.delivery import deliver, raise_operator_alerts, stuck_deliveries, subscribers_of
-from tracker.detect import ChangeEvent, ListingHistory, SourcePlan, StoredDocument, plan_source
+from tracker.delivery import (
+    deliver,
+    queue_for_subscribers,
+    raise_operator_alerts,
+    stuck_deliveries,
+)
+from tracker.detect import ListingHistory, plan_source
 from tracker.document_text import PdfText, extract_pdf_text
-from tracker.documents import DocumentPlan, plan_documents, select_fetches, unfetchable
+from tracker.documents import plan_documents, select_fetches, unfetchable
 from tracker.exit_codes import ExitStatus
 from tracker.lifecycle import (
     announce_supersessions,
@@ -50,9 +55,10 @@ from tracker.lifecycle import (
     left_register,
     settle_departures,
 )
+from tracker.rules import links_of
 from tracker.status import stale_sweeps
 from tracker.sweep import INCREMENTAL_SOURCES, Sweep, choose_sweep, describe
-from tracker.tagging import Taxonomy
+from tracker.tagging import Tagger
 
 logger = logging.getLogger(__name__)
 WORKDIR_PREFIX = "hkma-tracker-"
@@ -174,7 +180,7 @@ def run(
     A dry run stores nothing (no run row, no documents, no events) and fetches no documents.
     """
     selected = select_sources(config, sources)
-    taxonomy = config.taxonomy()
+    tagger = Tagger(config.taxonomy())
     seconds = config.run["deadline"] if deadline is None else deadline
     limit = Deadline(seconds) if seconds else None
     db = open_db(db_path)
@@ -184,17 +190,17 @@ def run(
             _clean_up_after_killed_runs(db)
         report = RunReport(None if dry_run else start_run(db, command))
         try:
-            _crawl_and_record(config, db, selected, report, full_sweep, taxonomy, limit)
+            _crawl_and_record(config, db, selected, report, full_sweep, tagger, limit)
             if report.run_id is not None and config.documents["enabled"]:
                 if _out_of_time(limit):
                     report.unfinished.append("documents: not read (run deadline reached)")
                 else:
-                    _fetch_documents(config, db, selected, report, taxonomy, limit)
+                    _fetch_documents(config, db, selected, report, tagger, limit)
             if report.run_id is not None:
                 # A healthy incremental run must not call a source whose sweeps fail recovered.
                 stale = stale_sweeps(db, config, datetime.now(UTC))
                 with write_transaction(db):
-                    rebuild_links(db)
+                    rebuild_links(db, links_of)
                     raise_operator_alerts(db, config, selected, stale)
             if alerts and report.run_id is not None:
                 if _out_of_time(limit):
@@ -288,7 +294,7 @@ def _crawl_and_record(
     selected: list[str],
     report: RunReport,
     full_sweep: bool,
-    taxonomy: Taxonomy,
+    tagger: Tagger,
     deadline: Deadline | None,
 ) -> None:
     states = {name: listing_states(db, name) for name in selected}
@@ -339,8 +345,8 @@ def _crawl_and_record(
         report.plans.append(plan)
         if report.run_id is not None:
             with write_transaction(db):
-                apply_plan(db, plan, report.run_id, results[source] or {}, taxonomy)
-                queue_changes(db, report.run_id, subscribers_of(config))
+                apply_plan(db, plan, report.run_id, results[source] or {}, tagger)
+                queue_for_subscribers(db, config, report.run_id)
         _log_source(plan)
 
 
@@ -372,7 +378,7 @@ def _fetch_documents(
     db: sqlite_utils.Database,
     sources: list[str],
     report: RunReport,
-    taxonomy: Taxonomy,
+    tagger: Tagger,
     deadline: Deadline | None,
 ) -> None:
     """Fetch the linked documents that are due, extract their text, record what changed."""
@@ -414,8 +420,8 @@ def _fetch_documents(
         plan.counts["not fetchable"] = len(odd_links)
     report.documents = plan
     with write_transaction(db):
-        apply_document_plan(db, plan, report.run_id, candidates, taxonomy)
-        queue_changes(db, report.run_id, subscribers_of(config))
+        apply_document_plan(db, plan, report.run_id, candidates, tagger)
+        queue_for_subscribers(db, config, report.run_id)
     missing = len(requests) - len(fetched) - unread
     if missing:  # the crawl died or was stopped part way: those stay due, fetched next run
         report.unfinished.append(f"documents: {missing} of {len(requests)} fetches gave no result")

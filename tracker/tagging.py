@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage.records import KINDS, Snapshot, TagSet
 from tracker.extract import SPM_CODE
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
-KINDS = ("functions", "products", "entity_types")
 RULE_KEYS = {
     "strong",
     "weak",
@@ -212,5 +212,16 @@ def tag(doc: Taggable, taxonomy: Taxonomy) -> dict[str, dict[str, list[dict[str,
     return result
 
 
-def tag_names(tags: dict[str, dict[str, Any]]) -> dict[str, list[str]]:
-    return {kind: sorted(tags.get(kind, {})) for kind in KINDS}
+@dataclass(frozen=True)
+class Tagger:
+    """The tagger storage is handed (storage.records.Tagger): a taxonomy, applied to a
+    document version of a source."""
+
+    taxonomy: Taxonomy
+
+    @property
+    def version(self) -> str:
+        return self.taxonomy.version
+
+    def __call__(self, source: str, snapshot: Snapshot) -> TagSet:
+        return tag(Taggable.of(source, snapshot), self.taxonomy)

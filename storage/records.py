@@ -1,0 +1,201 @@
+"""The records the history is made of, as plain data: snapshots of documents, change events,
+listing verdicts, fetch states, links, and the plans a run decides (what to insert, change,
+mark). tracker/ decides them; storage/ writes and reads them. Nothing here decides anything."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+# The kinds of tags, each a JSON list column of `documents`.
+KINDS = ("functions", "products", "entity_types")
+TagSet = dict[str, dict[str, list[dict[str, Any]]]]  # kind -> tag -> evidence
+
+
+class Tagger(Protocol):
+    """Tags a document version (tracker.tagging provides one); storage only writes the result."""
+
+    @property
+    def version(self) -> str: ...
+
+    def __call__(self, source: str, snapshot: Snapshot) -> TagSet: ...
+
+
+SNAPSHOT_FIELDS = ("title", "url", "date", "text")
+# Listing details that are signs, not news: a PDF re-exported with the same text has another
+# size. A change in them makes the tracker re-read the document, not report a change.
+SIGN_FIELDS = ("pdf_size",)
+
+
+def _hash(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What is tracked of a document: a change to any of it is a new version.
+
+    Two facets: what its listing says (title, url, date, text, extra), and `document`, what the
+    linked document itself says (its text and the fields extracted from it), None until fetched.
+    """
+
+    title: str
+    url: str
+    date: str | None
+    text: str
+    extra: dict[str, Any]
+    document: dict[str, Any] | None = None
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any], document: dict[str, Any] | None = None) -> Snapshot:
+        return cls(item["title"], item["url"], item["date"], item["text"], item["extra"], document)
+
+    @classmethod
+    def from_row(cls, row: Any) -> Snapshot:
+        """From a `documents` or `versions` row (JSON columns as text or already parsed)."""
+
+        def parsed(value: Any) -> Any:
+            return json.loads(value) if isinstance(value, str) else value
+
+        return cls(
+            row["title"],
+            row["url"],
+            row["date"],
+            row["text"],
+            parsed(row["extra"]),
+            parsed(row["document_content"]) or None,
+        )
+
+    def listing_fields(self) -> dict[str, Any]:
+        flat: dict[str, Any] = {name: getattr(self, name) for name in SNAPSHOT_FIELDS}
+        flat.update({f"extra.{k}": v for k, v in self.extra.items()})
+        return flat
+
+    def fields(self) -> dict[str, Any]:
+        """What is compared: core fields, `extra` less its sign fields, `document`."""
+        flat = {
+            k: v
+            for k, v in self.listing_fields().items()
+            if k.removeprefix("extra.") not in SIGN_FIELDS
+        }
+        flat.update({f"document.{k}": v for k, v in (self.document or {}).items()})
+        return flat
+
+    def content_hash(self) -> str:
+        return _hash(self.fields())
+
+    def listing_hash(self) -> str:
+        """Hash of what the listing says: when it moves, the document may have changed."""
+        return _hash(self.listing_fields())
+
+
+@dataclass(frozen=True)
+class StoredDocument:
+    id: str
+    listing: str
+    status: str
+    content_hash: str
+    snapshot: Snapshot
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    document_id: str
+    kind: str  # new | changed | removed
+    snapshot: Snapshot
+    fields: list[str]
+    diff: str
+    baseline: bool = False
+    significance: str = "substantive"  # or "cosmetic" (changed events only)
+    significance_reason: str = ""
+
+
+@dataclass(frozen=True)
+class ListingVerdict:
+    source: str
+    url: str
+    healthy: bool
+    reason: str
+    items: int
+    complete: bool = True  # read whole (a full sweep), not a recent slice
+
+
+@dataclass
+class SourcePlan:
+    """Everything one source's crawl means for the store, decided before anything is written."""
+
+    source: str
+    verdicts: list[ListingVerdict]
+    events: list[ChangeEvent] = field(default_factory=list)
+    seen: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)  # id -> (listing, snap)
+    first_seen: set[str] = field(default_factory=set)  # ids the store has never had
+    refreshed: set[str] = field(default_factory=set)  # only sign fields moved: store, no event
+    # Held documents this crawl did not list but changed all the same (a supersession another
+    # record announced, a document gone from the register): id -> (listing, snapshot).
+    restated: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)
+    sweep: str | None = None  # full, incremental or mixed (sources with an incremental mode)
+    sweep_reason: str = ""
+
+    @property
+    def healthy(self) -> bool:
+        return all(v.healthy for v in self.verdicts)
+
+    @property
+    def reason(self) -> str:
+        return "; ".join(f"{v.url}: {v.reason}" for v in self.verdicts if not v.healthy)
+
+    def count(self, kind: str) -> int:
+        return sum(1 for e in self.events if e.kind == kind)
+
+
+@dataclass(frozen=True)
+class FetchState:
+    """What the store knows of a document's last fetch (the `fetch_*` columns)."""
+
+    url: str | None = None
+    status: str | None = None  # None (never), ok, unparsable, failed, not-fetchable
+    reason: str | None = None
+    etag: str | None = None
+    last_modified: str | None = None
+    listing_hash: str | None = None
+    fetched_at: str | None = None
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class FetchCandidate:
+    document: StoredDocument
+    source: str
+    fetch: FetchState
+
+    @property
+    def document_url(self) -> str | None:
+        url = self.document.snapshot.extra.get("document_url")
+        return str(url) if url else None
+
+
+@dataclass
+class DocumentPlan:
+    """Fetch-state updates, versions to record and change events, decided before writing."""
+
+    updates: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> columns
+    versions: list[ChangeEvent] = field(default_factory=list)
+    events: list[ChangeEvent] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def count(self, what: str) -> None:
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+
+@dataclass(frozen=True)
+class Link:
+    key: str
+    kind: str
+    evidence: str
+
+
+LinksOf = Callable[["Snapshot"], list[Link]]
