@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test demo lint bench clean
+.PHONY: run test test-fast browser demo lint bench clean
 
 $(BIN)/hkma-tracker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,14 @@ lint: $(BIN)/hkma-tracker  ## ruff lint, ruff format check, mypy, the layers' im
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint  ## lint, format check and the whole test suite
+test: lint  ## lint, format check and the whole test suite (the browser test needs `make browser`)
 	$(BIN)/python -m pytest
+
+test-fast: $(BIN)/hkma-tracker  ## the pure tier only: seconds
+	$(BIN)/python -m pytest -m "not crawl"
+
+browser:  ## Debian's Chromium for the digest rendering test (root and apt; CI runs this)
+	command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 bench: $(BIN)/hkma-tracker
 	$(BIN)/python bench/rerun.py

@@ -387,3 +387,12 @@ def m010_delivery_failures(db: sqlite_utils.Database) -> None:
         ALTER TABLE messages ADD COLUMN maybe_delivered INTEGER NOT NULL DEFAULT 0;
         """,
     )
+
+
+@migrations()
+def m011_drop_digests(db: sqlite_utils.Database) -> None:
+    """The `digests` table and `changes.digest_id`, dead since the outbox (m007) records what
+    went into which message."""
+    db.execute("DROP INDEX IF EXISTS changes_pending")
+    db.table("changes").transform(drop={"digest_id"}, drop_foreign_keys=["digest_id"])
+    db.execute("DROP TABLE digests")

@@ -282,7 +282,6 @@ def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:
         "diff": event.diff,
         "detected_at": now,
         "baseline": int(event.baseline),
-        "digest_id": None,
         "significance": event.significance,
         "significance_reason": event.significance_reason,
     }

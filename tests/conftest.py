@@ -39,6 +39,30 @@ def page_path(url: str = DEMO_PAGE) -> str:
     return "/" + url.split("hkma.gov.hk/", 1)[1]
 
 
+# The slow tier: modules whose tests run real crawls, servers, browsers or processes.
+# `make test-fast` runs the rest (pure functions and in-memory checks) in seconds.
+CRAWL_MODULES = {
+    "test_all_sources",
+    "test_analyst",
+    "test_brdr",
+    "test_cli",
+    "test_delivery",
+    "test_digest_rendering",
+    "test_documents",
+    "test_end_to_end",
+    "test_lifecycle",
+    "test_press_releases",
+    "test_processes",
+    "test_schedule",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.path.stem in CRAWL_MODULES:
+            item.add_marker(pytest.mark.crawl)
+
+
 @pytest.fixture
 def site(tmp_path: Path):
     """Day 1 of the recorded site, copied so a test may edit it, served on 127.0.0.1."""

@@ -11,6 +11,7 @@ from conftest import DEMO_PAGE, WWW_ONLY
 from spiders.normalize import UNPRINTABLE
 from tracker.cli import cli
 from tracker.demo import DEMO_SITE
+from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 
 AMENDED = "rss:circulars|https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"
@@ -166,7 +167,9 @@ def test_every_command_has_help_with_an_example():
         result = CliRunner().invoke(cli, [name, "--help"])
         assert result.exit_code == 0, name
         assert "Example: hkma-tracker" in result.output, f"{name} has no example"
-    assert "3  a source was unhealthy" in CliRunner().invoke(cli, ["run", "--help"]).output
+    run_help = CliRunner().invoke(cli, ["run", "--help"]).output
+    for status in ExitStatus:  # every exit status, listed from the one definition
+        assert f"{int(status):<3} {status.meaning[:40]}" in " ".join(run_help.split("\n")), status
 
 
 def test_unreachable_hkma_exits_3_naming_every_listing(tmp_path):

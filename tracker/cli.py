@@ -56,18 +56,10 @@ from tracker.tagging import Taggable, Tagger, tag
 
 logger = logging.getLogger("hkma-tracker")
 
-EXIT_CODES_HELP = """
-\b
-Exit status of run, crawl and demo:
-  0  every source healthy (with or without changes)
-  1  unexpected error
-  2  bad command line or config
-  3  a source was unhealthy (failed, empty, sharp drop, deadline), or the deadline left
-     work for the next run; the rest was processed
-  4  a message could not be delivered; it stays pending (4 wins over 3)
-  75 another run holds the lock, or another process kept the database locked: try later
-  130 interrupted (Ctrl-C)
-"""
+# \b keeps click from rewrapping the list.
+EXIT_CODES_HELP = "\b\nExit status of run, crawl and demo:\n" + "\n".join(
+    f"  {int(status):<3} {status.meaning}" for status in ExitStatus
+)
 
 
 class UsageProblem(click.ClickException):

@@ -1,13 +1,32 @@
-"""Exit statuses of `hkma-tracker`, in one place (documented in the README and in --help)."""
+"""Exit statuses of `hkma-tracker`, in one place: the command line returns them, its help and
+the README list them from here."""
 
 from enum import IntEnum
 
 
 class ExitStatus(IntEnum):
-    OK = 0  # every source healthy (with or without changes)
-    ERROR = 1  # unexpected error
-    USAGE = 2  # bad command line or config
-    SOURCE_UNHEALTHY = 3  # a source failed, or the deadline left work; the rest was processed
-    DELIVERY_FAILED = 4  # a digest could not be delivered; it stays pending
-    LOCKED = 75  # another run holds the lock, or the database stayed busy (EX_TEMPFAIL)
-    INTERRUPTED = 130  # Ctrl-C
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    SOURCE_UNHEALTHY = 3
+    DELIVERY_FAILED = 4
+    LOCKED = 75  # EX_TEMPFAIL: try again later
+    INTERRUPTED = 130
+
+    @property
+    def meaning(self) -> str:
+        return MEANINGS[self]
+
+
+MEANINGS = {
+    ExitStatus.OK: "every source healthy (with or without changes)",
+    ExitStatus.ERROR: "unexpected error (a bug: the traceback is on stderr)",
+    ExitStatus.USAGE: "bad command line or config (the message names the key, file or value)",
+    ExitStatus.SOURCE_UNHEALTHY: "a source was unhealthy (failed, empty, sharp drop, deadline), "
+    "or the deadline left work for the next run; the rest was processed",
+    ExitStatus.DELIVERY_FAILED: "a message is pending after a failed delivery; it is retried "
+    "(4 wins over 3)",
+    ExitStatus.LOCKED: "another run holds the lock, or another process kept the database "
+    "locked: try again later",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C)",
+}
