@@ -32,14 +32,17 @@ def start_run(db: sqlite_utils.Database, command: str) -> int:
     return int(db.execute("SELECT last_insert_rowid()").fetchone()[0])
 
 
-def close_interrupted_runs(db: sqlite_utils.Database) -> int:
+def close_interrupted_runs(
+    db: sqlite_utils.Database,
+    why: str = "interrupted: its process ended before the run finished",
+    exit_code: int | None = None,
+) -> int:
     """Close as failed the runs left 'running' by a process that died (killed, out of memory,
     the machine stopped); call while holding the run lock. How many there were."""
     cursor = db.execute(
-        "UPDATE runs SET status = 'failed', finished_at = ?, "
-        "unfinished = 'interrupted: its process ended before the run finished' "
-        "WHERE status = 'running'",
-        [utc_now()],
+        "UPDATE runs SET status = 'failed', finished_at = ?, unfinished = ?, "
+        "exit_code = coalesce(?, exit_code) WHERE status = 'running'",
+        [utc_now(), why, exit_code],
     )
     db.commit()
     return cursor.rowcount
@@ -412,6 +415,24 @@ def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, A
         )
     ]
     return {"versions": versions, "changes": changes}
+
+
+def last_healthy_run_at(db: sqlite_utils.Database, source: str) -> str | None:
+    row = db.execute(
+        "SELECT max(finished_at) FROM source_runs WHERE source = ? AND healthy", [source]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def linked_document_states(db: sqlite_utils.Database) -> dict[str, int]:
+    """Active documents that link a document, by fetch state ("waiting": never fetched)."""
+    return {
+        status or "waiting": count
+        for status, count in db.execute(
+            "SELECT fetch_status, count(*) FROM documents WHERE status = 'active' "
+            "AND json_extract(extra, '$.document_url') IS NOT NULL GROUP BY 1"
+        ).fetchall()
+    }
 
 
 def source_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:

@@ -185,6 +185,22 @@ def failing_deliveries(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     )
 
 
+def outbox_counts(db: sqlite_utils.Database) -> dict[str, int]:
+    """Messages pending, and how many of them after a failed attempt."""
+    pending, failed = db.execute(
+        "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM messages WHERE status = 'pending'"
+    ).fetchone()
+    return {"pending": pending, "failed_attempts": failed}
+
+
+def last_sent_at(db: sqlite_utils.Database, subscriber: str, kind: str = "digest") -> str | None:
+    row = db.execute(
+        "SELECT max(sent_at) FROM messages WHERE subscriber = ? AND kind = ? AND status = 'sent'",
+        [subscriber, kind],
+    ).fetchone()
+    return row[0] if row else None
+
+
 def last_message_at(db: sqlite_utils.Database, subscriber: str, kind: str) -> datetime | None:
     row = db.execute(
         "SELECT max(created_at) FROM messages WHERE subscriber = ? AND kind = ?", [subscriber, kind]

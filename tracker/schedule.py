@@ -23,7 +23,8 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
-from storage.db import open_db, utc_now
+from storage.db import open_db
+from storage.history import close_interrupted_runs
 from tracker.config import Config
 
 logger = logging.getLogger(__name__)
@@ -144,12 +145,7 @@ def record_killed(db_path: str, job: Job, after: int) -> None:
     """Runs the killed child left 'running' are closed as failed."""
     db = open_db(db_path)
     try:
-        db.execute(
-            "UPDATE runs SET status = 'failed', exit_code = 1, finished_at = ? "
-            "WHERE status = 'running'",
-            [utc_now()],
-        )
-        db.commit()
+        close_interrupted_runs(db, f"killed by the scheduler after {after} s", exit_code=1)
     finally:
         db.close()
     logger.error("job %s: run killed after %d s", job.id, after)

@@ -8,8 +8,13 @@ from typing import Any
 
 import sqlite_utils
 
-from storage.history import listing_states, source_status
-from storage.outbox import failing_deliveries
+from storage.history import (
+    last_healthy_run_at,
+    linked_document_states,
+    listing_states,
+    source_status,
+)
+from storage.outbox import failing_deliveries, last_sent_at, outbox_counts
 from tracker.config import Config
 from tracker.delivery import subscribers_of
 from tracker.schedule import job_for_source, jobs_of
@@ -57,10 +62,8 @@ def stale_sweeps(db: sqlite_utils.Database, config: Config, now: datetime) -> di
 
 
 def _last_healthy_run(db: sqlite_utils.Database, source: str) -> datetime | None:
-    row = db.execute(
-        "SELECT max(finished_at) FROM source_runs WHERE source = ? AND healthy", [source]
-    ).fetchone()
-    return datetime.fromisoformat(row[0]) if row and row[0] else None
+    last = last_healthy_run_at(db, source)
+    return datetime.fromisoformat(last) if last else None
 
 
 def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
@@ -74,28 +77,10 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         row["next_scheduled_run"] = next_run.isoformat() if next_run else None
         row["overdue"] = stale.get(row["source"], "")
         sources.append(row)
-    outbox = db.execute(
-        "SELECT count(*), coalesce(sum(attempts > 0), 0) FROM messages WHERE status = 'pending'"
-    ).fetchone()
-    digests = {
-        s.name: db.execute(
-            "SELECT max(sent_at) FROM messages WHERE subscriber = ? AND kind = 'digest' "
-            "AND status = 'sent'",
-            [s.name],
-        ).fetchone()[0]
-        for s in subscribers_of(config)
-    }
-    linked = {
-        status or "waiting": count
-        for status, count in db.execute(
-            "SELECT fetch_status, count(*) FROM documents WHERE status = 'active' "
-            "AND json_extract(extra, '$.document_url') IS NOT NULL GROUP BY 1"
-        ).fetchall()
-    }
     return {
         "sources": sources,
         "delivery_failing": failing_deliveries(db),
-        "linked_documents": linked,
-        "outbox": {"pending": outbox[0], "failed_attempts": outbox[1]},
-        "last_digest": digests,
+        "linked_documents": linked_document_states(db),
+        "outbox": outbox_counts(db),
+        "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
     }
