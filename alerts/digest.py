@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import html
 import json
 import re
@@ -46,7 +45,7 @@ class DigestEntry:
     url: str
     date: str | None
     fields: list[str]
-    diff: str
+    changed: tuple[dict[str, Any], ...]  # per field: old/new, or word-level passages
     detected_at: str
     also_in: tuple[str, ...] = ()  # other sources that reported the same publication
     tags: tuple[str, ...] = ()  # the document's functions and products
@@ -69,7 +68,7 @@ class DigestEntry:
             change["url"],
             change["date"],
             change["fields"],
-            change["diff"],
+            tuple(_json(change.get("changed")) or ()),
             change["detected_at"],
             tags=tuple(change.get("functions", []) + change.get("products", [])),
             doc_type=str(extra.get("doc_type_desc") or extra.get("feed") or ""),
@@ -83,7 +82,8 @@ class DigestEntry:
     def word_changes(self) -> list[list[tuple[str, str]]]:
         """What the wording of the title and text became, word by word: one list of
         (op, words) per changed passage, op being "=", "-" or "+"."""
-        return word_changes(self.diff)
+        passages = [p for c in self.changed for p in c.get("words") or []]
+        return [[(op, words) for op, words in p] for p in passages[:MAX_PASSAGES]]
 
     @property
     def word_change_lines(self) -> list[str]:
@@ -93,8 +93,16 @@ class DigestEntry:
 
     @property
     def value_changes(self) -> list[str]:
-        """Short fields that changed from one value to another: "date: 2025-04-10 -> 2025-12-15"."""
-        return value_changes(self.diff)
+        """Fields with a single value that moved: "date: 2025-04-10 → 2025-12-15"."""
+        return [
+            f"{c['field']}: {_shown(c.get('old'))} → {_shown(c.get('new'))}"
+            for c in self.changed
+            if "words" not in c
+            and ("old" in c or "new" in c)
+            and _single(c.get("old"))
+            and _single(c.get("new"))
+            and (c.get("old") not in (None, "") or c.get("new") not in (None, ""))
+        ]
 
     @property
     def publication(self) -> str:
@@ -163,7 +171,7 @@ class Digest:
                     earlier = merged[twin]
                     fields = list(dict.fromkeys([*earlier.fields, *entry.fields]))
                     merged[twin] = dataclasses.replace(
-                        entry, fields=fields, diff=f"{earlier.diff}\n{entry.diff}".strip()
+                        entry, fields=fields, changed=(*earlier.changed, *entry.changed)
                     )
                     continue
             if entry.kind != "new":
@@ -280,89 +288,17 @@ def _slack(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-WORD_DIFF_FIELDS = ("title", "text", "document.text")
-CONTEXT_WORDS = 6
-MAX_PASSAGES = 3
+MAX_PASSAGES = 3  # word-level passages shown per entry
 
 
-def word_changes(diff: str) -> list[list[tuple[str, str]]]:
-    """Word-level changes of the wording fields in a unified diff (see detect.describe_change):
-    removed and added lines are compared word by word, with a little context."""
-    passages: list[list[tuple[str, str]]] = []
-    removed: list[str] = []
-    added: list[str] = []
-    wording = False
-
-    def flush() -> None:
-        if wording and (removed or added):
-            passages.append(_word_diff(" ".join(removed), " ".join(added)))
-        removed.clear()
-        added.clear()
-
-    for line in diff.splitlines():
-        if line.startswith("--- "):
-            flush()
-            wording = line[4:].removesuffix(" (before)") in WORD_DIFF_FIELDS
-        elif line.startswith(("+++ ", "@@")):
-            flush()
-        elif line.startswith("-"):
-            removed.append(line[1:])
-        elif line.startswith("+"):
-            added.append(line[1:])
-        else:
-            flush()
-    flush()
-    return passages[:MAX_PASSAGES]
+def _single(value: Any) -> bool:
+    """A value shown on one line: text of one line, a number, nothing."""
+    return (
+        value is None
+        or isinstance(value, int | float)
+        or (isinstance(value, str) and "\n" not in value and len(value) <= 200)
+    )
 
 
-def _word_diff(old: str, new: str) -> list[tuple[str, str]]:
-    a, b = old.split(), new.split()
-    segments: list[tuple[str, str]] = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
-        if op == "equal":
-            words = a[i1:i2]
-            if len(words) > 2 * CONTEXT_WORDS:
-                first = not segments
-                words = (
-                    words[-CONTEXT_WORDS:]
-                    if first
-                    else [*words[:CONTEXT_WORDS], "…", *words[-CONTEXT_WORDS:]]
-                )
-                if first:
-                    words = ["…", *words]
-            segments.append(("=", " ".join(words)))
-        if op in ("delete", "replace"):
-            segments.append(("-", " ".join(a[i1:i2])))
-        if op in ("insert", "replace"):
-            segments.append(("+", " ".join(b[j1:j2])))
-    if segments and segments[-1][0] == "=":
-        tail = segments[-1][1].split()
-        if len(tail) > CONTEXT_WORDS:
-            segments[-1] = ("=", " ".join([*tail[:CONTEXT_WORDS], "…"]))
-    return segments
-
-
-def value_changes(diff: str) -> list[str]:
-    """One line per single-valued field (date, url, version, ...) the diff shows moving."""
-    changes: list[str] = []
-    field, before, after = "", [], []  # type: tuple[str, list[str], list[str]]
-
-    def flush() -> None:
-        single = len(before) <= 1 and len(after) <= 1 and (before or after)
-        if field and field not in WORD_DIFF_FIELDS and single:
-            old = before[0] if before else "(none)"
-            new = after[0] if after else "(none)"
-            changes.append(f"{field}: {old} → {new}")
-
-    for line in diff.splitlines():
-        if line.startswith("--- "):
-            flush()
-            field, before, after = line[4:].removesuffix(" (before)"), [], []
-        elif line.startswith(("+++ ", "@@")):
-            continue
-        elif line.startswith("-"):
-            before.append(line[1:])
-        elif line.startswith("+"):
-            after.append(line[1:])
-    flush()
-    return changes
+def _shown(value: Any) -> str:
+    return "(none)" if value in (None, "") else str(value)

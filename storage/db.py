@@ -396,3 +396,27 @@ def m011_drop_digests(db: sqlite_utils.Database) -> None:
     db.execute("DROP INDEX IF EXISTS changes_pending")
     db.table("changes").transform(drop={"digest_id"}, drop_foreign_keys=["digest_id"])
     db.execute("DROP TABLE digests")
+
+
+@migrations()
+def m012_structured_changes(db: sqlite_utils.Database) -> None:
+    """What changed in each field, as data (`changes.changed`, JSON): digests and analysts read
+    it instead of the diff text. Events recorded before keep the names of their fields only
+    (`[{"field": …}]`); their `diff` text stays for reading."""
+    _execute_script(
+        db,
+        """
+        ALTER TABLE changes ADD COLUMN changed TEXT NOT NULL DEFAULT '[]';
+        UPDATE changes SET changed = (
+            SELECT json_group_array(json_object('field', f.value)) FROM json_each(changes.fields) f
+        ) WHERE json_array_length(fields) > 0;
+        DROP VIEW latest_changes;
+        -- Every change event, newest first, with what changed and its document's current tags.
+        CREATE VIEW latest_changes AS
+            SELECT c.id, c.detected_at, c.kind, c.significance, c.significance_reason,
+                   c.source, c.document_id, c.title, c.url, c.date, c.fields, c.changed,
+                   c.baseline, d.functions, d.products, d.entity_types
+            FROM changes c JOIN documents d ON d.id = c.document_id
+            ORDER BY c.id DESC;
+        """,
+    )

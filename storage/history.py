@@ -283,6 +283,7 @@ def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:
         "date": event.snapshot.date,
         "fields": json.dumps(event.fields),
         "diff": event.diff,
+        "changed": json.dumps(event.changed, ensure_ascii=False, default=str),
         "detected_at": now,
         "baseline": int(event.baseline),
         "significance": event.significance,
@@ -335,6 +336,8 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     """A change event as the CLI and digests show it."""
     record = dict(row)
     record["fields"] = json.loads(record["fields"])
+    if "changed" in record:
+        record["changed"] = json.loads(record["changed"])
     record["baseline"] = bool(record["baseline"])
     for kind in KINDS:
         if kind in record:

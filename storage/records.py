@@ -108,10 +108,14 @@ class ChangeEvent:
     kind: str  # new | changed | removed
     snapshot: Snapshot
     fields: list[str]
-    diff: str
+    diff: str  # a unified diff per field, for people (`diff`, `history`); never parsed
     baseline: bool = False
     significance: str = "substantive"  # or "cosmetic" (changed events only)
     significance_reason: str = ""
+    # What changed, as data, one entry per field: {"field", "old", "new"} for a value;
+    # {"field", "words": passages} for wording (title, texts), each passage a list of
+    # [op, words] with op "=", "-" or "+", computed once when the change is found.
+    changed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

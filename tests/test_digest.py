@@ -4,11 +4,24 @@ from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
 from alerts.digest import Digest, DigestEntry
+from storage.records import Snapshot
+from tracker.detect import changed_fields, structured_change
 
 HOSTILE = 'Circular <script>alert("x")</script> & "quotes"'
 
 
-def entry(change_id, kind, source, title, url="https://www.hkma.gov.hk/a.pdf", fields=(), diff=""):
+def snapshot(title="T", date=None, document=None):
+    return Snapshot(title, "https://www.hkma.gov.hk/x", date, "", {}, document)
+
+
+def changed(old, new):
+    """The fields and structured changes the tracker records between two snapshots."""
+    fields = changed_fields(old, new)
+    return fields, tuple(structured_change(old, new, fields))
+
+
+def entry(change_id, kind, source, title, url="https://www.hkma.gov.hk/a.pdf", change=((), ())):
+    fields, what = change
     return DigestEntry(
         change_id,
         kind,
@@ -17,7 +30,7 @@ def entry(change_id, kind, source, title, url="https://www.hkma.gov.hk/a.pdf", f
         url,
         "2026-07-29",
         list(fields),
-        diff,
+        what,
         "2026-11-22T03:00:00+00:00",
     )
 
@@ -32,8 +45,7 @@ DIGEST = Digest(
             "pages",
             HOSTILE,
             url='javascript:alert("x")',
-            fields=["title"],
-            diff="--- title (before)\n+++ title (now)\n@@ -1 +1 @@\n-old words\n+new words",
+            change=changed(snapshot("old words"), snapshot("new words")),
         ),
         entry(3, "removed", "pages", "Guidance Paper on Tax Evasion"),
         entry(4, "new", "rss", "香港金融管理局 通告"),
@@ -91,7 +103,7 @@ def change(
         "url": url,
         "date": "2026-07-29",
         "fields": [],
-        "diff": "",
+        "changed": [],
         "detected_at": "2026-11-22T03:00:00+00:00",
     }
 
@@ -126,25 +138,24 @@ def test_one_publication_announced_by_several_sources_is_one_entry():
 
 
 def test_word_level_changes_and_value_changes():
-    diff = (
-        "--- title (before)\n+++ title (now)\n@@ -1 +1 @@\n"
-        "-Generative A.I. Sandbox (“Sandbox”)\n+Generative AI Sandbox\n"
-        "--- date (before)\n+++ date (now)\n@@ -1 +1 @@\n-2025-04-10\n+2025-12-15\n"
-        "--- document.text (before)\n+++ document.text (now)\n@@ -1,3 +1,3 @@\n"
-        " Keep this.\n-The revised requirements will take effect on 1 March 2026.\n"
-        "+The revised requirements will take effect on 1 June 2026.\n Yours faithfully."
+    old = snapshot(
+        "Generative A.I. Sandbox (“Sandbox”)",
+        "2025-04-10",
+        {
+            "text": "Keep this. The revised requirements will take effect on 1 March 2026. Yours faithfully."
+        },
+    )
+    new = snapshot(
+        "Generative AI Sandbox",
+        "2025-12-15",
+        {
+            "text": "Keep this. The revised requirements will take effect on 1 June 2026. Yours faithfully."
+        },
     )
     entry = DigestEntry(
-        1,
-        "changed",
-        "rss",
-        "T",
-        "https://www.hkma.gov.hk/x",
-        None,
-        ["date", "document.text", "title"],
-        diff,
-        "now",
+        1, "changed", "rss", "T", "https://www.hkma.gov.hk/x", None, *changed(old, new), "now"
     )
+    assert entry.fields == ["date", "document.text", "title"]
     assert entry.word_change_lines == [
         "Generative [-A.I.-] {+AI+} Sandbox [-(“Sandbox”)-]",
         "The revised requirements will take effect on 1 [-March-] {+June+} 2026.",
@@ -160,17 +171,22 @@ def test_word_level_changes_and_value_changes():
 
 def test_two_changes_of_one_document_are_one_entry():
     url = "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20261020-70-EN"
+    version = {
+        "extra.version": {"old": "20250101-1", "new": "20261020-70"},
+        "url": {"old": "a", "new": "b"},
+    }
     listing = {
         **change(1, "brdr", url, kind="changed"),
         "document_id": "brdr:spm:IC-6",
         "fields": ["extra.version", "url"],
-        "diff": "--- url (before)\n+++ url (now)\n-a\n+b",
+        "changed": [{"field": f, **values} for f, values in version.items()],
     }
+    fields, what = changed(snapshot(document={"text": "Old."}), snapshot(document={"text": "New."}))
     text = {
         **change(2, "brdr", url, kind="changed"),
         "document_id": "brdr:spm:IC-6",
-        "fields": ["document.text"],
-        "diff": "--- document.text (before)\n+++ document.text (now)\n-Old.\n+New.",
+        "fields": fields,
+        "changed": list(what),
     }
     digest = Digest.of_changes(datetime(2026, 11, 22, tzinfo=UTC), [listing, text])
     (entry,) = digest.entries

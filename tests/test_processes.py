@@ -9,7 +9,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -108,7 +107,13 @@ def test_a_run_killed_while_reading_a_pdf_leaves_nothing_behind(tmp_path):
             *(sys.executable, "-m", "tracker", "--config", str(config), "--db", str(db)),
             *("run", "--mirror", f"https://www.hkma.gov.hk={site.base_url}"),
         ]
-        first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # A temporary folder of its own: no other tracker process may tidy it meanwhile.
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        env = {**os.environ, "TMPDIR": str(temp)}
+        first = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         own = b"".join(arg.encode() + b"\0" for arg in command)  # as /proc shows it
 
         def reading():  # once the PDF is downloaded, a forked child of the run (same command)
@@ -126,11 +131,11 @@ def test_a_run_killed_while_reading_a_pdf_leaves_nothing_behind(tmp_path):
             first.wait()
 
         assert wait_for(lambda: not alive(extraction[0]), 5), "the PDF reader outlived its run"
-        left = list(Path(tempfile.gettempdir()).glob(f"hkma-tracker-{first.pid}-*"))
+        left = list(temp.glob(f"hkma-tracker-{first.pid}-*"))
         assert left  # the killed run's folder, with the PDF it downloaded
         started = time.monotonic()
         second = subprocess.run(
-            [*command, "--deadline", "5"], capture_output=True, text=True, timeout=120
+            [*command, "--deadline", "5"], capture_output=True, text=True, timeout=120, env=env
         )
         assert second.returncode != 75, second.stderr
         assert time.monotonic() - started < 40

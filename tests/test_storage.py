@@ -67,6 +67,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m009_unfinished_runs",
         "m010_delivery_failures",
         "m011_drop_digests",
+        "m012_structured_changes",
     ]
     assert {
         "runs",

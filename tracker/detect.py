@@ -105,8 +105,68 @@ def classify_change(old: Snapshot, new: Snapshot, fields: list[str]) -> tuple[st
     return "cosmetic", "only case, whitespace, punctuation, formatting or equivalent links moved"
 
 
+# Fields whose change is shown word by word; any other field as its old and new value.
+WORDING_FIELDS = ("title", "text", "document.text")
+CONTEXT_WORDS = 6  # words of unchanged context kept around a changed passage
+MAX_PASSAGES = 3  # changed passages kept per field
+
+
+def _word_diff(old: str, new: str) -> list[list[str]]:
+    """[op, words] segments turning `old` into `new`, long unchanged runs cut to context."""
+    a, b = old.split(), new.split()
+    segments: list[list[str]] = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(None, a, b, autojunk=False).get_opcodes():
+        if op == "equal":
+            words = a[i1:i2]
+            if len(words) > 2 * CONTEXT_WORDS:
+                first = not segments
+                words = (
+                    ["…", *words[-CONTEXT_WORDS:]]
+                    if first
+                    else [*words[:CONTEXT_WORDS], "…", *words[-CONTEXT_WORDS:]]
+                )
+            segments.append(["=", " ".join(words)])
+        if op in ("delete", "replace"):
+            segments.append(["-", " ".join(a[i1:i2])])
+        if op in ("insert", "replace"):
+            segments.append(["+", " ".join(b[j1:j2])])
+    if segments and segments[-1][0] == "=":
+        tail = segments[-1][1].split()
+        if len(tail) > CONTEXT_WORDS:
+            segments[-1] = ["=", " ".join([*tail[:CONTEXT_WORDS], "…"])]
+    return segments
+
+
+def word_passages(name: str, old: Any, new: Any) -> list[list[list[str]]]:
+    """The changed passages of a wording field: its sentences are matched, and each run of
+    changed sentences is compared word by word."""
+    before, after = _lines(name, old), _lines(name, new)
+    passages = [
+        _word_diff(" ".join(before[i1:i2]), " ".join(after[j1:j2]))
+        for op, i1, i2, j1, j2 in difflib.SequenceMatcher(
+            None, before, after, autojunk=False
+        ).get_opcodes()
+        if op != "equal"
+    ]
+    return passages[:MAX_PASSAGES]
+
+
+def structured_change(old: Snapshot, new: Snapshot, fields: list[str]) -> list[dict[str, Any]]:
+    """Each changed field as data: old and new value, or for wording its word-level passages."""
+    before, after = old.fields(), new.fields()
+    changed: list[dict[str, Any]] = []
+    for name in sorted(fields, key=lambda f: f != "title"):  # the title first, as read
+        if name in WORDING_FIELDS:
+            words = word_passages(name, before.get(name), after.get(name))
+            changed.append({"field": name, "words": words})
+        else:
+            changed.append({"field": name, "old": before.get(name), "new": after.get(name)})
+    return changed
+
+
 def changed_event(doc_id: str, old: Snapshot, new: Snapshot) -> ChangeEvent:
-    """A 'changed' event naming the fields, with a readable diff and its significance."""
+    """A 'changed' event naming the fields, with what changed in each, a readable diff and its
+    significance."""
     fields = changed_fields(old, new)
     significance, why = classify_change(old, new, fields)
     return ChangeEvent(
@@ -117,6 +177,7 @@ def changed_event(doc_id: str, old: Snapshot, new: Snapshot) -> ChangeEvent:
         describe_change(old, new, fields),
         significance=significance,
         significance_reason=why,
+        changed=structured_change(old, new, fields),
     )
 
 
