@@ -6,6 +6,7 @@ import dataclasses
 import html
 import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
@@ -15,12 +16,6 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-SOURCE_NAMES = {
-    "rss": "HKMA RSS feeds",
-    "pages": "HKMA topic pages",
-    "brdr": "Banking Regulatory Document Repository",
-    "press_releases": "HKMA press releases",
-}
 # A BRDR document's id, whichever BRDR page form links it (current/…, docId/…, getPdf/…).
 _BRDR_DOC_ID = re.compile(
     r"brdr\.hkma\.gov\.hk/\w+/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-"
@@ -111,10 +106,6 @@ class DigestEntry:
         return f"brdr:{match.group(1)}" if match else self.url
 
     @property
-    def also_in_names(self) -> list[str]:
-        return [SOURCE_NAMES.get(s, s) for s in self.also_in]
-
-    @property
     def href(self) -> str:
         """The link target, only ever http(s): a title is text, a link must not run code."""
         return self.url if self.url.startswith(("https://", "http://")) else "#"
@@ -144,10 +135,17 @@ class Digest:
     created_at: datetime
     entries: list[DigestEntry]
     note: str = ""  # e.g. why it comes late
+    # Source name -> how to name it, in the order sections come (the caller knows the
+    # sources; an unknown one is named as it is, after the known ones).
+    source_titles: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of_changes(
-        cls, created_at: datetime, changes: list[dict[str, Any]], note: str = ""
+        cls,
+        created_at: datetime,
+        changes: list[dict[str, Any]],
+        note: str = "",
+        source_titles: dict[str, str] | None = None,
     ) -> Digest:
         """A digest of change events. A publication that several sources announce as new (the
         circulars feed, a topic page and BRDR; the press feed and the press API) is one entry
@@ -185,17 +183,28 @@ class Digest:
             elif entry.source not in first.also_in:
                 also = dataclasses.replace(first, also_in=(*first.also_in, entry.source))
                 entries[("new", entry.publication)] = also
-        return cls(created_at, merged + list(entries.values()), note)
+        return cls(created_at, merged + list(entries.values()), note, dict(source_titles or {}))
 
     def groups(self) -> list[tuple[str, list[DigestEntry]]]:
-        """Entries by source, then new / changed / removed, newest first within a kind."""
+        """Entries by source (in `source_titles` order), then new / changed / removed, newest
+        first within a kind."""
+        order = {name: n for n, name in enumerate(self.source_titles)}
         ordered = sorted(
-            self.entries, key=lambda e: (e.source, KIND_ORDER.get(e.kind, 9), -e.change_id)
+            self.entries,
+            key=lambda e: (
+                order.get(e.source, len(order)),
+                e.source,
+                KIND_ORDER.get(e.kind, 9),
+                -e.change_id,
+            ),
         )
         return [
-            (SOURCE_NAMES.get(source, source), list(entries))
+            (self.titles([source])[0], list(entries))
             for source, entries in groupby(ordered, key=lambda e: e.source)
         ]
+
+    def titles(self, sources: Iterable[str]) -> list[str]:
+        return [self.source_titles.get(s, s) for s in sources]
 
     def counts(self) -> dict[str, int]:
         return {k: n for k in KIND_ORDER if (n := sum(e.kind == k for e in self.entries))}

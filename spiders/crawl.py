@@ -9,6 +9,7 @@ tells the tracker the crawl died.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -20,26 +21,20 @@ from typing import Any
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler, CrawlerProcess
 
-from spiders.brdr import BrdrSpider, RegisterLookupSpider
-from spiders.documents import DocumentsSpider, FetchedDocument
-from spiders.items import DocumentItem, ListingOutcome, RegisterLookup
+from spiders.items import ListingOutcome
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
 from spiders.normalize import strip_unprintable
-from spiders.pages import PagesSpider
-from spiders.press_releases import PressReleasesSpider
-from spiders.rss import RssSpider
 
-SPIDERS: dict[str, type[Spider]] = {
-    spider.name: spider
-    for spider in (
-        RssSpider,
-        PagesSpider,
-        BrdrSpider,
-        PressReleasesSpider,
-        DocumentsSpider,
-        RegisterLookupSpider,
-    )
-}
+
+def spider_class(path: str) -> type[Spider]:
+    """The spider a job names as "module:Class" (only spiders of this package)."""
+    module, _, name = path.partition(":")
+    if not module.startswith("spiders."):
+        raise ValueError(f"not a spider of this package: {path!r}")
+    found = getattr(importlib.import_module(module), name)
+    if not (isinstance(found, type) and issubclass(found, Spider)):
+        raise ValueError(f"not a spider: {path!r}")
+    return found
 
 
 class ResultWriter:
@@ -56,7 +51,7 @@ class ResultWriter:
     def item_scraped(self, item: object) -> None:
         if isinstance(item, ListingOutcome):
             self.outcomes.append(dataclasses.asdict(item))
-        elif isinstance(item, DocumentItem | FetchedDocument | RegisterLookup):
+        elif dataclasses.is_dataclass(item) and not isinstance(item, type):
             self.items.append(printable(dataclasses.asdict(item)))
 
     def spider_closed(self, reason: str) -> None:
@@ -98,7 +93,7 @@ def run_job(job: dict[str, Any]) -> None:
     logging.getLogger("scrapy.downloadermiddlewares.robotstxt").setLevel(logging.CRITICAL)
     writers = []  # kept alive here: Scrapy holds signal receivers by weak reference
     for name, spec in job["spiders"].items():
-        crawler = process.create_crawler(SPIDERS[name])
+        crawler = process.create_crawler(spider_class(spec["spider"]))
         writers.append(ResultWriter(crawler, output / f"{name}.json"))
         process.crawl(crawler, listings=spec["listings"], options=spec.get("options", {}))
     if os.environ.get(LOG_FORMAT_ENV) == "json":  # after the crawlers installed their handler

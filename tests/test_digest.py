@@ -6,6 +6,7 @@ from email import message_from_bytes, policy
 from alerts.digest import Digest, DigestEntry
 from storage.records import Snapshot
 from tracker.detect import changed_fields, structured_change
+from tracker.sources import source_titles
 
 HOSTILE = 'Circular <script>alert("x")</script> & "quotes"'
 
@@ -50,6 +51,7 @@ DIGEST = Digest(
         entry(3, "removed", "pages", "Guidance Paper on Tax Evasion"),
         entry(4, "new", "rss", "香港金融管理局 通告"),
     ],
+    source_titles=source_titles(),
 )
 
 
@@ -126,6 +128,7 @@ def test_one_publication_announced_by_several_sources_is_one_entry():
             # Two documents of one source under one link (as LegCo items are): both kept.
             change(6, "rss", press, title="Another item under the same link"),
         ],
+        source_titles=source_titles(),
     )
     assert [(e.change_id, e.kind, e.also_in) for e in digest.entries] == [
         (5, "changed", ()),

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from alerts.subscribers import Subscriber, SubscriberError, parse_subscribers
 from spiders.normalize import is_hkma_host
-from tracker.sweep import DATE_GROUP_WINDOWS
+from tracker.sources import SOURCES, SourceConfigError
 from tracker.tagging import KINDS, Taxonomy, TaxonomyError, load_taxonomy
 
 CONFIG_ENV = "HKMA_TRACKER_CONFIG"
@@ -21,17 +21,6 @@ DB_ENV = "HKMA_TRACKER_DB"
 DEFAULT_DB = "hkma-tracker.db"
 
 HKMA = "https://www.hkma.gov.hk"
-BRDR_SEARCH = "https://brdr.hkma.gov.hk/restapi/doc-search"
-PRESS_RELEASES = "https://api.hkma.gov.hk/public/press-releases?lang=en"
-RSS = f"{HKMA}/eng/other-information/rss"
-FEED_NAMES = (
-    "press-release",
-    "circulars",
-    "speeches",
-    "guidelines",
-    "legislative-council-issues",
-    "consultations",
-)
 
 DEFAULTS: dict[str, Any] = {
     "crawl": {
@@ -57,45 +46,8 @@ DEFAULTS: dict[str, Any] = {
         # A listing where more than this share of items has no date has changed its layout.
         "max_undated_share": 0.5,
     },
-    "sources": {
-        "rss": {
-            "enabled": True,
-            "feeds": {name: f"{RSS}/rss_{name}.xml" for name in FEED_NAMES},
-            # Feeds whose items share one link: key those items by link and title.
-            "key_by_title": ["legislative-council-issues"],
-        },
-        "pages": {
-            "enabled": True,
-            "urls": [
-                f"{HKMA}/eng/key-functions/banking/anti-money-laundering-and-counter-financing-"
-                "of-terrorism/guidance-papers-circulars/",
-                f"{HKMA}/eng/key-functions/banking/banking-legislation-policies-and-standards-"
-                "implementation/liquidity/",
-            ],
-        },
-        "brdr": {
-            "enabled": True,
-            "url": BRDR_SEARCH,
-            # Circulars, guidelines, SPM modules, consultation papers, Guide to Authorization,
-            # codes of practice (codes from ../shared/hkma-sources.md; sub-codes unverified).
-            "doc_types": ["CIR", "GLI", "IGL", "SPM", "SPM-NGL", "SPM-SGL", "CPR", "GTA", "COP"],
-            # The first language is the record kept; others are paired to it. The API's code
-            # for Traditional Chinese is unverified, hence not on by default.
-            "languages": ["eng"],
-            "page_size": 100,
-            "version": "CURRENT",
-            # Incremental runs ask only for recent issue dates; full sweeps ask for ALL (on
-            # --full-sweep, the daily sweep job, and whenever the tracker lacks a baseline).
-            "recent_date_group": "THIS_YEAR",
-        },
-        "press_releases": {
-            "enabled": True,
-            "url": PRESS_RELEASES,
-            "page_size": 100,
-            # Incremental runs page back to this many days before the last healthy run.
-            "overlap_days": 7,
-        },
-    },
+    # One table per source, its defaults from the source's descriptor (tracker/sources.py).
+    "sources": {name: copy.deepcopy(source.defaults) for name, source in SOURCES.items()},
     "documents": {
         "enabled": True,
         "max_per_run": 300,  # the rest waits for the next run
@@ -150,7 +102,15 @@ DEFAULTS: dict[str, Any] = {
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 # Tables whose keys are free-form (names chosen by the user), with what their values must be.
-FREE_TABLES = {"sources.rss.feeds": "hkma_url", "mirror": "mirror_base", "schedule": "cron"}
+FREE_TABLES = {
+    "mirror": "mirror_base",
+    "schedule": "cron",
+    **{
+        f"sources.{name}.{key}": kind
+        for name, source in SOURCES.items()
+        for key, kind in source.free_tables.items()
+    },
+}
 
 
 class ConfigError(ValueError):
@@ -189,33 +149,11 @@ class Config:
 
     def listings(self, source: str) -> dict[str, str]:
         """Listing name -> listing id (its real URL; `#TYPE` per BRDR document type)."""
-        spec = self.sources[source]
-        if source == "rss":
-            return dict(spec["feeds"])
-        if source == "brdr":
-            return {doc_type: f"{spec['url']}#{doc_type}" for doc_type in spec["doc_types"]}
-        if source == "press_releases":
-            return {"press-releases": spec["url"]}
-        return {url: url for url in spec["urls"]}
+        return SOURCES[source].listings(self.sources[source])
 
     def spider_options(self, source: str, full: Collection[str] = ()) -> dict[str, Any]:
         """The spider's options; `full`: the listing ids to read whole this run."""
-        spec = self.sources[source]
-        if source == "rss":
-            return {"key_by_title": list(spec["key_by_title"])}
-        if source == "brdr":
-            return {
-                "languages": list(spec["languages"]),
-                "page_size": spec["page_size"],
-                "version": spec["version"],
-                "date_groups": {
-                    listing: "ALL" if listing in full else spec["recent_date_group"]
-                    for listing in self.listings(source).values()
-                },
-            }
-        if source == "press_releases":
-            return {"page_size": spec["page_size"]}
-        return {}
+        return SOURCES[source].options(self.sources[source], full)
 
 
 def _check_hkma_url(key: str, value: object) -> str:
@@ -286,9 +224,7 @@ def _merge(key: str, default: Any, given: Any) -> Any:
     if isinstance(default, list):
         if not isinstance(given, list) or not all(isinstance(v, str) for v in given):
             raise ConfigError(f"{key} must be a list of strings")
-        if key == "sources.brdr.languages" and not given:
-            raise ConfigError(f"{key} must name at least one language")
-        if key == "sources.pages.urls":
+        if key.startswith("sources.") and key.endswith(".urls"):
             return [_check_hkma_url(f"{key}[{i}]", v) for i, v in enumerate(given)]
         return list(given)
     if not isinstance(given, str):
@@ -327,11 +263,11 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
         bundle = merged[key]["ca_bundle"]
         if bundle and not Path(bundle).is_file():
             raise ConfigError(f"config file {origin}: {key}.ca_bundle: no file {bundle}")
-    if merged["sources"]["brdr"]["recent_date_group"] not in DATE_GROUP_WINDOWS:
-        raise ConfigError(
-            f"config file {origin}: sources.brdr.recent_date_group must be one of "
-            f"{', '.join(DATE_GROUP_WINDOWS)} (the issue-date groups whose coverage is known)"
-        )
+    for name, source in SOURCES.items():
+        try:
+            source.check(merged["sources"][name])
+        except SourceConfigError as error:
+            raise ConfigError(f"config file {origin}: sources.{name}.{error}") from None
     if merged["smtp"]["security"] not in ("starttls", "ssl", "none"):
         raise ConfigError(f"config file {origin}: smtp.security must be starttls, ssl or none")
     for email in merged["operator"]["emails"]:

@@ -43,6 +43,7 @@ from storage.outbox import (
     unsent_changes,
 )
 from tracker.config import Config
+from tracker.sources import source_titles
 
 logger = logging.getLogger(__name__)
 LATE = timedelta(hours=1)  # a digest with changes queued longer ago than this says so
@@ -103,7 +104,7 @@ def build_digest(
             f"Delayed: these changes were detected from {oldest:%Y-%m-%d %H:%M} UTC on; "
             "an earlier delivery failed or was not yet due."
         )
-    digest = Digest.of_changes(now, changes, note)
+    digest = Digest.of_changes(now, changes, note, source_titles())
     message_id = make_msgid(idstring=subscriber.name, domain=_domain(config))
     if subscriber.webhook:
         channel, recipients = "webhook", [subscriber.webhook]

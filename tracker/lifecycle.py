@@ -18,8 +18,6 @@ from spiders.brdr import BRDR, base_id
 from storage.records import Snapshot, SourcePlan, StoredDocument
 from tracker.detect import changed_event
 
-# Sources whose full sweep lists a register: what a healthy full sweep no longer lists left it.
-REGISTER_SOURCES = ("brdr",)
 STANDING_KEYS = ("status", "superseded_by", "supersession_date", "left_register_on")
 # Landing-page relations that may name a later document: a supersession or a newer version.
 SUCCESSOR_RELATIONS = ("superseded doc", "version hist doc")
@@ -142,12 +140,12 @@ def announce_supersessions(plan: SourcePlan, stored: dict[str, StoredDocument]) 
 
 
 def left_register(plan: SourcePlan, stored: dict[str, StoredDocument]) -> list[StoredDocument]:
-    """Held current documents that a healthy full sweep no longer lists.
+    """Held current documents that a healthy full sweep of a register (BRDR) no longer lists.
 
     Only a sweep in which every listing was read whole and healthy counts: a document that
     moved to another document type is missing from its old listing, and shows up in its new
     one only if that one was read whole too."""
-    if plan.source not in REGISTER_SOURCES or not plan.verdicts:
+    if not plan.verdicts:
         return []
     if not all(v.healthy and v.complete for v in plan.verdicts):
         return []

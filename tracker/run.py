@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +56,9 @@ from tracker.lifecycle import (
     settle_departures,
 )
 from tracker.rules import links_of
+from tracker.sources import HELPER_SPIDERS, SOURCES
 from tracker.status import stale_sweeps
-from tracker.sweep import INCREMENTAL_SOURCES, Sweep, choose_sweep, describe
+from tracker.sweep import Sweep, choose_sweep, describe
 from tracker.tagging import Tagger
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,14 @@ def crawl(
     job = {
         "output": str(workdir / "results"),
         "settings": settings_for(config.crawl, config.mirrors),
-        "spiders": spiders,
+        # Each spider by its class ("module:Class"): the crawl process loads what it is given.
+        "spiders": {
+            name: {
+                "spider": SOURCES[name].spider if name in SOURCES else HELPER_SPIDERS[name],
+                **spec,
+            }
+            for name, spec in spiders.items()
+        },
     }
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job), encoding="utf-8")
@@ -267,10 +275,11 @@ def _sweeps(
 ) -> dict[str, Sweep]:
     """How each listing of `source` is read this run (sources without an incremental mode
     always read whole)."""
-    listings = config.listings(source).values()
-    if source not in INCREMENTAL_SOURCES:
+    listings, described = config.listings(source).values(), SOURCES[source]
+    if not described.incremental:
         return {url: Sweep(True) for url in listings}
-    group = config.sources[source].get("recent_date_group")
+    key = described.date_group
+    group = config.sources[source][key] if key else None
     now = datetime.now(UTC)
     return {url: choose_sweep(states.get(url), now, requested, group) for url in listings}
 
@@ -279,12 +288,11 @@ def _spider_options(
     config: Config, source: str, sweeps: dict[str, Sweep], states: dict[str, dict[str, Any]]
 ) -> dict[str, Any]:
     options = config.spider_options(source, full={url for url, s in sweeps.items() if s.full})
-    if source == "press_releases":
-        listing = config.listings(source)["press-releases"]
-        last = (states.get(listing) or {}).get("last_healthy_at")
-        if last and not sweeps[listing].full:  # page back only to a little before it
-            overlap = timedelta(days=config.sources[source]["overlap_days"])
-            options["since"] = (datetime.fromisoformat(last) - overlap).date().isoformat()
+    since = SOURCES[source].since
+    lasts = [(states.get(url) or {}).get("last_healthy_at") for url in sweeps]
+    if since and not any(s.full for s in sweeps.values()) and all(lasts):
+        # Page back only to a little before the last healthy run.
+        options["since"] = since(config.sources[source], min(str(last) for last in lasts))
     return options
 
 
@@ -326,11 +334,11 @@ def _crawl_and_record(
             history,
             config.health,
         )
-        if source in INCREMENTAL_SOURCES:
+        if SOURCES[source].incremental:
             names = {url: name for name, url in config.listings(source).items()}
             plan.sweep, plan.sweep_reason = describe(sweeps[source], names)
         announce_supersessions(plan, stored)
-        departed = left_register(plan, stored)
+        departed = left_register(plan, stored) if SOURCES[source].register else []
         if departed and report.run_id is not None:
             lookups = _look_up(config, departed, deadline)
             asked = min(len(departed), MAX_LOOKUPS_PER_RUN)

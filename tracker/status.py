@@ -18,7 +18,7 @@ from storage.outbox import failing_deliveries, last_sent_at, outbox_counts
 from tracker.config import Config
 from tracker.delivery import subscribers_of
 from tracker.schedule import job_for_source, jobs_of
-from tracker.sweep import INCREMENTAL_SOURCES
+from tracker.sources import SOURCES
 
 
 def stale_sources(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, str]:
@@ -45,7 +45,7 @@ def stale_sweeps(db: sqlite_utils.Database, config: Config, now: datetime) -> di
     every = sweep.interval(now) if sweep else None
     stale = {}
     for source in config.enabled_sources():
-        if every is None or source not in INCREMENTAL_SOURCES:
+        if every is None or not SOURCES[source].incremental:
             continue
         if _last_healthy_run(db, source) is None:
             continue  # never healthy at all: the dead-man check's to report

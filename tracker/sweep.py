@@ -9,8 +9,6 @@ from datetime import date, datetime
 
 from spiders.normalize import HONG_KONG
 
-# Sources whose runs may read only recent items; every other source reads its listings whole.
-INCREMENTAL_SOURCES = ("brdr", "press_releases")
 # BRDR `issueDateGrp` values an incremental run may ask for, each with the first Hong Kong
 # date a query made at a given moment covers. "ALL" makes every run a full sweep.
 DATE_GROUP_WINDOWS: dict[str, Callable[[datetime], date | None]] = {

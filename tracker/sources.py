@@ -1,0 +1,194 @@
+"""The sources the tracker watches: one descriptor each, the only place that knows a source.
+
+A descriptor names its spider, its config defaults (the `[sources.<name>]` table) and their
+checks, how its config becomes listings and spider options, whether it can read in part
+(incremental) and how, whether a listing may remove documents, and how digests show it.
+Adding a source is one spider (spiders/) and one descriptor here (README, "Adding a source").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+HKMA = "https://www.hkma.gov.hk"
+RSS = f"{HKMA}/eng/other-information/rss"
+FEED_NAMES = (
+    "press-release",
+    "circulars",
+    "speeches",
+    "guidelines",
+    "legislative-council-issues",
+    "consultations",
+)
+
+Spec = dict[str, Any]  # a source's config table, defaults merged with the file's
+
+
+class SourceConfigError(ValueError):
+    """A source's table is unusable; the message names the key (without the file)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # the `[sources.<name>]` table and the `<name>:` prefix of document ids
+    spider: str  # "module:Class" of its spider, loaded by the crawl process
+    title: str  # how digests name it
+    digest_order: int  # where digests put it (lower first)
+    defaults: Spec
+    listings: Callable[[Spec], dict[str, str]]  # listing name -> listing id (its real URL)
+    options: Callable[[Spec, Collection[str]], dict[str, Any]]  # spec, listings read whole
+    # Incremental reading: `date_group` names the spec key of a BRDR-style issue-date group
+    # (its coverage decides when a gap needs a full sweep); `since` pages a dated API back
+    # only to the last healthy run less an overlap.
+    date_group: str | None = None
+    since: Callable[[Spec, str], str] | None = None
+    register: bool = False  # a healthy full sweep lists a register: what it lacks left it
+    free_tables: dict[str, str] = field(default_factory=dict)  # key -> what its values are
+    check: Callable[[Spec], None] = lambda spec: None
+
+    @property
+    def incremental(self) -> bool:
+        return self.date_group is not None or self.since is not None
+
+
+def _rss_options(spec: Spec, full: Collection[str]) -> dict[str, Any]:
+    return {"key_by_title": list(spec["key_by_title"])}
+
+
+def _brdr_options(spec: Spec, full: Collection[str]) -> dict[str, Any]:
+    return {
+        "languages": list(spec["languages"]),
+        "page_size": spec["page_size"],
+        "version": spec["version"],
+        "date_groups": {
+            listing: "ALL" if listing in full else spec["recent_date_group"]
+            for listing in _brdr_listings(spec).values()
+        },
+    }
+
+
+def _brdr_listings(spec: Spec) -> dict[str, str]:
+    return {doc_type: f"{spec['url']}#{doc_type}" for doc_type in spec["doc_types"]}
+
+
+def _brdr_check(spec: Spec) -> None:
+    from tracker.sweep import DATE_GROUP_WINDOWS  # sweep windows know the groups' coverage
+
+    if not spec["languages"]:
+        raise SourceConfigError("languages must name at least one language")
+    if spec["recent_date_group"] not in DATE_GROUP_WINDOWS:
+        raise SourceConfigError(
+            f"recent_date_group must be one of {', '.join(DATE_GROUP_WINDOWS)} "
+            "(the issue-date groups whose coverage is known)"
+        )
+
+
+def _press_since(spec: Spec, last_healthy_at: str) -> str:
+    overlap = timedelta(days=spec["overlap_days"])
+    return (datetime.fromisoformat(last_healthy_at) - overlap).date().isoformat()
+
+
+# In the order runs crawl and report them.
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in (
+        Source(
+            name="rss",
+            spider="spiders.rss:RssSpider",
+            title="HKMA RSS feeds",
+            digest_order=3,
+            defaults={
+                "enabled": True,
+                "feeds": {name: f"{RSS}/rss_{name}.xml" for name in FEED_NAMES},
+                # Feeds whose items share one link: key those items by link and title.
+                "key_by_title": ["legislative-council-issues"],
+            },
+            listings=lambda spec: dict(spec["feeds"]),
+            options=_rss_options,
+            free_tables={"feeds": "hkma_url"},
+        ),
+        Source(
+            name="pages",
+            spider="spiders.pages:PagesSpider",
+            title="HKMA topic pages",
+            digest_order=1,
+            defaults={
+                "enabled": True,
+                "urls": [
+                    f"{HKMA}/eng/key-functions/banking/anti-money-laundering-and-counter-"
+                    "financing-of-terrorism/guidance-papers-circulars/",
+                    f"{HKMA}/eng/key-functions/banking/banking-legislation-policies-and-"
+                    "standards-implementation/liquidity/",
+                ],
+            },
+            listings=lambda spec: {url: url for url in spec["urls"]},
+            options=lambda spec, full: {},
+        ),
+        Source(
+            name="brdr",
+            spider="spiders.brdr:BrdrSpider",
+            title="Banking Regulatory Document Repository",
+            digest_order=0,
+            defaults={
+                "enabled": True,
+                "url": "https://brdr.hkma.gov.hk/restapi/doc-search",
+                # Circulars, guidelines, SPM modules, consultation papers, Guide to
+                # Authorization, codes of practice (../shared/hkma-sources.md; sub-codes
+                # unverified).
+                "doc_types": [
+                    "CIR",
+                    "GLI",
+                    "IGL",
+                    "SPM",
+                    "SPM-NGL",
+                    "SPM-SGL",
+                    "CPR",
+                    "GTA",
+                    "COP",
+                ],
+                # The first language is the record kept; others are paired to it. The API's
+                # code for Traditional Chinese is unverified, hence not on by default.
+                "languages": ["eng"],
+                "page_size": 100,
+                "version": "CURRENT",
+                # Incremental runs ask only for recent issue dates; full sweeps ask for ALL
+                # (--full-sweep, the daily sweep job, and whenever a baseline is missing).
+                "recent_date_group": "THIS_YEAR",
+            },
+            listings=_brdr_listings,
+            options=_brdr_options,
+            date_group="recent_date_group",
+            register=True,
+            check=_brdr_check,
+        ),
+        Source(
+            name="press_releases",
+            spider="spiders.press_releases:PressReleasesSpider",
+            title="HKMA press releases",
+            digest_order=2,
+            defaults={
+                "enabled": True,
+                "url": "https://api.hkma.gov.hk/public/press-releases?lang=en",
+                "page_size": 100,
+                # Incremental runs page back to this many days before the last healthy run.
+                "overlap_days": 7,
+            },
+            listings=lambda spec: {"press-releases": spec["url"]},
+            options=lambda spec, full: {"page_size": spec["page_size"]},
+            since=_press_since,
+        ),
+    )
+}
+# Helper crawls the tracker runs itself, not sources of documents.
+HELPER_SPIDERS = {
+    "documents": "spiders.documents:DocumentsSpider",
+    "brdr_lookup": "spiders.brdr:RegisterLookupSpider",
+}
+
+
+def source_titles() -> dict[str, str]:
+    """Source name -> how digests name it, in digest order."""
+    return {s.name: s.title for s in sorted(SOURCES.values(), key=lambda s: s.digest_order)}
