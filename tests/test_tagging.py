@@ -126,3 +126,33 @@ def test_taxonomy_errors_name_the_file_and_key(tmp_path):
     bad.write_text('[functions.Fraud]\npatterns = ["(unclosed"]\n', encoding="utf-8")
     with pytest.raises(TaxonomyError, match="bad pattern"):
         load_taxonomy(bad)
+
+
+def test_the_taxonomy_is_read_once_while_its_file_stays_the_same(tmp_path):
+    from tracker.tagging import DEFAULT_TAXONOMY
+
+    copy = tmp_path / "taxonomy.toml"
+    copy.write_text(DEFAULT_TAXONOMY.read_text(encoding="utf-8"), encoding="utf-8")
+    first = load_taxonomy(copy)
+    assert load_taxonomy(copy) is first
+    copy.write_text(
+        copy.read_text(encoding="utf-8").replace('version = "', 'version = "edited-', 1),
+        encoding="utf-8",
+    )
+    assert load_taxonomy(copy).version.startswith("edited-")
+
+
+@pytest.mark.parametrize(
+    ("written", "key"),
+    [
+        ("spm:IC-6", "spm:IC-6"),
+        ("IC-6", "spm:IC-6"),
+        ("CR-G-7", "spm:CR-G-7"),
+        ("B1/15C", "ref:B1/15C"),
+        ("20250428-3", "brdr:20250428-3"),
+    ],
+)
+def test_rule_keys_as_people_write_them(written, key):
+    from tracker.rules import rule_key
+
+    assert rule_key(written) == key

@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email import message_from_bytes, policy
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -30,7 +29,7 @@ from spiders.normalize import UNPRINTABLE
 from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
-from storage.outbox import outbox_status, pending_messages
+from storage.outbox import outbox_status
 from storage.records import KINDS, Snapshot
 from storage.search import search
 from storage.tags import retag
@@ -38,17 +37,16 @@ from tracker import __version__
 from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
 from tracker.delivery import (
     DeliveryReport,
-    build_digest,
     deliver,
+    preview_digests,
     queue_operator_message,
     raise_operator_alerts,
     subscribers_of,
 )
 from tracker.detect import changed_fields, describe_change
 from tracker.exit_codes import ExitStatus
-from tracker.extract import SPM_CODE
 from tracker.lock import RunLocked, run_lock
-from tracker.rules import timeline
+from tracker.rules import rule_key, timeline
 from tracker.run import RunReport, UnknownSourceError, run
 from tracker.schedule import all_jobs, serve
 from tracker.status import stale_sources, status_report
@@ -532,14 +530,7 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
 
     Example: hkma-tracker rule spm:CR-G-7
     """
-    if ":" not in key:
-        key = (
-            f"ref:{key}"
-            if "/" in key
-            else f"spm:{key}"
-            if SPM_CODE.fullmatch(key)
-            else f"brdr:{key}"
-        )
+    key = rule_key(key)
     db = obj.readonly_db()
     documents = rule_documents(db, key)
     if not documents:
@@ -605,16 +596,10 @@ def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> No
         raise UsageProblem(f"no subscriber {subscriber!r} (configured: {', '.join(names)})")
     with exclusive_db(obj) as db:
         if mode == "dry-run":
-            with write_transaction(db, commit=False):
-                for name in names:
-                    if subscriber in (None, name):
-                        built = build_digest(
-                            db, config, _subscriber(config, name), datetime.now(UTC)
-                        )
-                        for message in pending_messages(db, subscriber=name):
-                            echo(f"== {name}: {message['subject']}")
-                            if message["id"] == built:
-                                echo(_text_part(message["eml"]))
+            for preview in preview_digests(db, config, subscriber):
+                echo(f"== {preview.subscriber}: {preview.subject}")
+                if preview.text is not None:
+                    echo(preview.text)
             return
         report = deliver(db, config, force=True, only=subscriber)
     _exit_with(report)
@@ -627,16 +612,6 @@ def _exit_with(report: DeliveryReport, what: str = "") -> NoReturn:
     for failure in report.failed:
         echo(f"{what}NOT sent: {failure}", err=True)
     sys.exit(int(ExitStatus.DELIVERY_FAILED) if report.failed else 0)
-
-
-def _subscriber(config: Config, name: str) -> Any:
-    return next(s for s in subscribers_of(config) if s.name == name)
-
-
-def _text_part(eml: bytes) -> str:
-    message = message_from_bytes(bytes(eml), policy=policy.default)
-    body = message.get_body(("plain",))
-    return str(body.get_content()) if body is not None else ""
 
 
 @cli.group("alerts")

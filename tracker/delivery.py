@@ -15,6 +15,7 @@ import logging
 import sqlite3
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
@@ -58,6 +59,39 @@ class DeliveryReport:
 
 def subscribers_of(config: Config) -> tuple[Subscriber, ...]:
     return config.subscribers or (EVERYONE,)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A message as it would go out now: for whom, its subject, and its text if it is new."""
+
+    subscriber: str
+    subject: str
+    text: str | None  # None for a message already pending (shown by subject)
+
+
+def preview_digests(
+    db: sqlite_utils.Database, config: Config, only: str | None = None
+) -> list[Preview]:
+    """What `digest --send` would send now, built in a transaction that is rolled back:
+    nothing is stored, nothing is sent."""
+    previews = []
+    with write_transaction(db, commit=False):
+        for subscriber in subscribers_of(config):
+            if only not in (None, subscriber.name):
+                continue
+            built = build_digest(db, config, subscriber, datetime.now(UTC))
+            for message in pending_messages(db, subscriber=subscriber.name):
+                new = message["id"] == built
+                text = _text_part(message["eml"]) if new else None
+                previews.append(Preview(subscriber.name, message["subject"], text))
+    return previews
+
+
+def _text_part(eml: bytes) -> str:
+    message = message_from_bytes(bytes(eml), policy=policy.default)
+    body = message.get_body(("plain",))
+    return str(body.get_content()) if body is not None else ""
 
 
 def queue_for_subscribers(db: sqlite_utils.Database, config: Config, run_id: int) -> int:

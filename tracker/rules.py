@@ -74,6 +74,16 @@ def links_of(snapshot: Snapshot) -> list[Link]:
     return list(found.values())
 
 
+def rule_key(text: str) -> str:
+    """A key as people write it: `B1/15C` is a reference, `IC-6` an SPM module, a BRDR id
+    otherwise; a key with its prefix (`spm:IC-6`) is taken as it is."""
+    if ":" in text:
+        return text
+    if "/" in text:
+        return f"ref:{text}"
+    return f"spm:{text}" if SPM_CODE.fullmatch(text) else f"brdr:{text}"
+
+
 def _entry(date: str | None, what: str, row: dict[str, Any], detail: str = "") -> dict[str, Any]:
     return {
         "date": date,

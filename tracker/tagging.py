@@ -3,6 +3,7 @@ document and a taxonomy (tracker/taxonomy.toml, overridable with `[tagging] taxo
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -74,8 +75,18 @@ class Taxonomy:
 
 
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
-    """Read and check a taxonomy file (the shipped one by default)."""
+    """Read and check a taxonomy file (the shipped one by default), once per process for as
+    long as the file stays the same."""
     path = Path(path or DEFAULT_TAXONOMY)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise TaxonomyError(f"taxonomy {path}: {error}") from error
+    return _load_taxonomy(path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_taxonomy(path: Path, mtime_ns: int, size: int) -> Taxonomy:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as error:
