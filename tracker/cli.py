@@ -25,7 +25,6 @@ import sqlite_utils
 
 from alerts.digest import standing
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
-from spiders.normalize import UNPRINTABLE
 from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
@@ -33,7 +32,7 @@ from storage.outbox import outbox_status
 from storage.records import KINDS, Snapshot
 from storage.search import search
 from storage.tags import retag
-from tracker import __version__
+from tracker import __version__, render
 from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
 from tracker.delivery import (
     DeliveryReport,
@@ -46,8 +45,9 @@ from tracker.delivery import (
 from tracker.detect import changed_fields, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.lock import RunLocked, run_lock
+from tracker.render import echo, emit
 from tracker.rules import rule_key, timeline
-from tracker.run import RunReport, UnknownSourceError, run
+from tracker.run import UnknownSourceError, run
 from tracker.schedule import all_jobs, serve
 from tracker.status import stale_sources, status_report
 from tracker.tagging import Taggable, Tagger, tag
@@ -100,22 +100,6 @@ def exclusive_db(obj: Context) -> Iterator[sqlite_utils.Database]:
     except RunLocked as error:
         echo(f"hkma-tracker: {error}", err=True)
         sys.exit(int(ExitStatus.LOCKED))
-
-
-def terminal_safe(text: str) -> str:
-    """Control and bidi-override characters as visible escapes (`\\u001b`): stored text
-    never moves the cursor, clears the screen or reorders a line. Inside a JSON string the
-    escape is the JSON escape of the same character."""
-    return UNPRINTABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
-
-
-def echo(message: str = "", err: bool = False) -> None:
-    """The one way text reaches the terminal."""
-    click.echo(terminal_safe(message), err=err)
-
-
-def emit(record: dict[str, Any]) -> None:
-    echo(json.dumps(record, ensure_ascii=False, default=str))
 
 
 mirror_option = click.option(
@@ -176,62 +160,6 @@ def cli(
     ctx.obj = Context(config_path, db_path)
 
 
-def _print_report(report: RunReport, as_json: bool, show_events: bool) -> None:
-    for plan in report.plans:
-        summary = {
-            "source": plan.source,
-            "healthy": plan.healthy,
-            "reason": plan.reason,
-            "items": len(plan.seen),
-            "new": plan.count("new"),
-            "changed": plan.count("changed"),
-            "removed": plan.count("removed"),
-        }
-        if plan.sweep:
-            summary.update(sweep=plan.sweep, sweep_reason=plan.sweep_reason)
-        if as_json:
-            emit(summary)
-        else:
-            if plan.sweep:
-                echo(f"{plan.source}: {plan.sweep_reason}")
-            echo(
-                f"{plan.source}: {'healthy' if plan.healthy else 'UNHEALTHY'}; "
-                f"{summary['items']} items, {summary['new']} new, "
-                f"{summary['changed']} changed, {summary['removed']} removed"
-            )
-            for verdict in plan.verdicts:
-                if not verdict.healthy:
-                    echo(f"  {verdict.url}: {verdict.reason}")
-    if show_events:
-        for event in report.events:
-            record = {
-                "kind": event.kind,
-                "document_id": event.document_id,
-                "title": event.snapshot.title,
-                "url": event.snapshot.url,
-                "fields": event.fields,
-            }
-            if as_json:
-                emit(record)
-            else:
-                echo(f"  {event.kind:8} {event.snapshot.title}  <{event.snapshot.url}>")
-    if report.documents and report.documents.counts:
-        counts = report.documents.counts
-        if as_json:
-            emit({"documents": counts})
-        else:
-            echo("documents: " + ", ".join(f"{n} {what}" for what, n in counts.items()))
-    for line in report.unfinished:
-        if as_json:
-            emit({"unfinished": line})
-        else:
-            echo(f"unfinished, left for the next run: {line}")
-    if report.digest and not as_json:
-        echo(f"digest: {report.digest}")
-    if report.delivery_error:
-        logger.error("digest NOT delivered: %s", report.delivery_error)
-
-
 def _run(
     obj: Context,
     alerts: bool,
@@ -259,7 +187,7 @@ def _run(
     except RunLocked as error:
         echo(f"hkma-tracker: {error}", err=True)
         sys.exit(int(ExitStatus.LOCKED))
-    _print_report(report, as_json, show_events=dry_run)
+    render.run_report(report, as_json, show_events=dry_run)
     sys.exit(int(report.exit_status))
 
 
@@ -381,17 +309,7 @@ def changes(obj: Context, as_json: bool, **filters: Any) -> None:
 
     Example: hkma-tracker changes --since 2026-01-01 --function AML/CFT --json
     """
-    for change in _select_changes(obj, **filters):
-        if as_json:
-            emit(change)
-        else:
-            fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
-            tags = ", ".join(change["functions"] + change["products"])
-            echo(
-                f"{change['id']:>6} {change['detected_at']} {change['kind']:8} "
-                f"{change['source']:6} {change['title']}{fields}\n       {change['document_id']}"
-                + (f"\n       tags: {tags}" if tags else "")
-            )
+    render.changes(_select_changes(obj, **filters), as_json)
 
 
 EXPORT_COLUMNS = (
@@ -707,39 +625,7 @@ def status(obj: Context, as_json: bool) -> None:
 
     Example: hkma-tracker status --json
     """
-    report = status_report(obj.readonly_db(), obj.config())
-    if not report["sources"]:
-        echo("no runs recorded yet", err=True)
-    if as_json:
-        for row in report["sources"]:
-            emit({"type": "source", **row})
-        emit({"type": "outbox", **report["outbox"]})
-        for failing in report["delivery_failing"]:
-            emit({"type": "delivery", **failing})
-        emit({"type": "linked_documents", **report["linked_documents"]})
-        for name, sent in report["last_digest"].items():
-            emit({"type": "subscriber", "name": name, "last_digest_sent_at": sent})
-        return
-    for row in report["sources"]:
-        state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
-        echo(
-            f"{row['source']}: {state}; last run {row['last_run_id']} at {row['last_run_at']}, "
-            f"last healthy run {row['last_healthy_run_id']}, {row['documents']} active "
-            f"documents, next run {row['next_scheduled_run']}"
-            + (f"; OVERDUE: {row['overdue']}" if row["overdue"] else "")
-        )
-    outbox = report["outbox"]
-    pending, failed = outbox["pending"], outbox["failed_attempts"]
-    echo(f"outbox: {pending} messages pending ({failed} after a failure)")
-    for failing in report["delivery_failing"]:
-        echo(
-            f"delivery to {failing['subscriber']} failing since {failing['failing_since']} UTC "
-            f"({failing['attempts']} attempts): {failing['last_error']}"
-        )
-    linked = ", ".join(f"{n} {state}" for state, n in sorted(report["linked_documents"].items()))
-    echo(f"linked documents: {linked or 'none'}")
-    for name, sent in report["last_digest"].items():
-        echo(f"subscriber {name}: last digest sent {sent or 'never'}")
+    render.status(status_report(obj.readonly_db(), obj.config()), as_json)
 
 
 @cli.command("runs")
@@ -752,23 +638,7 @@ def runs_command(obj: Context, limit: int, as_json: bool) -> None:
 
     Example: hkma-tracker runs --limit 5 --json
     """
-    for run_row in list_runs(obj.readonly_db(), limit):
-        if as_json:
-            emit(run_row)
-            continue
-        echo(
-            f"run {run_row['id']} {run_row['command']} {run_row['started_at']} -> "
-            f"{run_row['status']} (exit {run_row['exit_code']})"
-        )
-        if run_row["unfinished"]:
-            echo(f"  unfinished: {run_row['unfinished']}")
-        for s in run_row["sources"]:
-            state = "healthy" if s["healthy"] else f"UNHEALTHY: {s['reason']}"
-            echo(
-                f"  {s['source']}: {state}; {s['items']} items, {s['new']} new, {s['changed']} "
-                f"changed, {s['removed']} removed, {s['requests']} requests, {s['bytes']} bytes, "
-                f"{s['duration_s']} s" + (f", {s['sweep']} sweep" if s["sweep"] else "")
-            )
+    render.runs(list_runs(obj.readonly_db(), limit), as_json)
 
 
 @cli.command("schedule")
@@ -850,9 +720,9 @@ def demo(obj: Context, mirrors: tuple[str, ...], workdir: Path | None) -> None:
     except FileExistsError as error:
         raise UsageProblem(str(error)) from None
     echo("== Day 1: first crawl (the baseline: recorded, not alerted)")
-    _print_report(day1, as_json=False, show_events=False)
+    render.run_report(day1, as_json=False, show_events=False)
     echo("\n== Day 2: the site changed")
-    _print_report(day2, as_json=False, show_events=True)
+    render.run_report(day2, as_json=False, show_events=True)
     if day2.digest:
         echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
         echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
