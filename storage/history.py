@@ -172,7 +172,7 @@ def apply_plan(
     db: sqlite_utils.Database,
     plan: SourcePlan,
     run_id: int,
-    result: dict[str, Any],
+    crawl: dict[str, Any],  # the crawl's `stats` and `finish_reason`, kept with the run
     tagger: Tagger,
 ) -> None:
     """Write one source's plan. Call inside `write_transaction`: all of it lands or none."""
@@ -220,7 +220,7 @@ def apply_plan(
         (_change_row(e, plan.source, run_id, now) for e in plan.events), batch_size=1000
     )
     _record_listings(db, plan, run_id, now)
-    stats = result.get("stats", {})
+    stats = crawl.get("stats", {})
     db.table("source_runs").insert(
         {
             "run_id": run_id,
@@ -233,7 +233,7 @@ def apply_plan(
             "removed": plan.count("removed"),
             "requests": int(stats.get("downloader/request_count", 0)),
             "bytes": int(stats.get("downloader/response_bytes", 0)),
-            "finish_reason": result.get("finish_reason"),
+            "finish_reason": crawl.get("finish_reason"),
             "stats": json.dumps(stats, default=str, sort_keys=True),
             "finished_at": now,
             "sweep": plan.sweep,

@@ -1,5 +1,6 @@
 """The database: schema through migrations, all-or-nothing writes, read-only access."""
 
+import json
 import sqlite3
 
 import pytest
@@ -149,3 +150,49 @@ def test_m008_takes_the_last_healthy_run_of_feeds_and_pages_as_their_last_full_r
         ("press_releases", None, None),
         ("rss", "2026-11-01T00:00:00+00:00", 40),
     ]
+
+
+def test_a_crawl_result_without_the_expected_shape_is_refused_naming_what(tmp_path):
+    from tracker.results import ResultError, read_result
+
+    good = {
+        "finish_reason": "finished",
+        "items": [
+            {
+                "listing": PAGE,
+                "key": "k",
+                "title": "T",
+                "url": PAGE,
+                "date": None,
+                "text": "",
+                "extra": {},
+            }
+        ],
+        "outcomes": [
+            {
+                "source": "pages",
+                "listing": PAGE,
+                "ok": True,
+                "reason": "",
+                "status": 200,
+                "items": 1,
+                "removals_allowed": True,
+                "comparable": True,
+            }
+        ],
+        "stats": {},
+    }
+    path = tmp_path / "pages.json"
+    path.write_text(json.dumps(good), encoding="utf-8")
+    assert read_result(path, documents=True) == good
+    for broken, message in [
+        ({**good, "outcomes": [{**good["outcomes"][0], "ok": "yes"}]}, "outcome 0: 'ok' is str"),
+        ({**good, "items": [{"key": "k"}]}, "item 0 has no 'listing'"),
+        ({**good, "stats": None}, "'stats' is missing or not a dict"),
+    ]:
+        path.write_text(json.dumps(broken), encoding="utf-8")
+        with pytest.raises(ResultError, match=message):
+            read_result(path, documents=True)
+    path.write_text("{truncated", encoding="utf-8")
+    with pytest.raises(ResultError, match=r"pages\.json: Expecting"):
+        read_result(path, documents=True)

@@ -15,6 +15,7 @@ from storage.records import (
     SourcePlan,
     StoredDocument,
 )
+from tracker.results import CrawlResult
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ def judge_listing(
 
 def plan_source(
     source: str,
-    result: dict[str, Any] | None,
+    result: CrawlResult | None,
     expected_listings: list[str],
     stored: dict[str, StoredDocument],
     history: dict[str, ListingHistory],
@@ -237,7 +238,7 @@ def plan_source(
     What a listing shows on its first healthy run is the baseline (recorded, not news).
     """
     result = result or {}
-    outcomes = {o["listing"]: o for o in result.get("outcomes", [])}
+    outcomes: dict[str, Any] = {o["listing"]: o for o in result.get("outcomes", [])}
     undated: dict[str, int] = {}
     for item in result.get("items", []):
         if not item["date"]:

@@ -17,6 +17,7 @@ from typing import Any
 from spiders.brdr import BRDR, base_id
 from storage.records import Snapshot, SourcePlan, StoredDocument
 from tracker.detect import changed_event
+from tracker.results import CrawlResult
 
 STANDING_KEYS = ("status", "superseded_by", "supersession_date", "left_register_on")
 # Landing-page relations that may name a later document: a supersession or a newer version.
@@ -28,8 +29,8 @@ def is_superseded(extra: dict[str, Any]) -> bool:
 
 
 def carry_standing(
-    result: dict[str, Any] | None, stored: dict[str, StoredDocument], source: str
-) -> dict[str, Any] | None:
+    result: CrawlResult | None, stored: dict[str, StoredDocument], source: str
+) -> CrawlResult | None:
     """`result` with every item of a document held as superseded still superseded (with its
     successor and dates), whatever the record says of itself."""
     if not result:
@@ -44,7 +45,8 @@ def carry_standing(
                     extra[key] = old.snapshot.extra[key]
             item = {**item, "extra": extra}
         items.append(item)
-    return {**result, "items": items}
+    carried: CrawlResult = {**result, "items": items}
+    return carried
 
 
 def _superseded(

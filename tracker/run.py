@@ -55,6 +55,7 @@ from tracker.lifecycle import (
     left_register,
     settle_departures,
 )
+from tracker.results import CrawlResult, ResultError, read_result
 from tracker.rules import links_of
 from tracker.sources import HELPER_SPIDERS, SOURCES
 from tracker.status import stale_sweeps
@@ -123,7 +124,7 @@ def crawl(
     spiders: dict[str, dict[str, Any]],
     workdir: Path,
     deadline: Deadline | None = None,
-) -> dict[str, dict[str, Any] | None]:
+) -> dict[str, CrawlResult | None]:
     """Run `spiders` (name -> listings and options) in one child process; each one's result.
 
     The child is killed at `process_timeout`, or sooner at the run's deadline."""
@@ -163,11 +164,15 @@ def crawl(
             failure = f"crawl process exited with status {completed.returncode}"
     except subprocess.TimeoutExpired:
         failure = why
-    results: dict[str, dict[str, Any] | None] = {}
+    results: dict[str, CrawlResult | None] = {}
     for name in sources:
         path = workdir / "results" / f"{name}.json"
         if path.exists():
-            results[name] = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                results[name] = read_result(path, documents=name in SOURCES)
+            except ResultError as error:  # not trusted in part: the crawl failed
+                logger.error("crawl result of %s unreadable: %s", name, error)
+                results[name] = {"finish_reason": f"unreadable result ({error})"}
         else:
             results[name] = {"finish_reason": failure} if failure else None
     return results
@@ -353,7 +358,12 @@ def _crawl_and_record(
         report.plans.append(plan)
         if report.run_id is not None:
             with write_transaction(db):
-                apply_plan(db, plan, report.run_id, results[source] or {}, tagger)
+                crawled = results[source] or {}
+                figures = {
+                    "stats": crawled.get("stats", {}),
+                    "finish_reason": crawled.get("finish_reason"),
+                }
+                apply_plan(db, plan, report.run_id, figures, tagger)
                 queue_for_subscribers(db, config, report.run_id)
         _log_source(plan)
 
