@@ -3,6 +3,7 @@ operator alerts, webhooks. The changes come from real crawls of the recorded sit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -56,6 +57,17 @@ class Mailbox:
         if self.drop_after_data:  # the message arrived, but the client never hears so
             server.transport.close()
         return "250 OK"
+
+
+@contextlib.contextmanager
+def smtp_server(box, **options):
+    """An aiosmtpd server for `box` on a free loopback port, for the length of a `with`."""
+    controller = Controller(box, hostname="127.0.0.1", port=free_port(), **options)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        controller.stop()
 
 
 @pytest.fixture
@@ -276,16 +288,9 @@ def test_login_over_starttls_with_a_verified_certificate(tmp_path, monkeypatch):
         return AuthResult(success=ok, handled=ok)
 
     box = Mailbox()
-    controller = Controller(
-        box,
-        hostname="127.0.0.1",
-        port=free_port(),
-        tls_context=context,
-        require_starttls=True,
-        authenticator=authenticator,
-    )
-    controller.start()
-    try:
+    with smtp_server(
+        box, tls_context=context, require_starttls=True, authenticator=authenticator
+    ) as controller:
         settings = smtp_settings(port=controller.port, security="starttls", ca_bundle=str(cert))
         monkeypatch.setenv("SMTP_PW", "wrong")
         with pytest.raises(DeliveryError, match="answered 535"):
@@ -296,8 +301,6 @@ def test_login_over_starttls_with_a_verified_certificate(tmp_path, monkeypatch):
         # Without the CA bundle the self-signed certificate is not trusted.
         with pytest.raises(DeliveryError, match="SSLCertVerificationError"):
             SmtpChannel({**settings, "ca_bundle": ""}).send(MESSAGE)
-    finally:
-        controller.stop()
 
 
 def test_operator_hears_once_when_a_source_breaks_and_once_when_it_recovers(
@@ -385,15 +388,7 @@ def test_login_without_tls_only_to_a_loopback_relay(monkeypatch):
         return AuthResult(success=True)
 
     box = Mailbox()
-    controller = Controller(
-        box,
-        hostname="127.0.0.1",
-        port=free_port(),
-        authenticator=authenticator,
-        auth_require_tls=False,
-    )
-    controller.start()
-    try:
+    with smtp_server(box, authenticator=authenticator, auth_require_tls=False) as controller:
         monkeypatch.setenv("RELAY_PW", "relay-secret")
         settings = smtp_settings(
             port=controller.port, username="relay-user", password_env="RELAY_PW"
@@ -407,8 +402,6 @@ def test_login_without_tls_only_to_a_loopback_relay(monkeypatch):
             SmtpChannel(settings, is_local=is_loopback_host).send(
                 {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nb\r\n"}
             )
-    finally:
-        controller.stop()
 
 
 PASSWORD = "pässwörd-密碼"
@@ -425,16 +418,12 @@ def test_a_non_ascii_password_logs_in_as_utf8_and_never_shows_in_an_error(monkey
     monkeypatch.setenv("SMTP_PW", PASSWORD)
     for excluded, works in (([], True), (["PLAIN"], False)):
         box = Mailbox()
-        controller = Controller(
+        with smtp_server(
             box,
-            hostname="127.0.0.1",
-            port=free_port(),
             authenticator=authenticator,
             auth_require_tls=False,
             auth_exclude_mechanism=excluded,
-        )
-        controller.start()
-        try:
+        ) as controller:
             channel = SmtpChannel(smtp_settings(port=controller.port), is_local=is_loopback_host)
             if works:
                 channel.send(MESSAGE)
@@ -445,8 +434,6 @@ def test_a_non_ascii_password_logs_in_as_utf8_and_never_shows_in_an_error(monkey
                     channel.send(MESSAGE)
                 assert "no AUTH PLAIN" in str(refused.value)
                 assert not set(str(refused.value)) & set(PASSWORD) - set("pssword-")
-        finally:
-            controller.stop()
 
 
 @pytest.mark.parametrize("unusable", ["a-file", "/proc/hkma-tracker-digests"])

@@ -20,7 +20,6 @@ CONFIG_ENV = "HKMA_TRACKER_CONFIG"
 DB_ENV = "HKMA_TRACKER_DB"
 DEFAULT_DB = "hkma-tracker.db"
 
-HKMA = "https://www.hkma.gov.hk"
 
 DEFAULTS: dict[str, Any] = {
     "crawl": {

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from tracker.config import HKMA, Config
+from tracker.config import Config
 from tracker.loopback import RecordedSite
 from tracker.run import RunReport, run
+from tracker.sources import HKMA
 
 DEMO_SITE = Path(__file__).parent / "demo_site"
 # The recorded site holds this one topic page (the real AML/CFT page); the other default
