@@ -16,6 +16,7 @@ import urllib.error
 import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
@@ -77,6 +78,21 @@ class FileChannel(Channel):
         return str(self.folder / f"{stem}.html")
 
 
+@dataclass(frozen=True)
+class SmtpSettings:
+    """The `[smtp]` table. Email is sent only when `host` is set."""
+
+    host: str = ""
+    port: int = 587
+    security: str = "starttls"  # starttls | ssl | none (none: only to a loopback relay)
+    username: str = ""
+    # The environment variable holding the password (never the password itself).
+    password_env: str = "HKMA_TRACKER_SMTP_PASSWORD"  # noqa: S105
+    sender: str = field(default="HKMA Tracker <hkma-tracker@localhost>", metadata={"key": "from"})
+    timeout: float = 30
+    ca_bundle: str = ""  # a PEM file of extra CA certificates
+
+
 class SmtpChannel(Channel):
     """Email over SMTP: STARTTLS or SMTPS with certificate verification; `none` only to a
     loopback relay. The password comes from the environment variable the config names."""
@@ -84,27 +100,27 @@ class SmtpChannel(Channel):
     name = "smtp"
 
     def __init__(
-        self, settings: dict[str, Any], is_local: Callable[[str], bool] = lambda host: False
+        self, settings: SmtpSettings, is_local: Callable[[str], bool] = lambda host: False
     ) -> None:
         self.settings = settings
         self.is_local = is_local  # whether a host is this machine (a login without TLS is
         # allowed only to such a relay); given by the caller, who knows what "local" means
 
     def _password(self) -> str:
-        variable = self.settings["password_env"]
+        variable = self.settings.password_env
         password = os.environ.get(variable)
         if password is None:
             raise DeliveryError(f"smtp: username is set but ${variable} is empty or not set")
         return password
 
     def _context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=self.settings["ca_bundle"] or None)
+        return ssl.create_default_context(cafile=self.settings.ca_bundle or None)
 
     def send(self, message: dict[str, Any]) -> str:
         s = self.settings
-        host, port, security = s["host"], int(s["port"]), s["security"]
+        host, port, security = s.host, s.port, s.security
         recipients = json.loads(message["recipients"])
-        if security == "none" and s["username"] and not self.is_local(host):
+        if security == "none" and s.username and not self.is_local(host):
             raise DeliveryError(
                 f"smtp: refusing to log in to {host} without TLS (security 'none' is only "
                 "for a relay on this machine)"
@@ -113,9 +129,9 @@ class SmtpChannel(Channel):
         try:
             client: smtplib.SMTP
             if security == "ssl":
-                client = smtplib.SMTP_SSL(host, port, timeout=s["timeout"], context=self._context())
+                client = smtplib.SMTP_SSL(host, port, timeout=s.timeout, context=self._context())
             else:
-                client = smtplib.SMTP(host, port, timeout=s["timeout"])
+                client = smtplib.SMTP(host, port, timeout=s.timeout)
             with client:
                 client.ehlo()
                 if security == "starttls":
@@ -123,11 +139,11 @@ class SmtpChannel(Channel):
                         raise DeliveryError(f"smtp: {host} does not offer STARTTLS; not logging in")
                     client.starttls(context=self._context())
                     client.ehlo()
-                if s["username"]:
-                    _login(client, s["username"], self._password())
-                code, answer = client.mail(s["from"])
+                if s.username:
+                    _login(client, s.username, self._password())
+                code, answer = client.mail(s.sender)
                 if code != 250:
-                    raise smtplib.SMTPSenderRefused(code, answer, s["from"])
+                    raise smtplib.SMTPSenderRefused(code, answer, s.sender)
                 refused = {}
                 for recipient in recipients:
                     code, answer = client.rcpt(recipient)

@@ -30,7 +30,7 @@ def test_defaults_need_no_file(monkeypatch):
     assert len(config.listings("rss")) == 6
     assert any("anti-money-laundering" in u for u in config.listings("pages"))
     assert any(u.endswith("/liquidity/") for u in config.listings("pages"))
-    assert config.crawl["download_delay"] >= 1 and config.crawl["obey_robots_txt"]
+    assert config.crawl.download_delay >= 1 and config.crawl.obey_robots_txt
     assert config.mirrors == {}
 
 
@@ -38,8 +38,8 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
     path = write(tmp_path, "[crawl]\ndownload_delay = 5\n[sources.rss]\nenabled = false\n")
     monkeypatch.setenv("HKMA_TRACKER_CONFIG", str(path))
     config = load_config()
-    assert config.crawl["download_delay"] == 5
-    assert config.crawl["timeout"] == 30  # untouched keys keep their defaults
+    assert config.crawl.download_delay == 5
+    assert config.crawl.timeout == 30  # untouched keys keep their defaults
     assert config.enabled_sources() == ["pages", "brdr", "press_releases"]
 
 

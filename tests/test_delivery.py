@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from alerts.channels import DeliveryError, SmtpChannel
+from alerts.channels import DeliveryError, SmtpChannel, SmtpSettings
 from spiders.normalize import is_loopback_host
 from tracker.cli import cli
 from tracker.config import load_config
@@ -217,17 +217,18 @@ MESSAGE = {"recipients": '["a@example.com"]', "eml": b"Subject: x\r\n\r\nbody\r\
 
 def smtp_settings(**overrides):
     """[smtp] settings for a channel under test: a login as 'tracker' with $SMTP_PW."""
-    return {
-        "host": "127.0.0.1",
-        "port": 25,
-        "security": "none",
-        "username": "tracker",
-        "password_env": "SMTP_PW",
-        "from": "t@example.com",
-        "timeout": 5,
-        "ca_bundle": "",
-        **overrides,
-    }
+    return SmtpSettings(
+        **{
+            "host": "127.0.0.1",
+            "port": 25,
+            "security": "none",
+            "username": "tracker",
+            "password_env": "SMTP_PW",
+            "sender": "t@example.com",
+            "timeout": 5,
+            **overrides,
+        }
+    )
 
 
 def test_starttls_required_but_not_offered_aborts_before_login(mailbox, monkeypatch):
@@ -300,7 +301,7 @@ def test_login_over_starttls_with_a_verified_certificate(tmp_path, monkeypatch):
         assert logins[-1] == (b"tracker", b"s3cret") and len(box.messages) == 1
         # Without the CA bundle the self-signed certificate is not trusted.
         with pytest.raises(DeliveryError, match="SSLCertVerificationError"):
-            SmtpChannel({**settings, "ca_bundle": ""}).send(MESSAGE)
+            SmtpChannel(dataclasses.replace(settings, ca_bundle="")).send(MESSAGE)
 
 
 def test_operator_hears_once_when_a_source_breaks_and_once_when_it_recovers(

@@ -2,7 +2,7 @@
 
 import pytest
 
-from tracker.config import DEFAULTS
+from tracker.config import HealthSettings
 from tracker.detect import (
     ListingHistory,
     Snapshot,
@@ -13,7 +13,7 @@ from tracker.detect import (
     plan_source,
 )
 
-HEALTH = DEFAULTS["health"]
+HEALTH = HealthSettings()
 PAGE = "https://www.hkma.gov.hk/eng/page/"
 FEED = "https://www.hkma.gov.hk/eng/other-information/rss/rss_circulars.xml"
 

@@ -237,7 +237,9 @@ def test_bad_documents_are_recorded_with_a_reason_and_retried(sites, config, db_
 def test_conditional_requests_where_the_server_gives_validators(sites, config, db_path):
     www, _, _ = sites
     www.validators = True
-    config = dataclasses.replace(config, documents={**config.documents, "revalidate_after_days": 0})
+    config = dataclasses.replace(
+        config, documents=dataclasses.replace(config.documents, revalidate_after_days=0)
+    )
     run(config, db_path)
     assert row(db_path, doc_id(PDFS[0]))["fetch_etag"]
     www.reset_counters()
@@ -410,7 +412,7 @@ def test_html_documents_have_a_limit_of_their_own_and_texts_a_cap(sites, config,
     assert sample  # the page still lists the PDF rows
     config = dataclasses.replace(
         config,
-        documents={**config.documents, "html_max_bytes": 200_000, "max_text_chars": 300},
+        documents=dataclasses.replace(config.documents, html_max_bytes=200_000, max_text_chars=300),
     )
 
     first = run(config, db_path)

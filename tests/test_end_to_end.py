@@ -258,7 +258,9 @@ def test_dry_run_stores_nothing(site, config, db_path):
 
 
 def test_oversized_responses_are_dropped_and_reported(site, config, db_path):
-    small = dataclasses.replace(config, crawl={**config.crawl, "max_page_bytes": 50_000})
+    small = dataclasses.replace(
+        config, crawl=dataclasses.replace(config.crawl, max_page_bytes=50_000)
+    )
     report = run(small, db_path, sources=["pages"])  # the real page is ~195 KB
     assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
     assert report.plans[0].reason.endswith("larger than the 50000-byte limit")
@@ -267,7 +269,9 @@ def test_oversized_responses_are_dropped_and_reported(site, config, db_path):
 
 def test_a_hung_crawl_is_killed_and_reported(site, config, db_path):
     site.overrides[page_path(DEMO_PAGE)] = Override(delay=8)
-    slow = dataclasses.replace(config, crawl={**config.crawl, "timeout": 30, "process_timeout": 2})
+    slow = dataclasses.replace(
+        config, crawl=dataclasses.replace(config.crawl, timeout=30, process_timeout=2)
+    )
     report = run(slow, db_path, sources=["pages"])
     assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
     assert report.plans[0].reason.endswith(

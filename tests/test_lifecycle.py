@@ -20,6 +20,7 @@ from fakes import BrdrFake, load
 
 from storage.records import Snapshot, StoredDocument
 from tracker.cli import cli
+from tracker.config import HealthSettings
 from tracker.detect import ListingHistory, plan_source
 from tracker.lifecycle import announce_supersessions, left_register, settle_departures
 from tracker.loopback import RecordedSite
@@ -469,7 +470,7 @@ def test_the_first_full_read_after_incremental_ones_alerts_only_what_they_could_
         [SEARCH],
         {},
         history,
-        {"max_drop_ratio": 0.5, "min_items_for_drop_check": 5, "max_undated_share": 0.5},
+        HealthSettings(max_drop_ratio=0.5, min_items_for_drop_check=5, max_undated_share=0.5),
     )
     assert {e.document_id: e.baseline for e in plan.events} == {
         "brdr:old": True,
@@ -497,7 +498,7 @@ def test_an_older_record_naming_a_newer_version_supersedes_nothing():
     old, new = stored(("20240101-1-EN", "2024-01-01")), stored(("20260101-1-EN", "2026-01-01"))
     held = {d.id: d for d in (old, new)}
     for listed, other in ((old, new), (new, old)):
-        plan = plan_source("brdr", None, [], held, {}, {})
+        plan = plan_source("brdr", None, [], held, {}, HealthSettings())
         plan.seen[listed.id] = (
             SEARCH + "#CIR",
             snapshot(
@@ -531,7 +532,7 @@ def test_departures_without_a_lookup_wait_for_the_next_sweep():
         [SEARCH + "#CIR"],
         {doc.id: doc},
         {},
-        {"max_drop_ratio": 0.5, "min_items_for_drop_check": 5, "max_undated_share": 0.5},
+        HealthSettings(max_drop_ratio=0.5, min_items_for_drop_check=5, max_undated_share=0.5),
     )
     departed = left_register(plan, {doc.id: doc})
     assert departed == [doc]

@@ -3,6 +3,7 @@ downtime, and health alerts for a redesigned page."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import subprocess
@@ -147,7 +148,7 @@ def test_a_run_past_its_deadline_exits_3_with_the_unfinished_source_unhealthy(
     site, config, db_path
 ):
     site.overrides[page_path(DEMO_PAGE)] = Override(body=b"", delay=20)
-    slow = config.__class__(**{**config.__dict__, "crawl": {**config.crawl, "timeout": 60}})
+    slow = dataclasses.replace(config, crawl=dataclasses.replace(config.crawl, timeout=60))
     started = time.monotonic()
     report = run(slow, db_path, sources=["pages"], deadline=3)
     assert time.monotonic() - started < 15
@@ -187,7 +188,10 @@ def test_a_redesigned_page_raises_one_operator_alert(site, config, db_path, tmp_
     import dataclasses
 
     alerting = dataclasses.replace(
-        config, operator={**config.operator, "emails": ["ops@example.com"], "unhealthy_runs": 2}
+        config,
+        operator=dataclasses.replace(
+            config.operator, emails=("ops@example.com",), unhealthy_runs=2
+        ),
     )
     run(alerting, db_path, sources=["pages"])
     page = site.root / page_path().lstrip("/") / "index.html"

@@ -7,7 +7,7 @@ import pytest
 
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import apply_plan, load_stored, start_run
-from tracker.config import DEFAULTS
+from tracker.config import HealthSettings
 from tracker.detect import plan_source
 from tracker.tagging import Tagger, load_taxonomy
 
@@ -44,7 +44,7 @@ def crawl_result(titles):
 
 def ingest(db, titles):
     result = crawl_result(titles)
-    plan = plan_source("pages", result, [PAGE], load_stored(db, "pages"), {}, DEFAULTS["health"])
+    plan = plan_source("pages", result, [PAGE], load_stored(db, "pages"), {}, HealthSettings())
     run_id = start_run(db, "test")
     with write_transaction(db):
         apply_plan(db, plan, run_id, result, Tagger(load_taxonomy()))

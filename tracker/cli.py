@@ -6,9 +6,6 @@ Data goes to stdout (`--json`: one object per line); logs go to stderr.
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import json
 import logging
 import os
 import sqlite3
@@ -23,13 +20,12 @@ from typing import Any, NoReturn
 import click
 import sqlite_utils
 
-from alerts.digest import standing
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
 from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, list_runs
 from storage.links import keys_like, rule_documents
 from storage.outbox import outbox_status
-from storage.records import KINDS, Snapshot
+from storage.records import KINDS
 from storage.search import search
 from storage.tags import retag
 from tracker import __version__, render
@@ -38,18 +34,16 @@ from tracker.delivery import (
     DeliveryReport,
     deliver,
     preview_digests,
-    queue_operator_message,
-    raise_operator_alerts,
+    send_test_alert,
     subscribers_of,
 )
-from tracker.detect import changed_fields, describe_change
 from tracker.exit_codes import ExitStatus
 from tracker.lock import RunLocked, run_lock
-from tracker.render import echo, emit
+from tracker.render import echo
 from tracker.rules import rule_key, timeline
 from tracker.run import UnknownSourceError, run
-from tracker.schedule import all_jobs, serve
-from tracker.status import stale_sources, status_report
+from tracker.schedule import job_list, serve
+from tracker.status import dead_man_check, status_report
 from tracker.tagging import Taggable, Tagger, tag
 
 logger = logging.getLogger("hkma-tracker")
@@ -74,7 +68,6 @@ class Context:
     def config(self, mirrors: tuple[str, ...] = ()) -> Config:
         try:
             config = load_config(self.config_path, list(mirrors))
-            config.taxonomy()  # a broken taxonomy file is a config error, found early
         except ConfigError as error:
             raise UsageProblem(str(error)) from None
         return config
@@ -312,23 +305,6 @@ def changes(obj: Context, as_json: bool, **filters: Any) -> None:
     render.changes(_select_changes(obj, **filters), as_json)
 
 
-EXPORT_COLUMNS = (
-    "id",
-    "detected_at",
-    "kind",
-    "significance",
-    "source",
-    "document_id",
-    "title",
-    "url",
-    "date",
-    "fields",
-    "functions",
-    "products",
-    "entity_types",
-)
-
-
 @cli.command()
 @change_filters
 @click.option(
@@ -341,17 +317,7 @@ def export(obj: Context, fmt: str, **filters: Any) -> None:
 
     Example: hkma-tracker export --format csv --since 2026-01-01 --product "Wealth Mgt" > wealth.csv
     """
-    rows = _select_changes(obj, **filters)
-    if fmt == "json":
-        for row in rows:
-            emit({column: row[column] for column in EXPORT_COLUMNS})
-        return
-    writer = csv.writer(sys.stdout, lineterminator="\n")
-    writer.writerow(EXPORT_COLUMNS)
-    for row in rows:
-        writer.writerow(
-            "; ".join(row[c]) if isinstance(row[c], list) else row[c] for c in EXPORT_COLUMNS
-        )
+    render.export(_select_changes(obj, **filters), fmt)
 
 
 @cli.command("tag")
@@ -374,20 +340,9 @@ def tag_command(
     Example: hkma-tracker tag --title "Guidance on combating high-end money laundering"
     """
     text = text_file.read_text(encoding="utf-8") if text_file else ""
-    taxonomy = obj.config().taxonomy()
+    taxonomy = obj.config().taxonomy
     extra = {"feed": feed} if feed else {}
-    tags = tag(Taggable(title, text, source, extra=extra), taxonomy)
-    if as_json:
-        emit({"taxonomy_version": taxonomy.version, **tags})
-        return
-    for kind, found in tags.items():
-        for name, evidence in found.items():
-            weight = sum(e["weight"] for e in evidence)
-            echo(f"{kind[:-1] if kind != 'entity_types' else 'entity type'}: {name} ({weight:g})")
-            for item in evidence:
-                echo(f"    {item['weight']:>4g}  {item['where']:8} {item['rule']}")
-    if not any(tags.values()):
-        echo(f"no tags (threshold {taxonomy.threshold:g})")
+    render.tags(tag(Taggable(title, text, source, extra=extra), taxonomy), taxonomy, as_json)
 
 
 @cli.command("retag")
@@ -399,17 +354,10 @@ def retag_command(obj: Context, as_json: bool) -> None:
 
     Example: hkma-tracker --config my.toml retag
     """
-    taxonomy = obj.config().taxonomy()
+    taxonomy = obj.config().taxonomy
     with exclusive_db(obj) as db, write_transaction(db):
         summary = retag(db, Tagger(taxonomy))
-    if as_json:
-        emit(summary)
-    else:
-        echo(
-            f"taxonomy {summary['taxonomy_version']}: {summary['versions']} versions of "
-            f"{summary['documents']} documents tagged; {summary['documents_with_new_tags']} "
-            "documents' tags changed"
-        )
+    render.retag(summary, as_json)
 
 
 @cli.command("search")
@@ -425,16 +373,7 @@ def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
     """
     if not query.split():
         raise UsageProblem("search: give at least one word")
-    for hit in search(obj.readonly_db(), query, limit):
-        for kind in ("functions", "products"):
-            hit[kind] = json.loads(hit[kind])
-        if as_json:
-            emit(hit)
-        else:
-            indent = "\n" + " " * 11
-            echo(
-                f"{hit['date'] or '':10} {hit['title']}{indent}{hit['id']}{indent}{hit['snippet']}"
-            )
+    render.search_hits(search(obj.readonly_db(), query, limit), as_json)
 
 
 @cli.command("rule")
@@ -456,12 +395,7 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
         raise UsageProblem(
             f"no document is linked to {key!r}" + (f" (known: {similar})" if similar else "")
         )
-    for entry in timeline(key, documents):
-        if as_json:
-            emit({"key": key, **entry})
-        else:
-            date, what = entry["date"] or "?", entry["entry"]
-            echo(f"{date:10}  {what:13} {entry['title']}  ({entry['detail']})")
+    render.timeline(key, timeline(key, documents), as_json)
 
 
 @cli.command("outbox")
@@ -473,20 +407,7 @@ def outbox_command(obj: Context, as_json: bool) -> None:
 
     Example: hkma-tracker outbox --json
     """
-    rows = outbox_status(obj.readonly_db())
-    for row in rows:
-        if as_json:
-            emit(row)
-        elif row["type"] == "message":
-            why = f"; last error: {row['last_error']}" if row["last_error"] else ""
-            echo(
-                f"message {row['id']} {row['kind']} for {row['subscriber']} via {row['channel']}: "
-                f"{row['subject']} ({row['attempts']} attempts, next {row['next_attempt_at']}{why})"
-            )
-        else:
-            echo(f"{row['subscriber']}: {row['changes']} changes waiting for a digest")
-    if not rows and not as_json:
-        echo("outbox empty: everything was delivered")
+    render.outbox(outbox_status(obj.readonly_db()), as_json)
 
 
 @cli.command("digest")
@@ -553,12 +474,8 @@ def alerts_test(obj: Context, channel: str | None) -> None:
     config = obj.config()
     if channel == "smtp" and not config.smtp_configured:
         raise UsageProblem("alerts test: smtp.host is not configured")
-    if channel == "file":
-        config = dataclasses.replace(config, smtp={**config.smtp, "host": ""})
     with exclusive_db(obj) as db:
-        with write_transaction(db):
-            message = queue_operator_message(db, config, "test")
-        report = deliver(db, config, force=True, only="operator")
+        message, report = send_test_alert(db, config, by_file=channel == "file")
     _exit_with(report, f"test message {message} ")
 
 
@@ -580,21 +497,7 @@ def history(obj: Context, document_id: str, as_json: bool) -> None:
     """
     db = obj.readonly_db()
     document = _document_or_fail(db, document_id)
-    record = document_history(db, document["id"])
-    if as_json:
-        for version in record["versions"]:
-            emit({"type": "version", **version})
-        for change in record["changes"]:
-            emit({"type": "change", **change})
-        return
-    echo(f"{document['id']}\n  status {document['status']}, {document['url']}")
-    if in_force := standing(json.loads(document["extra"])):
-        echo(f"  {in_force}")
-    for version in record["versions"]:
-        echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
-    for change in record["changes"]:
-        fields = ", ".join(change["fields"])
-        echo(f"  change {change['id']} {change['detected_at']} {change['kind']} {fields}")
+    render.history(document, document_history(db, document["id"]), as_json)
 
 
 @cli.command()
@@ -607,13 +510,7 @@ def diff(obj: Context, document_id: str) -> None:
     """
     db = obj.readonly_db()
     document = _document_or_fail(db, document_id)
-    versions = document_history(db, document["id"])["versions"]
-    if len(versions) < 2:
-        echo(f"{document['id']}: one version only, nothing to compare")
-        return
-    old, new = (Snapshot.from_row(v) for v in versions[-2:])
-    echo(f"{document['id']}: version {versions[-2]['id']} -> {versions[-1]['id']}")
-    echo(describe_change(old, new, changed_fields(old, new)))
+    render.diff(document, document_history(db, document["id"])["versions"])
 
 
 @cli.command()
@@ -657,20 +554,7 @@ def schedule_command(obj: Context, show: bool, as_json: bool) -> None:
     """
     config = obj.config()
     if show:
-        now = datetime.now(UTC)
-        for job in all_jobs(config):
-            next_run = job.next_run(now)
-            record = {
-                "id": job.id,
-                "kind": job.kind,
-                "trigger": f"cron[{job.cron}] Asia/Hong_Kong",
-                "next_run": next_run.isoformat() if next_run else None,
-                "command": " ".join(job.command),
-            }
-            if as_json:
-                emit(record)
-            else:
-                echo(f"{record['id']:28} {record['next_run']}  {record['trigger']}")
+        render.schedule(job_list(config, datetime.now(UTC)), as_json)
         return
     global_args = ["--db", obj.db_path] + (["--config", obj.config_path] if obj.config_path else [])
     serve(config, global_args, obj.db_path)
@@ -687,10 +571,7 @@ def alerts_check(obj: Context) -> None:
     """
     config = obj.config()
     with exclusive_db(obj) as db:
-        stale = stale_sources(db, config, datetime.now(UTC))
-        with write_transaction(db):
-            raise_operator_alerts(db, config, config.enabled_sources(), stale)
-        report = deliver(db, config, only="operator")
+        stale, report = dead_man_check(db, config, datetime.now(UTC))
     for source, why in stale.items():
         echo(f"{source}: {why}")
     _exit_with(report)
@@ -719,14 +600,7 @@ def demo(obj: Context, mirrors: tuple[str, ...], workdir: Path | None) -> None:
         day1, day2, db_path = run_demo(config, workdir)
     except FileExistsError as error:
         raise UsageProblem(str(error)) from None
-    echo("== Day 1: first crawl (the baseline: recorded, not alerted)")
-    render.run_report(day1, as_json=False, show_events=False)
-    echo("\n== Day 2: the site changed")
-    render.run_report(day2, as_json=False, show_events=True)
-    if day2.digest:
-        echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
-        echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
-    echo(f"Explore: hkma-tracker --db {db_path} changes")
+    render.demo(day1, day2, db_path)
     sys.exit(int(max(day1.exit_status, day2.exit_status)))
 
 

@@ -6,93 +6,137 @@ import copy
 import os
 import tomllib
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import Field, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from alerts.channels import SmtpSettings
 from alerts.subscribers import Subscriber, SubscriberError, parse_subscribers
 from spiders.normalize import is_hkma_host
-from tracker.sources import SOURCES, SourceConfigError
+from tracker.sources import SOURCES, SourceConfigError, Spec
 from tracker.tagging import KINDS, Taxonomy, TaxonomyError, load_taxonomy
+
+T = TypeVar("T")
 
 CONFIG_ENV = "HKMA_TRACKER_CONFIG"
 DB_ENV = "HKMA_TRACKER_DB"
 DEFAULT_DB = "hkma-tracker.db"
 
 
+@dataclass(frozen=True)
+class CrawlSettings:
+    """The `[crawl]` table: how politely and how far the spiders fetch."""
+
+    user_agent: str = "hkma-tracker/0.1 (regulatory change tracker)"
+    download_delay: float = 2.0
+    concurrency_per_host: int = 2
+    autothrottle: bool = True
+    timeout: int = 30
+    retries: int = 2
+    max_page_bytes: int = 5 * 1024 * 1024
+    obey_robots_txt: bool = True
+    log_level: str = "WARNING"
+    process_timeout: int = 1800
+    # A PEM file of extra CA certificates (for a server that sends an incomplete chain).
+    ca_bundle: str = ""
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """The `[health]` table: when a listing is judged broken rather than changed."""
+
+    # A listing that lost more than this share of its items since its last healthy run is
+    # treated as broken, not as mass deletion.
+    max_drop_ratio: float = 0.5
+    # Below this many items, a drop is too noisy to judge.
+    min_items_for_drop_check: int = 5
+    # A listing where more than this share of items has no date has changed its layout.
+    max_undated_share: float = 0.5
+
+
+@dataclass(frozen=True)
+class DocumentSettings:
+    """The `[documents]` table: reading the circulars and PDFs the listings link to."""
+
+    enabled: bool = True
+    max_per_run: int = 300  # the rest waits for the next run
+    pdf_max_bytes: int = 50 * 1024 * 1024
+    # An HTML document (a press release, an old circular) is far smaller than a PDF; a
+    # larger one is not read (it would cost memory and store megabytes of markup text).
+    html_max_bytes: int = 5 * 1024 * 1024
+    # Characters of a document's text kept and indexed; the rest is cut, and the record
+    # says so (`document.text_cut`).
+    max_text_chars: int = 1_000_000
+    pdf_timeout: int = 60  # seconds of text extraction per PDF
+    pdf_memory_mb: int = 1024
+    # Where a server gave ETag/Last-Modified, re-check unchanged-looking documents this often.
+    revalidate_after_days: float = 7.0
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    """The `[operator]` table: who hears about broken sources and stuck deliveries."""
+
+    emails: tuple[str, ...] = ()
+    # Also (or only) a webhook, so that an alert about mail reaches someone when mail is
+    # what is down; its payload as for subscribers: json, slack or teams.
+    webhook: str = ""
+    webhook_format: str = "json"
+    unhealthy_runs: int = 3  # a source is reported broken after this many unhealthy runs
+    # Seconds a subscriber's message may keep failing before the operator is told.
+    delivery_stuck_after: int = 3600
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """The `[run]` table."""
+
+    # Seconds a whole run may take (0: no limit); unfinished sources count as unhealthy.
+    deadline: int = 0
+
+
+# Tables with a fixed set of keys, each read into its typed settings.
+SECTIONS: dict[str, type] = {
+    "crawl": CrawlSettings,
+    "health": HealthSettings,
+    "documents": DocumentSettings,
+    "smtp": SmtpSettings,
+    "operator": OperatorSettings,
+    "run": RunSettings,
+}
+
+
+def _key(f: Field[Any]) -> str:
+    return str(f.metadata.get("key", f.name))  # the TOML key, where it is not a Python name
+
+
+def _table(cls: type) -> dict[str, Any]:
+    """A settings class's defaults, shaped as its TOML table."""
+    table = {}
+    for f in fields(cls):
+        default = f.default
+        table[_key(f)] = list(default) if isinstance(default, tuple) else default
+    return table
+
+
+def _settings(cls: type[T], table: dict[str, Any]) -> T:
+    """A checked table as its typed settings."""
+    values = {f.name: table[_key(f)] for f in fields(cls)}  # type: ignore[arg-type]
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+# The whole file's shape and defaults: what `_merge` checks a config file against.
 DEFAULTS: dict[str, Any] = {
-    "crawl": {
-        "user_agent": "hkma-tracker/0.1 (regulatory change tracker)",
-        "download_delay": 2.0,
-        "concurrency_per_host": 2,
-        "autothrottle": True,
-        "timeout": 30,
-        "retries": 2,
-        "max_page_bytes": 5 * 1024 * 1024,
-        "obey_robots_txt": True,
-        "log_level": "WARNING",
-        "process_timeout": 1800,
-        # A PEM file of extra CA certificates (for a server that sends an incomplete chain).
-        "ca_bundle": "",
-    },
-    "health": {
-        # A listing that lost more than this share of its items since its last healthy run is
-        # treated as broken, not as mass deletion.
-        "max_drop_ratio": 0.5,
-        # Below this many items, a drop is too noisy to judge.
-        "min_items_for_drop_check": 5,
-        # A listing where more than this share of items has no date has changed its layout.
-        "max_undated_share": 0.5,
-    },
+    **{key: _table(cls) for key, cls in SECTIONS.items()},
     # One table per source, its defaults from the source's descriptor (tracker/sources.py).
     "sources": {name: copy.deepcopy(source.defaults) for name, source in SOURCES.items()},
-    "documents": {
-        "enabled": True,
-        "max_per_run": 300,  # the rest waits for the next run
-        "pdf_max_bytes": 50 * 1024 * 1024,
-        # An HTML document (a press release, an old circular) is far smaller than a PDF; a
-        # larger one is not read (it would cost memory and store megabytes of markup text).
-        "html_max_bytes": 5 * 1024 * 1024,
-        # Characters of a document's text kept and indexed; the rest is cut, and the record
-        # says so (`document.text_cut`).
-        "max_text_chars": 1_000_000,
-        "pdf_timeout": 60,  # seconds of text extraction per PDF
-        "pdf_memory_mb": 1024,
-        # Where a server gave ETag/Last-Modified, re-check unchanged-looking documents this often.
-        "revalidate_after_days": 7.0,
-    },
     "tagging": {
         # A taxonomy file of your own; empty: the one shipped (tracker/taxonomy.toml).
         "taxonomy": "",
     },
     "digest": {"folder": "digests"},
-    # Email is sent only when `host` is set; otherwise digests go to the digest folder.
-    "smtp": {
-        "host": "",
-        "port": 587,
-        "security": "starttls",  # starttls | ssl | none (none: only to a loopback relay)
-        "username": "",
-        "password_env": "HKMA_TRACKER_SMTP_PASSWORD",
-        "from": "HKMA Tracker <hkma-tracker@localhost>",
-        "timeout": 30,
-        "ca_bundle": "",
-    },
-    "operator": {
-        "emails": [],
-        # Also (or only) a webhook, so that an alert about mail reaches someone when mail is
-        # what is down; its payload as for subscribers: json, slack or teams.
-        "webhook": "",
-        "webhook_format": "json",
-        "unhealthy_runs": 3,  # a source is reported broken after this many unhealthy runs
-        # Seconds a subscriber's message may keep failing before the operator is told.
-        "delivery_stuck_after": 3600,
-    },
     "subscribers": [],
-    "run": {
-        # Seconds a whole run may take (0: no limit); unfinished sources count as unhealthy.
-        "deadline": 0,
-    },
     # Cron expressions (Hong Kong time) for `hkma-tracker schedule`: a source name or "all",
     # and "full_sweep" for the periodic full BRDR / press-release reconciliation.
     "schedule": {},
@@ -118,30 +162,24 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class Config:
-    crawl: dict[str, Any]
-    health: dict[str, Any]
-    sources: dict[str, dict[str, Any]]
-    documents: dict[str, Any]
-    tagging: dict[str, Any]
-    smtp: dict[str, Any]
-    operator: dict[str, Any]
-    run: dict[str, Any]
+    crawl: CrawlSettings
+    health: HealthSettings
+    # `[sources.<name>]` tables, each checked against its descriptor (tracker/sources.py).
+    sources: dict[str, Spec]
+    documents: DocumentSettings
+    smtp: SmtpSettings
+    operator: OperatorSettings
+    run: RunSettings
     schedule: dict[str, str]
     subscribers: tuple[Subscriber, ...]
     digest_folder: Path
     mirrors: dict[str, str]
+    taxonomy: Taxonomy  # loaded once, with the config
     origin: str = "built-in defaults"
-
-    def taxonomy(self) -> Taxonomy:
-        """The taxonomy in force (ConfigError naming the file if it is unusable)."""
-        try:
-            return load_taxonomy(self.tagging["taxonomy"] or None)
-        except TaxonomyError as error:
-            raise ConfigError(f"tagging.taxonomy: {error}") from None
 
     @property
     def smtp_configured(self) -> bool:
-        return bool(self.smtp["host"])
+        return bool(self.smtp.host)
 
     def enabled_sources(self) -> list[str]:
         return [name for name, spec in self.sources.items() if spec["enabled"]]
@@ -287,22 +325,20 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
         merged["mirror"][o] = b
     try:
         taxonomy = load_taxonomy(merged["tagging"]["taxonomy"] or None)
+    except TaxonomyError as error:
+        raise ConfigError(f"config file {origin}: tagging.taxonomy: {error}") from None
+    try:
         known = {kind: taxonomy.names(kind) for kind in KINDS}
         subscribers = tuple(parse_subscribers(merged["subscribers"], known))
-    except (TaxonomyError, SubscriberError) as error:
+    except SubscriberError as error:
         raise ConfigError(f"config file {origin}: {error}") from None
     return Config(
-        crawl=merged["crawl"],
-        health=merged["health"],
+        **{key: _settings(cls, merged[key]) for key, cls in SECTIONS.items()},
         sources=merged["sources"],
-        documents=merged["documents"],
-        tagging=merged["tagging"],
-        smtp=merged["smtp"],
-        operator=merged["operator"],
-        run=merged["run"],
         schedule=merged["schedule"],
         subscribers=subscribers,
         digest_folder=Path(merged["digest"]["folder"]),
         mirrors=merged["mirror"],
+        taxonomy=taxonomy,
         origin=origin,
     )

@@ -11,6 +11,7 @@ failure), never one per run.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
 from dataclasses import dataclass, field
@@ -104,12 +105,12 @@ def channels_of(config: Config) -> dict[str, Channel]:
     return {
         "file": FileChannel(config.digest_folder),
         "smtp": SmtpChannel(config.smtp, is_local=is_loopback_host),
-        "webhook": WebhookChannel(timeout=config.smtp["timeout"]),
+        "webhook": WebhookChannel(timeout=config.smtp.timeout),
     }
 
 
 def _domain(config: Config) -> str:
-    address = parseaddr(config.smtp["from"])[1]
+    address = parseaddr(config.smtp.sender)[1]
     return address.rsplit("@", 1)[-1] if "@" in address else "hkma-tracker.local"
 
 
@@ -145,7 +146,7 @@ def build_digest(
     else:
         channel = "smtp" if config.smtp_configured else "file"
         recipients = list(subscriber.emails)
-    email = digest.to_email(config.smtp["from"], recipients, message_id)
+    email = digest.to_email(config.smtp.sender, recipients, message_id)
     return store_message(
         db,
         kind="digest",
@@ -183,12 +184,24 @@ def operator_message(
     }[kind]
     message = EmailMessage()
     message["Subject"] = subject
-    message["From"] = config.smtp["from"]
-    message["To"] = ", ".join(config.operator["emails"]) or "operator"
+    message["From"] = config.smtp.sender
+    message["To"] = ", ".join(config.operator.emails) or "operator"
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(idstring=kind, domain=_domain(config))
     message.set_content(body)
     return message
+
+
+def send_test_alert(
+    db: sqlite_utils.Database, config: Config, by_file: bool = False
+) -> tuple[int, DeliveryReport]:
+    """Queue a test message to the operator and deliver it now (`by_file`: into the digest
+    folder even where SMTP is set up). The message id and the delivery report."""
+    if by_file:
+        config = dataclasses.replace(config, smtp=dataclasses.replace(config.smtp, host=""))
+    with write_transaction(db):
+        message = queue_operator_message(db, config, "test")
+    return message, deliver(db, config, force=True, only="operator")
 
 
 def queue_operator_message(
@@ -218,16 +231,16 @@ def queue_operator_message(
             payload=payload,
         )
 
-    by_mail = config.smtp_configured and config.operator["emails"]
+    by_mail = config.smtp_configured and config.operator.emails
     first = store(
         "smtp" if by_mail else "file",
-        list(config.operator["emails"]),
+        list(config.operator.emails),
         {"source": source, "reason": reason, "runs": runs},
     )
-    if config.operator["webhook"]:
+    if config.operator.webhook:
         text = str(message.get_content()).strip()
-        fmt = config.operator["webhook_format"]
-        store("webhook", [config.operator["webhook"]], notice_payload(fmt, subject, text))
+        fmt = config.operator.webhook_format
+        store("webhook", [config.operator.webhook], notice_payload(fmt, subject, text))
     return first
 
 
@@ -240,7 +253,7 @@ def raise_operator_alerts(
     """One 'broken' message when a source reaches N unhealthy runs in a row (or, given
     `stale`, has had no healthy run for too long), one 'recovered' message when it is healthy
     again; nothing in between. Call in a transaction."""
-    threshold = config.operator["unhealthy_runs"]
+    threshold = config.operator.unhealthy_runs
     for source in sources:
         streak, reason = unhealthy_streak(db, source)
         last = last_operator_alert(db, source)
@@ -264,7 +277,7 @@ def raise_delivery_alerts(db: sqlite_utils.Database, config: Config, now: dateti
     longer than `[operator] delivery_stuck_after`, one 'delivery recovered' when nothing fails
     any more; nothing in between. Call in a transaction."""
     failing = [f for f in failing_deliveries(db) if f["subscriber"] != "operator"]
-    threshold = timedelta(seconds=config.operator["delivery_stuck_after"])
+    threshold = timedelta(seconds=config.operator.delivery_stuck_after)
     stuck = [f for f in failing if now - datetime.fromisoformat(f["failing_since"]) >= threshold]
     last = last_delivery_alert(db)
     if stuck and last != "delivery-stuck":
@@ -381,7 +394,7 @@ def _send(
 ) -> None:
     label = f"{message['kind']} #{message['id']} for {message['subscriber']}"
     channel = message["channel"]
-    if message["subscriber"] == "operator" and channel == "smtp" and not config.operator["emails"]:
+    if message["subscriber"] == "operator" and channel == "smtp" and not config.operator.emails:
         channel = "file"  # queued before the addresses were removed: kept on disk instead
     try:
         where = channels[channel].send(message)

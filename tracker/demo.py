@@ -27,7 +27,7 @@ def demo_config(config: Config, workdir: Path, base_url: str) -> Config:
     return dataclasses.replace(
         config,
         sources=sources,
-        documents={**config.documents, "enabled": False},
+        documents=dataclasses.replace(config.documents, enabled=False),
         digest_folder=workdir / "digests",
         mirrors={**config.mirrors, HKMA: base_url},
     )

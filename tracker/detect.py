@@ -6,7 +6,7 @@ import difflib
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storage.records import (
     ChangeEvent,
@@ -16,6 +16,9 @@ from storage.records import (
     StoredDocument,
 )
 from tracker.results import CrawlResult
+
+if TYPE_CHECKING:
+    from tracker.config import HealthSettings
 
 
 @dataclass(frozen=True)
@@ -187,7 +190,7 @@ def judge_listing(
     url: str,
     outcome: dict[str, Any] | None,
     history: ListingHistory,
-    health: dict[str, Any],
+    health: HealthSettings,
     finish_reason: str | None,
     undated: int = 0,
 ) -> ListingVerdict:
@@ -206,10 +209,7 @@ def judge_listing(
         return verdict(False, outcome["reason"] or "failed", items)
     if finish_reason not in (None, "finished"):
         return verdict(False, f"crawl ended early ({finish_reason})", items)
-    if (
-        items >= health["min_items_for_drop_check"]
-        and undated / items > health["max_undated_share"]
-    ):
+    if items >= health.min_items_for_drop_check and undated / items > health.max_undated_share:
         return verdict(False, f"field coverage: {undated} of {items} items have no date", items)
     # An incremental read is a slice of varying size: only whole reads are compared.
     previous = history.full_items if complete else None
@@ -217,7 +217,7 @@ def judge_listing(
         if items == 0:
             return verdict(False, f"0 items where the last healthy run had {previous}", items)
         drop = 1 - items / previous
-        if previous >= health["min_items_for_drop_check"] and drop > health["max_drop_ratio"]:
+        if previous >= health.min_items_for_drop_check and drop > health.max_drop_ratio:
             reason = f"sharp drop: {items} items where the last healthy run had {previous}"
             return verdict(False, reason, items)
     return verdict(True, "", items)
@@ -229,7 +229,7 @@ def plan_source(
     expected_listings: list[str],
     stored: dict[str, StoredDocument],
     history: dict[str, ListingHistory],
-    health: dict[str, Any],
+    health: HealthSettings,
 ) -> SourcePlan:
     """Compare one source's crawl `result` with its `stored` documents.
 

@@ -3,14 +3,21 @@ object per line), which make stored text safe for a terminal. Data in, lines out
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
+import sys
+from pathlib import Path
 from typing import Any
 
 import click
 
+from alerts.digest import standing
 from spiders.normalize import UNPRINTABLE
+from storage.records import Snapshot
+from tracker.detect import changed_fields, describe_change
 from tracker.run import RunReport
+from tracker.tagging import Taxonomy
 
 logger = logging.getLogger("hkma-tracker")
 
@@ -154,3 +161,147 @@ def runs(rows: list[dict[str, Any]], as_json: bool) -> None:
                 f"changed, {s['removed']} removed, {s['requests']} requests, {s['bytes']} bytes, "
                 f"{s['duration_s']} s" + (f", {s['sweep']} sweep" if s["sweep"] else "")
             )
+
+
+EXPORT_COLUMNS = (
+    "id",
+    "detected_at",
+    "kind",
+    "significance",
+    "source",
+    "document_id",
+    "title",
+    "url",
+    "date",
+    "fields",
+    "functions",
+    "products",
+    "entity_types",
+)
+
+
+def export(rows: list[dict[str, Any]], fmt: str) -> None:
+    """Change events as CSV (lists joined with "; ") or JSON lines, to stdout."""
+    if fmt == "json":
+        for row in rows:
+            emit({column: row[column] for column in EXPORT_COLUMNS})
+        return
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    for row in rows:
+        writer.writerow(
+            "; ".join(row[c]) if isinstance(row[c], list) else row[c] for c in EXPORT_COLUMNS
+        )
+
+
+def tags(
+    found: dict[str, dict[str, list[dict[str, Any]]]], taxonomy: Taxonomy, as_json: bool
+) -> None:
+    """The tags a text got, with the evidence for each."""
+    if as_json:
+        emit({"taxonomy_version": taxonomy.version, **found})
+        return
+    for kind, named in found.items():
+        for name, evidence in named.items():
+            weight = sum(e["weight"] for e in evidence)
+            echo(f"{kind[:-1] if kind != 'entity_types' else 'entity type'}: {name} ({weight:g})")
+            for item in evidence:
+                echo(f"    {item['weight']:>4g}  {item['where']:8} {item['rule']}")
+    if not any(found.values()):
+        echo(f"no tags (threshold {taxonomy.threshold:g})")
+
+
+def retag(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(summary)
+        return
+    echo(
+        f"taxonomy {summary['taxonomy_version']}: {summary['versions']} versions of "
+        f"{summary['documents']} documents tagged; {summary['documents_with_new_tags']} "
+        "documents' tags changed"
+    )
+
+
+def search_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
+    indent = "\n" + " " * 11
+    for hit in hits:
+        for kind in ("functions", "products"):
+            hit[kind] = json.loads(hit[kind])
+        if as_json:
+            emit(hit)
+        else:
+            echo(
+                f"{hit['date'] or '':10} {hit['title']}{indent}{hit['id']}{indent}{hit['snippet']}"
+            )
+
+
+def timeline(key: str, entries: list[dict[str, Any]], as_json: bool) -> None:
+    for entry in entries:
+        if as_json:
+            emit({"key": key, **entry})
+        else:
+            date, what = entry["date"] or "?", entry["entry"]
+            echo(f"{date:10}  {what:13} {entry['title']}  ({entry['detail']})")
+
+
+def outbox(rows: list[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            emit(row)
+        elif row["type"] == "message":
+            why = f"; last error: {row['last_error']}" if row["last_error"] else ""
+            echo(
+                f"message {row['id']} {row['kind']} for {row['subscriber']} via {row['channel']}: "
+                f"{row['subject']} ({row['attempts']} attempts, next {row['next_attempt_at']}{why})"
+            )
+        else:
+            echo(f"{row['subscriber']}: {row['changes']} changes waiting for a digest")
+    if not rows and not as_json:
+        echo("outbox empty: everything was delivered")
+
+
+def history(document: dict[str, Any], record: dict[str, Any], as_json: bool) -> None:
+    """A document's versions and change events."""
+    if as_json:
+        for version in record["versions"]:
+            emit({"type": "version", **version})
+        for change in record["changes"]:
+            emit({"type": "change", **change})
+        return
+    echo(f"{document['id']}\n  status {document['status']}, {document['url']}")
+    if in_force := standing(json.loads(document["extra"])):
+        echo(f"  {in_force}")
+    for version in record["versions"]:
+        echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
+    for change in record["changes"]:
+        fields = ", ".join(change["fields"])
+        echo(f"  change {change['id']} {change['detected_at']} {change['kind']} {fields}")
+
+
+def diff(document: dict[str, Any], versions: list[dict[str, Any]]) -> None:
+    """What changed between a document's last two versions."""
+    if len(versions) < 2:
+        echo(f"{document['id']}: one version only, nothing to compare")
+        return
+    old, new = (Snapshot.from_row(v) for v in versions[-2:])
+    echo(f"{document['id']}: version {versions[-2]['id']} -> {versions[-1]['id']}")
+    echo(describe_change(old, new, changed_fields(old, new)))
+
+
+def schedule(jobs: list[dict[str, Any]], as_json: bool) -> None:
+    for job in jobs:
+        if as_json:
+            emit(job)
+        else:
+            echo(f"{job['id']:28} {job['next_run']}  {job['trigger']}")
+
+
+def demo(day1: RunReport, day2: RunReport, db_path: Path) -> None:
+    echo("== Day 1: first crawl (the baseline: recorded, not alerted)")
+    run_report(day1, as_json=False, show_events=False)
+    echo("\n== Day 2: the site changed")
+    run_report(day2, as_json=False, show_events=True)
+    if day2.digest:
+        echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
+        echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
+    echo(f"Explore: hkma-tracker --db {db_path} changes")

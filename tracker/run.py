@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -38,7 +39,7 @@ from storage.history import (
 from storage.links import rebuild_links
 from storage.records import ChangeEvent, DocumentPlan, SourcePlan, StoredDocument
 from tracker.children import die_with_parent
-from tracker.config import Config
+from tracker.config import Config, DocumentSettings
 from tracker.delivery import (
     deliver,
     queue_for_subscribers,
@@ -131,7 +132,7 @@ def crawl(
     sources = list(spiders)
     job = {
         "output": str(workdir / "results"),
-        "settings": settings_for(config.crawl, config.mirrors),
+        "settings": settings_for(dataclasses.asdict(config.crawl), config.mirrors),
         # Each spider by its class ("module:Class"): the crawl process loads what it is given.
         "spiders": {
             name: {
@@ -143,7 +144,7 @@ def crawl(
     }
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job), encoding="utf-8")
-    timeout = config.crawl["process_timeout"]
+    timeout: float = config.crawl.process_timeout
     why = f"crawl process killed after {timeout} s"
     if deadline is not None and deadline.remaining() < timeout:
         timeout = max(deadline.remaining(), 0.1)
@@ -151,8 +152,8 @@ def crawl(
     failure = None
     try:
         env = dict(os.environ)
-        if config.crawl["ca_bundle"]:
-            env["SSL_CERT_FILE"] = config.crawl["ca_bundle"]
+        if config.crawl.ca_bundle:
+            env["SSL_CERT_FILE"] = config.crawl.ca_bundle
         completed = subprocess.run(
             [sys.executable, "-m", "spiders.crawl", str(job_path)],
             timeout=timeout,
@@ -193,8 +194,8 @@ def run(
     A dry run stores nothing (no run row, no documents, no events) and fetches no documents.
     """
     selected = select_sources(config, sources)
-    tagger = Tagger(config.taxonomy())
-    seconds = config.run["deadline"] if deadline is None else deadline
+    tagger = Tagger(config.taxonomy)
+    seconds = config.run.deadline if deadline is None else deadline
     limit = Deadline(seconds) if seconds else None
     db = open_db(db_path)
     try:
@@ -204,7 +205,7 @@ def run(
         report = RunReport(None if dry_run else start_run(db, command))
         try:
             _crawl_and_record(config, db, selected, report, full_sweep, tagger, limit)
-            if report.run_id is not None and config.documents["enabled"]:
+            if report.run_id is not None and config.documents.enabled:
                 if _out_of_time(limit):
                     report.unfinished.append("documents: not read (run deadline reached)")
                 else:
@@ -412,8 +413,8 @@ def _fetch_documents(
     requests = select_fetches(
         list(candidates.values()),
         datetime.now(UTC),
-        settings["revalidate_after_days"],
-        settings["max_per_run"],
+        settings.revalidate_after_days,
+        settings.max_per_run,
     )
     if not requests:
         if odd_links:
@@ -423,8 +424,8 @@ def _fetch_documents(
         options = {
             "documents": requests,
             "output": str(Path(workdir) / "pdf"),
-            "pdf_max_bytes": settings["pdf_max_bytes"],
-            "html_max_bytes": settings["html_max_bytes"],
+            "pdf_max_bytes": settings.pdf_max_bytes,
+            "html_max_bytes": settings.html_max_bytes,
         }
         spiders = {"documents": {"listings": {}, "options": options}}
         result = crawl(config, spiders, Path(workdir), deadline)["documents"] or {}
@@ -433,7 +434,7 @@ def _fetch_documents(
         report.unfinished.append(
             f"documents: PDFs not read: {unread} (run deadline reached); read next run"
         )
-    plan = plan_documents(candidates, fetched, pdf_texts, utc_now(), settings["max_text_chars"])
+    plan = plan_documents(candidates, fetched, pdf_texts, utc_now(), settings.max_text_chars)
     if odd_links:
         plan.counts["not fetchable"] = len(odd_links)
     report.documents = plan
@@ -447,7 +448,7 @@ def _fetch_documents(
 
 
 def _read_pdfs(
-    fetched: list[dict[str, Any]], settings: dict[str, Any], deadline: Deadline | None
+    fetched: list[dict[str, Any]], settings: DocumentSettings, deadline: Deadline | None
 ) -> tuple[list[dict[str, Any]], dict[str, PdfText], int]:
     """The text of each fetched PDF, each extraction given at most the run's time left.
 
@@ -458,12 +459,12 @@ def _read_pdfs(
         if item["status"] != "fetched" or item["format"] != "pdf":
             kept.append(item)
             continue
-        timeout = float(settings["pdf_timeout"])
+        timeout = float(settings.pdf_timeout)
         left = deadline.remaining() if deadline else timeout
         if left <= 0:
             unread += 1
             continue
-        text = extract_pdf_text(item["pdf_file"], min(timeout, left), settings["pdf_memory_mb"])
+        text = extract_pdf_text(item["pdf_file"], min(timeout, left), settings.pdf_memory_mb)
         if text.timed_out and left < timeout:  # the run's deadline, not the PDF, ran out
             unread += 1
             continue

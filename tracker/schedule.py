@@ -105,6 +105,23 @@ def all_jobs(config: Config) -> list[Job]:
     return [*jobs_of(config), DEAD_MAN]
 
 
+def job_list(config: Config, now: datetime) -> list[dict[str, Any]]:
+    """The jobs as `schedule --print` lists them: id, kind, trigger, next run, command."""
+    listed = []
+    for job in all_jobs(config):
+        next_run = job.next_run(now)
+        listed.append(
+            {
+                "id": job.id,
+                "kind": job.kind,
+                "trigger": f"cron[{job.cron}] Asia/Hong_Kong",
+                "next_run": next_run.isoformat() if next_run else None,
+                "command": " ".join(job.command),
+            }
+        )
+    return listed
+
+
 def job_for_source(jobs: list[Job], source: str) -> Job | None:
     return next((j for j in jobs if j.id == f"crawl:{source}"), None) or next(
         (j for j in jobs if j.id == "crawl:all"), None
@@ -112,7 +129,7 @@ def job_for_source(jobs: list[Job], source: str) -> Job | None:
 
 
 def job_deadline(config: Config) -> int:
-    return int(config.run["deadline"] or DEFAULT_JOB_DEADLINE)
+    return int(config.run.deadline or DEFAULT_JOB_DEADLINE)
 
 
 def run_job(

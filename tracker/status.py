@@ -8,6 +8,7 @@ from typing import Any
 
 import sqlite_utils
 
+from storage.db import write_transaction
 from storage.history import (
     last_healthy_run_at,
     linked_document_states,
@@ -16,7 +17,7 @@ from storage.history import (
 )
 from storage.outbox import failing_deliveries, last_sent_at, outbox_counts
 from tracker.config import Config
-from tracker.delivery import subscribers_of
+from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts, subscribers_of
 from tracker.schedule import job_for_source, jobs_of
 from tracker.sources import SOURCES
 
@@ -84,3 +85,14 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         "outbox": outbox_counts(db),
         "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
     }
+
+
+def dead_man_check(
+    db: sqlite_utils.Database, config: Config, now: datetime
+) -> tuple[dict[str, str], DeliveryReport]:
+    """Alert the operator about sources overdue for a healthy run (or a healthy full sweep),
+    then send pending operator messages. The overdue sources (with why) and the report."""
+    stale = stale_sources(db, config, now)
+    with write_transaction(db):
+        raise_operator_alerts(db, config, config.enabled_sources(), stale)
+    return stale, deliver(db, config, only="operator")
