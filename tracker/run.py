@@ -323,50 +323,70 @@ def _crawl_and_record(
     with _workdir("crawl") as workdir:
         results = crawl(config, spiders, Path(workdir), deadline)
     for source in selected:
-        stored = load_stored(db, source)
-        history = {
-            url: ListingHistory(
-                state.get("last_healthy_items"),
-                state.get("last_full_items"),
-                sweeps[source][url].baseline_before if url in sweeps[source] else None,
-            )
-            for url, state in states[source].items()
-        }
-        plan = plan_source(
-            source,
-            carry_standing(results[source], stored, source),
-            list(config.listings(source).values()),
-            stored,
-            history,
-            config.health,
+        record_source(
+            config, db, source, results[source], states[source], sweeps[source], report, tagger,
+            deadline,
         )
-        if SOURCES[source].incremental:
-            names = {url: name for name, url in config.listings(source).items()}
-            plan.sweep, plan.sweep_reason = describe(sweeps[source], names)
-        announce_supersessions(plan, stored)
-        departed = left_register(plan, stored) if SOURCES[source].register else []
-        if departed and report.run_id is not None:
-            lookups = _look_up(config, departed, deadline)
-            asked = min(len(departed), MAX_LOOKUPS_PER_RUN)
-            if len(lookups) < asked:
-                report.unfinished.append(
-                    f"{source}: {asked - len(lookups)} of {asked} register lookups gave no "
-                    "result; those documents wait for the next full sweep"
-                )
-            settle_departures(
-                plan, stored, departed, lookups, datetime.now(HONG_KONG).date().isoformat()
+
+
+def record_source(
+    config: Config,
+    db: sqlite_utils.Database,
+    source: str,
+    result: CrawlResult | None,
+    states: dict[str, dict[str, Any]],
+    sweeps: dict[str, Sweep],
+    report: RunReport,
+    tagger: Tagger,
+    deadline: Deadline | None = None,
+) -> SourcePlan:
+    """Decide what one source's crawl `result` means against the store, and write it (in one
+    transaction, unless the run is a dry run): the step whose cost must follow what changed."""
+    stored = load_stored(db, source)
+    history = {
+        url: ListingHistory(
+            state.get("last_healthy_items"),
+            state.get("last_full_items"),
+            sweeps[url].baseline_before if url in sweeps else None,
+        )
+        for url, state in states.items()
+    }
+    plan = plan_source(
+        source,
+        carry_standing(result, stored, source),
+        list(config.listings(source).values()),
+        stored,
+        history,
+        config.health,
+    )
+    if SOURCES[source].incremental:
+        names = {url: name for name, url in config.listings(source).items()}
+        plan.sweep, plan.sweep_reason = describe(sweeps, names)
+    announce_supersessions(plan, stored)
+    departed = left_register(plan, stored) if SOURCES[source].register else []
+    if departed and report.run_id is not None:
+        lookups = _look_up(config, departed, deadline)
+        asked = min(len(departed), MAX_LOOKUPS_PER_RUN)
+        if len(lookups) < asked:
+            report.unfinished.append(
+                f"{source}: {asked - len(lookups)} of {asked} register lookups gave no "
+                "result; those documents wait for the next full sweep"
             )
-        report.plans.append(plan)
-        if report.run_id is not None:
-            with write_transaction(db):
-                crawled = results[source] or {}
-                figures = {
-                    "stats": crawled.get("stats", {}),
-                    "finish_reason": crawled.get("finish_reason"),
-                }
-                apply_plan(db, plan, report.run_id, figures, tagger)
-                queue_for_subscribers(db, config, report.run_id)
-        _log_source(plan)
+        settle_departures(
+            plan, stored, departed, lookups, datetime.now(HONG_KONG).date().isoformat()
+        )
+    report.plans.append(plan)
+    if report.run_id is not None:
+        with write_transaction(db):
+            crawled = result or {}
+            figures = {
+                "stats": crawled.get("stats", {}),
+                "finish_reason": crawled.get("finish_reason"),
+            }
+            apply_plan(db, plan, report.run_id, figures, tagger)
+            queue_for_subscribers(db, config, report.run_id)
+    _log_source(plan)
+    return plan
 
 
 def _look_up(

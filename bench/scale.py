@@ -1,0 +1,313 @@
+"""Benchmark: does a run cost what changed, not what is stored? Histories of growing size.
+
+For each size (versions), builds a history of synthetic HKMA-like documents through the
+tracker's own ingest step (`tracker.run.record_source`: plan, then one transaction per batch;
+80-character titles, 2-20 KB texts, 10% Chinese, 20% amended once, half linking a PDF), then
+measures, each in a fresh child process (so that peak memory is the step's own):
+
+- a no-change run of a 2,000-item feed: deciding and writing (`record_source`), the links
+  update and choosing due document fetches, i.e. the parent's whole work but the crawl;
+- search p50/p95 over English and Chinese queries;
+- `status`, `changes --function`, `export --format csv`.
+
+Prints one table row per size and the ratios of the largest to the smallest.
+Run: `python bench/scale.py` (10k and 100k versions; `--sizes 10000,100000,1000000` for more;
+a 1M history takes about an hour and some 10 GB to build). `--keep DIR` keeps the databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from storage.db import open_db, open_readonly
+from tracker.config import Config, load_config
+from tracker.run import RunReport, record_source
+from tracker.tagging import Tagger
+
+HKMA = "https://www.hkma.gov.hk"
+FEED = f"{HKMA}/eng/other-information/rss/rss_circulars.xml"
+HOT = 2_000  # items the timed feed lists
+BATCH = 2_000
+WORDS = (
+    "authorized institutions money laundering terrorist financing customer due diligence "
+    "capital adequacy liquidity risk management operational resilience stablecoin issuers "
+    "stored value facilities virtual assets sanctions screening fraud prevention climate "
+    "disclosure supervisory policy manual guideline circular consultation banking ordinance "
+    "governance cybersecurity third-party outsourcing payment systems deposit protection "
+    "wealth management insurance securities fund distribution complaints conduct"
+).split()
+HANZI = "銀行監管打擊洗錢恐怖分子資金籌集客戶盡職審查資本充足流動性風險管理營運穩健穩定幣發行人儲值支付工具"
+ENGLISH_QUERIES = ["money laundering", "stablecoin", "capital adequacy", "fraud", "liquidity"]
+CHINESE_QUERIES = ["洗錢", "穩定幣", "資本充足", "風險管理", "監管"]
+
+
+def config_for(feeds: dict[str, str]) -> Config:
+    """The shipped config, reading only `feeds` of the RSS source and no documents."""
+    import dataclasses
+
+    config = load_config(None)
+    sources = {name: {**spec, "enabled": name == "rss"} for name, spec in config.sources.items()}
+    sources["rss"] = {**sources["rss"], "feeds": feeds}
+    return dataclasses.replace(config, sources=sources)
+
+
+def text_of(rng: random.Random, chinese: bool) -> str:
+    size = rng.randint(2_000, 20_000)
+    if chinese:
+        return "".join(rng.choice(HANZI) for _ in range(size // 3))
+    words: list[str] = []
+    length = 0
+    while length < size:
+        word = rng.choice(WORDS)
+        words.append(word)
+        length += len(word) + 1
+    return " ".join(words)
+
+
+def item(rng: random.Random, n: int, listing: str, amended: bool = False) -> dict[str, Any]:
+    chinese = n % 10 == 0
+    title = f"Circular {n}: " + " ".join(rng.choice(WORDS) for _ in range(12))
+    extra: dict[str, Any] = {"feed": "circulars"}
+    if n % 2:
+        extra["document_url"] = (
+            f"{HKMA}/media/eng/doc/key-information/guidelines-and-circular/{n}.pdf"
+        )
+    return {
+        "source": "rss",
+        "listing": listing,
+        "key": f"{HKMA}/eng/news-and-media/circulars/{n}",
+        "title": title[:80] + (" (amended)" if amended else ""),
+        "url": f"{HKMA}/eng/news-and-media/circulars/{n}",
+        "date": f"20{10 + n % 16:02d}-{1 + n % 12:02d}-{1 + n % 28:02d}",
+        "text": text_of(rng, chinese),
+        "extra": extra,
+    }
+
+
+def result_of(listing: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    outcome = {
+        "listing": listing,
+        "ok": True,
+        "reason": "",
+        "items": len(items),
+        "removals_allowed": False,
+        "comparable": True,
+    }
+    return {"outcomes": [outcome], "items": items, "stats": {}, "finish_reason": "finished"}
+
+
+def ingest(db_path: Path, listing: str, items: list[dict[str, Any]]) -> None:
+    config = config_for({"feed": listing})
+    db = open_db(db_path)
+    try:
+        run_id = int(
+            db.execute(
+                "INSERT INTO runs (command, started_at, status) VALUES ('bench', '', 'ok')"
+            ).lastrowid
+            or 0
+        )
+        db.commit()
+        report = RunReport(run_id)
+        states = {listing: {"last_healthy_items": len(items), "last_full_items": len(items)}}
+        record_source(
+            config,
+            db,
+            "rss",
+            result_of(listing, items),
+            states,
+            {},
+            report,
+            Tagger(config.taxonomy),
+        )
+    finally:
+        db.close()
+
+
+def build(db_path: Path, versions: int) -> None:
+    """About `versions` versions: documents in batches of 2,000 across archive feeds, every
+    fifth amended once in a later batch; the first 2,000 listed by the timed feed."""
+    rng = random.Random(versions)
+    documents = int(versions / 1.2)
+    made = 0
+    for start in range(0, documents, BATCH):
+        numbers = range(start, min(start + BATCH, documents))
+        listing = FEED if start == 0 else f"{FEED}?archive={start}"
+        ingest(db_path, listing, [item(rng, n, listing) for n in numbers])
+        made += len(numbers)
+        amended = [n for n in numbers if n % 5 == 4 and start > 0]
+        if amended:  # a later version of these, listed by the same archive feed
+            ingest(db_path, listing, [item(rng, n, listing, amended=True) for n in amended])
+            made += len(amended)
+        print(f"  built {made} versions", file=sys.stderr, end="\r")
+    print(file=sys.stderr)
+
+
+def hot_items(versions: int) -> list[dict[str, Any]]:
+    """What the timed feed lists: the first batch as it was built (unchanged)."""
+    rng = random.Random(versions)
+    return [item(rng, n, FEED) for n in range(HOT)]
+
+
+def measure_no_change(db_path: Path, versions: int) -> dict[str, Any]:
+    items = hot_items(versions)
+    config = config_for({"feed": FEED})
+    db = open_db(db_path)
+    run_id = int(
+        db.execute(
+            "INSERT INTO runs (command, started_at, status) VALUES ('bench', '', 'ok')"
+        ).lastrowid
+        or 0
+    )
+    db.commit()
+    report = RunReport(run_id)
+    states = {FEED: {"last_healthy_items": HOT, "last_full_items": HOT}}
+    from storage.history import fetch_candidates
+    from storage.links import rebuild_links
+    from tracker.documents import select_fetches
+    from tracker.rules import links_of
+    from storage.db import write_transaction
+    from datetime import UTC, datetime
+
+    started = time.perf_counter()
+    plan = record_source(
+        config, db, "rss", result_of(FEED, items), states, {}, report, Tagger(config.taxonomy)
+    )
+    decided = time.perf_counter()
+    with write_transaction(db):
+        rebuild_links(db, links_of)
+    linked = time.perf_counter()
+    candidates = fetch_candidates(db, ["rss"])
+    select_fetches(list(candidates.values()), datetime.now(UTC), 7.0, 300)
+    done = time.perf_counter()
+    assert not plan.events, f"a no-change run found {len(plan.events)} events"
+    return {
+        "wall_s": done - started,
+        "decide_write_s": decided - started,
+        "links_s": linked - decided,
+        "fetch_choice_s": done - linked,
+    }
+
+
+def measure_search(db_path: Path) -> dict[str, Any]:
+    from storage.search import search
+
+    db = open_readonly(db_path)
+    figures = {}
+    for name, queries in (("en", ENGLISH_QUERIES), ("zh", CHINESE_QUERIES)):
+        times = []
+        for _ in range(4):
+            for query in queries:
+                started = time.perf_counter()
+                search(db, query, 20)
+                times.append((time.perf_counter() - started) * 1000)
+        times.sort()
+        figures[f"{name}_p50_ms"] = statistics.median(times)
+        figures[f"{name}_p95_ms"] = times[int(len(times) * 0.95) - 1]
+    return figures
+
+
+def measure_cli(db_path: Path, *args: str) -> dict[str, Any]:
+    started = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "tracker", "--db", str(db_path), *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"s": time.perf_counter() - started, "rss_mb": usage.ru_maxrss / 1024}
+
+
+def child(step: str, db_path: Path, versions: int) -> dict[str, Any]:
+    """Run one measuring step in a fresh process; its figures and its peak memory."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--step",
+            step,
+            "--db",
+            str(db_path),
+            "--versions",
+            str(versions),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(out.stdout)
+
+
+def step_main(step: str, db_path: Path, versions: int) -> None:
+    figures = measure_no_change(db_path, versions) if step == "run" else measure_search(db_path)
+    figures["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(figures))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--keep", type=Path)
+    parser.add_argument("--step")
+    parser.add_argument("--db", type=Path)
+    parser.add_argument("--versions", type=int)
+    args = parser.parse_args()
+    if args.step:
+        step_main(args.step, args.db, args.versions)
+        return
+    os.environ.setdefault("HKMA_TRACKER_LOOPBACK_ONLY", "1")
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="hkma-scale-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for versions in (int(s) for s in args.sizes.split(",")):
+        db_path = folder / f"scale-{versions}.db"
+        if not db_path.exists():
+            print(f"building {versions} versions in {db_path}", file=sys.stderr)
+            started = time.perf_counter()
+            build(db_path, versions)
+            print(f"  built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        run = child("run", db_path, versions)
+        found = child("search", db_path, versions)
+        row = {
+            "versions": versions,
+            "db_mb": db_path.stat().st_size / 1e6,
+            "run_s": run["wall_s"],
+            "run_rss_mb": run["rss_mb"],
+            "decide_write_s": run["decide_write_s"],
+            "links_s": run["links_s"],
+            "fetch_choice_s": run["fetch_choice_s"],
+            **{k: v for k, v in found.items() if k != "rss_mb"},
+            "status_s": measure_cli(db_path, "status")["s"],
+            "changes_fn_s": measure_cli(db_path, "changes", "--function", "AML/CFT")["s"],
+        }
+        export = measure_cli(db_path, "export", "--format", "csv")
+        row.update(export_s=export["s"], export_rss_mb=export["rss_mb"])
+        rows.append(row)
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+    if len(rows) > 1:
+        small, large = rows[0], rows[-1]
+        print(
+            f"ratios {large['versions']} / {small['versions']} versions: "
+            f"no-change run time x{large['run_s'] / small['run_s']:.2f} (goal <= 2), "
+            f"memory x{large['run_rss_mb'] / small['run_rss_mb']:.2f} (goal <= 1.5), "
+            f"English search p95 x{large['en_p95_ms'] / small['en_p95_ms']:.2f}, "
+            f"Chinese search p95 x{large['zh_p95_ms'] / small['zh_p95_ms']:.2f}, "
+            f"status x{large['status_s'] / small['status_s']:.2f}, "
+            f"export memory x{large['export_rss_mb'] / small['export_rss_mb']:.2f}; "
+            f"bytes per version {small['db_mb'] * 1e6 / small['versions']:.0f} -> "
+            f"{large['db_mb'] * 1e6 / large['versions']:.0f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
