@@ -120,7 +120,7 @@ def main() -> int:
         with sqlite3.connect(db) as conn:
             rows = conn.execute(
                 "SELECT fetch_url, fetch_status, fetch_reason, "
-                "length(json_extract(document_content, '$.text')) FROM documents "
+                "length(json_extract(document_content, '$.text')) FROM documents_full "
                 "WHERE fetch_status IS NOT NULL"
             ).fetchall()
         db_mb = sum(p.stat().st_size for p in Path(tmp).glob("bench.db*")) / 1e6

@@ -39,15 +39,65 @@ HKMA = "https://www.hkma.gov.hk"
 FEED = f"{HKMA}/eng/other-information/rss/rss_circulars.xml"
 HOT = 2_000  # items the timed feed lists
 BATCH = 2_000
-WORDS = (
-    "authorized institutions money laundering terrorist financing customer due diligence "
-    "capital adequacy liquidity risk management operational resilience stablecoin issuers "
-    "stored value facilities virtual assets sanctions screening fraud prevention climate "
-    "disclosure supervisory policy manual guideline circular consultation banking ordinance "
-    "governance cybersecurity third-party outsourcing payment systems deposit protection "
-    "wealth management insurance securities fund distribution complaints conduct"
-).split()
-HANZI = "銀行監管打擊洗錢恐怖分子資金籌集客戶盡職審查資本充足流動性風險管理營運穩健穩定幣發行人儲值支付工具"
+WORDS = [
+    "authorized",
+    "institutions",
+    "money",
+    "laundering",
+    "terrorist",
+    "financing",
+    "customer",
+    "due",
+    "diligence",
+    "capital",
+    "adequacy",
+    "liquidity",
+    "risk",
+    "management",
+    "operational",
+    "resilience",
+    "stablecoin",
+    "issuers",
+    "stored",
+    "value",
+    "facilities",
+    "virtual",
+    "assets",
+    "sanctions",
+    "screening",
+    "fraud",
+    "prevention",
+    "climate",
+    "disclosure",
+    "supervisory",
+    "policy",
+    "manual",
+    "guideline",
+    "circular",
+    "consultation",
+    "banking",
+    "ordinance",
+    "governance",
+    "cybersecurity",
+    "third-party",
+    "outsourcing",
+    "payment",
+    "systems",
+    "deposit",
+    "protection",
+    "wealth",
+    "management",
+    "insurance",
+    "securities",
+    "fund",
+    "distribution",
+    "complaints",
+    "conduct",
+]
+HANZI = (
+    "銀行監管打擊洗錢恐怖分子資金籌集客戶盡職審查"
+    "資本充足流動性風險管理營運穩健穩定幣發行人儲值支付工具"
+)
 ENGLISH_QUERIES = ["money laundering", "stablecoin", "capital adequacy", "fraud", "liquidity"]
 CHINESE_QUERIES = ["洗錢", "穩定幣", "資本充足", "風險管理", "監管"]
 
@@ -172,12 +222,13 @@ def measure_no_change(db_path: Path, versions: int) -> dict[str, Any]:
     db.commit()
     report = RunReport(run_id)
     states = {FEED: {"last_healthy_items": HOT, "last_full_items": HOT}}
+    from datetime import UTC, datetime
+
+    from storage.db import write_transaction
     from storage.history import fetch_candidates
     from storage.links import rebuild_links
     from tracker.documents import select_fetches
     from tracker.rules import links_of
-    from storage.db import write_transaction
-    from datetime import UTC, datetime
 
     started = time.perf_counter()
     plan = record_source(

@@ -30,8 +30,16 @@ def open_db(path: str | Path) -> sqlite_utils.Database:
     db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
     db.enable_wal()
     db.execute("PRAGMA synchronous = NORMAL")
+    if migrations.pending(db):
+        # Migrations rebuild tables that others refer to: SQLite's recipe is to switch foreign
+        # keys off (which cannot be done inside the migration's transaction), then check.
+        db.execute("PRAGMA foreign_keys = OFF")
+        migrations.apply(db)
+        if broken := db.execute("PRAGMA foreign_key_check").fetchall():
+            raise sqlite3.IntegrityError(
+                f"{path}: after migrating, dangling references {broken[:5]}"
+            )
     db.execute("PRAGMA foreign_keys = ON")
-    migrations.apply(db)
     return db
 
 
@@ -418,5 +426,195 @@ def m012_structured_changes(db: sqlite_utils.Database) -> None:
                    c.baseline, d.functions, d.products, d.entity_types
             FROM changes c JOIN documents d ON d.id = c.document_id
             ORDER BY c.id DESC;
+        """,
+    )
+
+
+@migrations()
+def m013_narrow_rows(db: sqlite_utils.Database) -> None:
+    """Texts apart from the rows that are read on every run, stored once.
+
+    `texts` holds each distinct (text, document content) pair once; documents and versions
+    point at theirs (`text_id`), so their rows stay small and an unchanged version shares its
+    text. The search index reads titles and texts where they are (external content) instead of
+    keeping a copy, and indexes Chinese as character pairs. `documents_full` and
+    `versions_full` show the rows with their texts, as the tables had them. Documents gain
+    `listing_hash` (a crawl compares it without reading text); tag evidence is kept for
+    current versions only (tag names for all); runs' changes and documents' URLs get indexes.
+    """
+    from storage.records import Snapshot, text_key
+    from storage.search import cjk_terms
+
+    db.conn.create_function("text_key", 2, text_key, deterministic=True)
+    db.conn.create_function("cjk_terms", 2, cjk_terms, deterministic=True)
+    _execute_script(
+        db,
+        """
+        DROP TRIGGER documents_fts_insert;
+        DROP TRIGGER documents_fts_update;
+        DROP TRIGGER documents_fts_delete;
+        DROP TABLE documents_fts;
+        DROP VIEW latest_changes;
+        DROP VIEW document_timeline;
+        DROP VIEW document_tags;
+        CREATE TABLE texts (
+            id INTEGER PRIMARY KEY,
+            hash TEXT NOT NULL UNIQUE,      -- of text and document_content (records.text_key)
+            text TEXT NOT NULL,             -- what the listing says of the document
+            document_content TEXT,          -- JSON: the linked document's text, extracted fields
+            cjk TEXT                        -- their Chinese as overlapping character pairs
+        );
+        INSERT OR IGNORE INTO texts (hash, text, document_content, cjk)
+            SELECT text_key(text, document_content), text, document_content,
+                   cjk_terms(text, document_content)
+            FROM versions ORDER BY id;
+        INSERT OR IGNORE INTO texts (hash, text, document_content, cjk)
+            SELECT text_key(text, document_content), text, document_content,
+                   cjk_terms(text, document_content)
+            FROM documents;
+
+        CREATE TABLE documents_new (
+            id TEXT PRIMARY KEY,            -- "<source>:<key>", see README
+            source TEXT NOT NULL,
+            listing TEXT NOT NULL,          -- the feed, page or listing it was last seen in
+            status TEXT NOT NULL,           -- active, removed
+            content_hash TEXT NOT NULL,     -- of all that is tracked: when it moves, a version
+            listing_hash TEXT,              -- of what its listing says: a crawl compares this
+            title TEXT NOT NULL,
+            url TEXT NOT NULL,
+            date TEXT,                      -- Hong Kong date, YYYY-MM-DD
+            first_seen_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL,
+            last_changed_at TEXT NOT NULL,
+            removed_at TEXT,
+            functions TEXT NOT NULL DEFAULT '[]',      -- JSON lists: the current tags
+            products TEXT NOT NULL DEFAULT '[]',
+            entity_types TEXT NOT NULL DEFAULT '[]',
+            taxonomy_version TEXT,
+            fetch_url TEXT,                 -- the linked document
+            fetch_status TEXT,              -- NULL, ok, unparsable, failed, not-fetchable
+            fetch_reason TEXT,              -- why unparsable or failed
+            fetch_etag TEXT,
+            fetch_last_modified TEXT,
+            fetch_listing_hash TEXT,        -- listing state when fetched
+            fetched_at TEXT,
+            fetch_attempts INTEGER NOT NULL DEFAULT 0,
+            extra TEXT NOT NULL,            -- JSON object: the listing's other details
+            cjk_title TEXT,                 -- the title's Chinese as character pairs (search)
+            text_id INTEGER NOT NULL REFERENCES texts(id)  -- its text and document content
+        );
+        INSERT INTO documents_new
+            SELECT id, source, listing, status, content_hash, NULL, title, url, date,
+                   first_seen_at, last_seen_at, last_changed_at, removed_at, functions,
+                   products, entity_types, taxonomy_version, fetch_url, fetch_status,
+                   fetch_reason, fetch_etag, fetch_last_modified, fetch_listing_hash,
+                   fetched_at, fetch_attempts, extra, cjk_terms(title, NULL),
+                   (SELECT t.id FROM texts t WHERE t.hash = text_key(d.text, d.document_content))
+            FROM documents d;
+        DROP TABLE documents;
+        ALTER TABLE documents_new RENAME TO documents;
+        CREATE INDEX documents_listing ON documents(source, listing, status);
+        CREATE INDEX documents_url ON documents(url);
+
+        CREATE TABLE versions_new (
+            id INTEGER PRIMARY KEY,
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            run_id INTEGER NOT NULL REFERENCES runs(id),
+            fetched_at TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            title TEXT NOT NULL,
+            url TEXT NOT NULL,
+            date TEXT,
+            extra TEXT NOT NULL,            -- JSON object
+            text_id INTEGER NOT NULL REFERENCES texts(id)
+        );
+        INSERT INTO versions_new
+            SELECT id, document_id, run_id, fetched_at, content_hash, title, url, date, extra,
+                   (SELECT t.id FROM texts t WHERE t.hash = text_key(v.text, v.document_content))
+            FROM versions v;
+        DROP TABLE versions;
+        ALTER TABLE versions_new RENAME TO versions;
+        CREATE INDEX versions_document ON versions(document_id, id);
+        CREATE INDEX changes_run ON changes(run_id);
+        UPDATE tags SET evidence = '[]'
+            WHERE version_id NOT IN (SELECT max(id) FROM versions GROUP BY document_id);
+        """,
+    )
+    hashes = [
+        (Snapshot.from_row(row).listing_hash(), row["id"])
+        for row in db.query(
+            "SELECT d.id, d.title, d.url, d.date, t.text, d.extra, NULL AS document_content "
+            "FROM documents d JOIN texts t ON t.id = d.text_id"
+        )
+    ]
+    db.conn.executemany("UPDATE documents SET listing_hash = ? WHERE id = ?", hashes)
+    _execute_script(
+        db,
+        """
+        -- Rows with their texts, as documents and versions had them before texts moved apart.
+        CREATE VIEW documents_full AS
+            SELECT d.*, t.text, t.document_content
+            FROM documents d JOIN texts t ON t.id = d.text_id;
+        CREATE VIEW versions_full AS
+            SELECT v.*, t.text, t.document_content
+            FROM versions v JOIN texts t ON t.id = v.text_id;
+        -- What is searched of a text: the listing's text and the linked document's.
+        CREATE VIEW text_bodies AS
+            SELECT id, text || ' ' || coalesce(json_extract(document_content, '$.text'), '')
+                   AS body, cjk
+            FROM texts;
+        -- What the search index reads (external content): titles and texts where they are.
+        CREATE VIEW document_search AS
+            SELECT d.rowid AS doc_rowid, d.id AS document_id, d.title, b.body,
+                   trim(coalesce(d.cjk_title, '') || ' ' || coalesce(b.cjk, '')) AS cjk
+            FROM documents d JOIN text_bodies b ON b.id = d.text_id;
+        CREATE VIRTUAL TABLE documents_fts USING fts5(
+            document_id UNINDEXED, title, body, cjk,
+            content = 'document_search', content_rowid = 'doc_rowid',
+            tokenize = 'unicode61 remove_diacritics 2'
+        );
+        CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN
+            INSERT INTO documents_fts (rowid, document_id, title, body, cjk)
+                SELECT doc_rowid, document_id, title, body, cjk FROM document_search
+                WHERE doc_rowid = new.rowid;
+        END;
+        CREATE TRIGGER documents_fts_update AFTER UPDATE OF title, cjk_title, text_id
+        ON documents BEGIN
+            INSERT INTO documents_fts (documents_fts, rowid, document_id, title, body, cjk)
+                SELECT 'delete', old.rowid, old.id, old.title, body,
+                       trim(coalesce(old.cjk_title, '') || ' ' || coalesce(cjk, ''))
+                FROM text_bodies WHERE id = old.text_id;
+            INSERT INTO documents_fts (rowid, document_id, title, body, cjk)
+                SELECT doc_rowid, document_id, title, body, cjk FROM document_search
+                WHERE doc_rowid = new.rowid;
+        END;
+        CREATE TRIGGER documents_fts_delete AFTER DELETE ON documents BEGIN
+            INSERT INTO documents_fts (documents_fts, rowid, document_id, title, body, cjk)
+                SELECT 'delete', old.rowid, old.id, old.title, body,
+                       trim(coalesce(old.cjk_title, '') || ' ' || coalesce(cjk, ''))
+                FROM text_bodies WHERE id = old.text_id;
+        END;
+        INSERT INTO documents_fts (documents_fts) VALUES ('rebuild');
+        -- The views m005 and m012 made, as they were.
+        CREATE VIEW latest_changes AS
+            SELECT c.id, c.detected_at, c.kind, c.significance, c.significance_reason,
+                   c.source, c.document_id, c.title, c.url, c.date, c.fields, c.changed,
+                   c.baseline, d.functions, d.products, d.entity_types
+            FROM changes c JOIN documents d ON d.id = c.document_id
+            ORDER BY c.id DESC;
+        CREATE VIEW document_timeline AS
+            SELECT document_id, fetched_at AS at, 'version' AS entry, title,
+                   content_hash AS detail
+            FROM versions
+            UNION ALL
+            SELECT document_id, detected_at, 'change: ' || kind, title, fields FROM changes
+            ORDER BY document_id, at;
+        CREATE VIEW document_tags AS
+            SELECT d.id AS document_id, 'functions' AS kind, t.value AS tag
+                FROM documents d, json_each(d.functions) t
+            UNION ALL
+            SELECT d.id, 'products', t.value FROM documents d, json_each(d.products) t
+            UNION ALL
+            SELECT d.id, 'entity_types', t.value FROM documents d, json_each(d.entity_types) t;
         """,
     )

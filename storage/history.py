@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 import sqlite_utils
@@ -15,11 +16,15 @@ from storage.records import (
     DocumentPlan,
     FetchCandidate,
     FetchState,
+    Head,
     Snapshot,
     SourcePlan,
     StoredDocument,
+    StoredDocuments,
     Tagger,
+    text_key,
 )
+from storage.search import cjk_terms
 from storage.tags import store_tags
 
 
@@ -58,20 +63,53 @@ def finish_run(
     db.commit()
 
 
-# The columns a StoredDocument is made of, in the order `_stored_document` reads them.
-_STORED_COLUMNS = (
-    "id, listing, status, content_hash, title, url, date, text, extra, document_content"
-)
+# What is read of every stored document a run considers: no text (see StoredDocument).
+_HEAD_COLUMNS = "id, listing, status, content_hash, listing_hash, title, url, date, extra"
 
 
-def _stored_document(row: tuple[Any, ...]) -> StoredDocument:
-    snapshot = Snapshot(row[4], row[5], row[6], row[7], json.loads(row[8]), _load_json(row[9]))
-    return StoredDocument(row[0], row[1], row[2], row[3], snapshot)
+def _full_snapshot(db: sqlite_utils.Database, doc_id: str) -> Snapshot:
+    row = next(
+        db.query(
+            "SELECT d.title, d.url, d.date, t.text, d.extra, t.document_content "
+            "FROM documents d JOIN texts t ON t.id = d.text_id WHERE d.id = ?",
+            [doc_id],
+        )
+    )
+    return Snapshot.from_row(row)
 
 
-def load_stored(db: sqlite_utils.Database, source: str) -> dict[str, StoredDocument]:
-    rows = db.execute(f"SELECT {_STORED_COLUMNS} FROM documents WHERE source = ?", [source])  # noqa: S608
-    return {row[0]: _stored_document(row) for row in rows}
+def _stored_document(db: sqlite_utils.Database, row: tuple[Any, ...]) -> StoredDocument:
+    return StoredDocument(
+        row[0],
+        row[1],
+        row[2],
+        row[3],
+        known_head=Head(row[5], row[6], row[7], json.loads(row[8])),
+        known_listing_hash=row[4],
+        load=functools.partial(_full_snapshot, db, row[0]),
+    )
+
+
+def load_stored(db: sqlite_utils.Database, source: str) -> StoredDocuments:
+    """`source`'s stored documents, read when asked for: by id in batches, or those active in
+    some listings; texts only for the documents whose full snapshot is used."""
+
+    def select(where: str, params: list[Any]) -> list[StoredDocument]:
+        sql = f"SELECT {_HEAD_COLUMNS} FROM documents WHERE source = ? AND {where}"  # noqa: S608
+        return [_stored_document(db, row) for row in db.execute(sql, [source, *params])]
+
+    def by_ids(ids: Collection[str]) -> dict[str, StoredDocument]:
+        found = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            found.update({d.id: d for d in select(f"id IN ({marks})", chunk)})
+        return found
+
+    def active_in(listings: Collection[str]) -> list[StoredDocument]:
+        marks = ",".join("?" * len(listings))
+        return select(f"status = 'active' AND listing IN ({marks})", list(listings))
+
+    return StoredDocuments(by_ids=by_ids, every=lambda: select("1", []), active_in=active_in)
 
 
 def _load_json(value: str | None) -> Any:
@@ -82,19 +120,31 @@ def _dump_json(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, sort_keys=True) if value is not None else None
 
 
-def fetch_candidates(db: sqlite_utils.Database, sources: list[str]) -> dict[str, FetchCandidate]:
-    """Active documents of `sources` that link a document, with their fetch state."""
+def fetch_candidates(
+    db: sqlite_utils.Database, sources: list[str], stale_before: str
+) -> dict[str, FetchCandidate]:
+    """Active documents of `sources` that link a document and may be due for a fetch: never
+    fetched, the link or the listing moved since, the last fetch failed or gave no text, or
+    validators older than `stale_before`. (tracker.documents decides which, and in what
+    order.) Chosen by the database, so that the documents fetched and settled cost nothing."""
     marks = ",".join("?" * len(sources))
-    sql = (
-        f"SELECT {_STORED_COLUMNS}, source, fetch_url, fetch_status, fetch_reason, "  # noqa: S608
-        "fetch_etag, fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts "
-        "FROM documents WHERE status = 'active' "
-        "AND json_extract(extra, '$.document_url') IS NOT NULL "
-        f"AND source IN ({marks})"
-    )
+    sql = f"""
+        SELECT {_HEAD_COLUMNS}, source, fetch_url, fetch_status, fetch_reason, fetch_etag,
+               fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts
+        FROM documents
+        WHERE status = 'active' AND source IN ({marks})
+          AND json_extract(extra, '$.document_url') IS NOT NULL
+          AND (fetch_status IS NULL
+               OR fetch_url IS NOT json_extract(extra, '$.document_url')
+               OR fetch_status IN ('failed', 'unparsable')
+               OR (fetch_status = 'ok' AND (
+                   fetch_listing_hash IS NOT listing_hash
+                   OR ((fetch_etag IS NOT NULL OR fetch_last_modified IS NOT NULL)
+                       AND coalesce(fetched_at, '') < ?))))
+    """  # noqa: S608 - only placeholders are formatted in
     return {
-        row[0]: FetchCandidate(_stored_document(row), row[10], FetchState(*row[11:19]))
-        for row in db.execute(sql, sources)
+        row[0]: FetchCandidate(_stored_document(db, row), row[9], FetchState(*row[10:18]))
+        for row in db.execute(sql, [*sources, stale_before])
     }
 
 
@@ -119,16 +169,16 @@ def apply_document_plan(
     """Write fetch results. Call inside `write_transaction`."""
     now = utc_now()
     changed = {e.document_id for e in plan.events}
+    texts = record_versions(
+        db, [(e, candidates[e.document_id].source) for e in plan.versions], run_id, now, tagger
+    )
     for doc_id, update in plan.updates.items():
-        columns = dict(update)
-        if "document_content" in columns:
-            columns["document_content"] = _dump_json(columns["document_content"])
+        columns = {k: v for k, v in update.items() if k != "document_content"}
+        if doc_id in texts:  # its document's content moved: the new version's text row
+            columns["text_id"] = texts[doc_id]
         if doc_id in changed:
             columns["last_changed_at"] = now
         db.table("documents").update(doc_id, columns)
-    record_versions(
-        db, [(e, candidates[e.document_id].source) for e in plan.versions], run_id, now, tagger
-    )
     db.table("changes").insert_all(
         (_change_row(e, candidates[e.document_id].source, run_id, now) for e in plan.events),
         batch_size=1000,
@@ -148,23 +198,40 @@ def listing_states(db: sqlite_utils.Database, source: str) -> dict[str, dict[str
     }
 
 
-def _document_row(doc_id: str, source: str, listing: str, snap: Snapshot, now: str) -> dict:
+def text_id(db: sqlite_utils.Database, snap: Snapshot) -> int:
+    """The `texts` row of a snapshot's text and document content, added if new."""
+    content = _dump_json(snap.document)
+    key = text_key(snap.text, content)
+    row = db.execute("SELECT id FROM texts WHERE hash = ?", [key]).fetchone()
+    if row:
+        return int(row[0])
+    cursor = db.execute(
+        "INSERT INTO texts (hash, text, document_content, cjk) VALUES (?, ?, ?, ?)",
+        [key, snap.text, content, cjk_terms(snap.text, content)],
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _document_row(
+    db: sqlite_utils.Database, doc_id: str, source: str, listing: str, snap: Snapshot, now: str
+) -> dict:
     return {
         "id": doc_id,
         "source": source,
         "listing": listing,
+        "status": "active",
+        "content_hash": snap.content_hash(),
+        "listing_hash": snap.listing_hash(),
         "title": snap.title,
         "url": snap.url,
         "date": snap.date,
-        "text": snap.text,
-        "extra": _dump_json(snap.extra),
-        "document_content": _dump_json(snap.document),
-        "content_hash": snap.content_hash(),
-        "status": "active",
         "first_seen_at": now,
         "last_seen_at": now,
         "last_changed_at": now,
         "removed_at": None,
+        "extra": _dump_json(snap.extra),
+        "cjk_title": cjk_terms(snap.title),
+        "text_id": text_id(db, snap),
     }
 
 
@@ -179,7 +246,7 @@ def apply_plan(
     now = utc_now()
     by_id = {e.document_id: e for e in plan.events}
     inserts = [
-        _document_row(doc_id, plan.source, listing, snapshot, now)
+        _document_row(db, doc_id, plan.source, listing, snapshot, now)
         for doc_id, (listing, snapshot) in plan.seen.items()
         if doc_id in plan.first_seen
     ]
@@ -196,7 +263,7 @@ def apply_plan(
             )
         else:  # changed, or listed again after removal
             listing, _ = plan.seen.get(event.document_id) or plan.restated[event.document_id]
-            row = _document_row(event.document_id, plan.source, listing, event.snapshot, now)
+            row = _document_row(db, event.document_id, plan.source, listing, event.snapshot, now)
             del row["first_seen_at"]
             if event.document_id in plan.restated:  # not listed this run: not seen either
                 del row["last_seen_at"]
@@ -205,7 +272,12 @@ def apply_plan(
     for doc_id in plan.refreshed:  # sign fields only: keep them current, no version, no event
         _, snapshot = plan.seen[doc_id]
         db.table("documents").update(
-            doc_id, {"extra": _dump_json(snapshot.extra), "last_seen_at": now}
+            doc_id,
+            {
+                "extra": _dump_json(snapshot.extra),
+                "listing_hash": snapshot.listing_hash(),
+                "last_seen_at": now,
+            },
         )
     unchanged = [
         doc_id for doc_id in plan.seen if doc_id not in by_id and doc_id not in plan.refreshed
@@ -247,12 +319,14 @@ def record_versions(
     run_id: int,
     now: str,
     tagger: Tagger,
-) -> None:
-    """Append the snapshots of (event, source) pairs to the versions table, tagged."""
+) -> dict[str, int]:
+    """Append the snapshots of (event, source) pairs to the versions table, tagged; the
+    `texts` row of each document's new version."""
     versions = db.table("versions")
-    tagged = []
+    tagged, texts = [], {}
     for event, source in events:
         snap = event.snapshot
+        texts[event.document_id] = text_id(db, snap)
         version_id = versions.insert(
             {
                 "document_id": event.document_id,
@@ -262,14 +336,14 @@ def record_versions(
                 "title": snap.title,
                 "url": snap.url,
                 "date": snap.date,
-                "text": snap.text,
                 "extra": _dump_json(snap.extra),
-                "document_content": _dump_json(snap.document),
+                "text_id": texts[event.document_id],
             }
         ).last_rowid
         assert version_id is not None
         tagged.append((version_id, event.document_id, source, snap))
     store_tags(db, tagged, tagger)
+    return texts
 
 
 def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:
@@ -397,7 +471,11 @@ def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:
 
 def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, Any]:
     versions = list(
-        db.query("SELECT * FROM versions WHERE document_id = ? ORDER BY id", [document_id])
+        db.query(
+            "SELECT v.*, t.text, t.document_content FROM versions v "
+            "JOIN texts t ON t.id = v.text_id WHERE v.document_id = ? ORDER BY v.id",
+            [document_id],
+        )
     )
     tags: dict[int, dict[str, list[str]]] = {}
     for row in db.query(

@@ -1,4 +1,4 @@
-"""The links table (rebuilt from the documents after each run) and the rows a rule timeline
+"""The links table (kept current for the documents each run changes) and the rows a rule timeline
 is built from."""
 
 from __future__ import annotations
@@ -10,27 +10,41 @@ import sqlite_utils
 
 from storage.records import LinksOf, Snapshot
 
+_DOCUMENTS = (
+    "SELECT d.id, d.title, d.url, d.date, t.text, d.extra, t.document_content "
+    "FROM documents d JOIN texts t ON t.id = d.text_id"
+)
 
-def rebuild_links(db: sqlite_utils.Database, links_of: LinksOf) -> int:
-    """Store every document's links as `links_of` finds them; returns how many. Call inside
-    `write_transaction`."""
-    db.execute("DELETE FROM links")
-    rows = []
-    for doc in db.query(
-        "SELECT id, title, url, date, text, extra, document_content FROM documents"
-    ):
-        snapshot = Snapshot.from_row(doc)
-        rows += [
-            {
+
+def _link_rows(db: sqlite_utils.Database, links_of: LinksOf, sql: str, params: list[Any]) -> Any:
+    for doc in db.query(sql, params):
+        for link in links_of(Snapshot.from_row(doc)):
+            yield {
                 "document_id": doc["id"],
                 "key": link.key,
                 "kind": link.kind,
                 "evidence": link.evidence,
             }
-            for link in links_of(snapshot)
-        ]
-    db.table("links").insert_all(rows, batch_size=1000)
-    return len(rows)
+
+
+def rebuild_links(db: sqlite_utils.Database, links_of: LinksOf) -> None:
+    """Store every document's links as `links_of` finds them (after a migration or `retag`),
+    streamed. Call inside `write_transaction`."""
+    db.execute("DELETE FROM links")
+    db.table("links").insert_all(_link_rows(db, links_of, _DOCUMENTS, []), batch_size=1000)
+
+
+def update_links(db: sqlite_utils.Database, links_of: LinksOf, run_id: int) -> int:
+    """Store again the links of the documents run `run_id` changed (a version, a new standing,
+    a removal): what one run costs follows what it changed. How many documents. Call inside
+    `write_transaction`."""
+    changed = "SELECT DISTINCT document_id FROM changes WHERE run_id = ?"
+    db.execute(f"DELETE FROM links WHERE document_id IN ({changed})", [run_id])  # noqa: S608
+    db.table("links").insert_all(
+        _link_rows(db, links_of, f"{_DOCUMENTS} WHERE d.id IN ({changed})", [run_id]),
+        batch_size=1000,
+    )
+    return int(db.execute(f"SELECT count(*) FROM ({changed})", [run_id]).fetchone()[0])  # noqa: S608
 
 
 def rule_documents(db: sqlite_utils.Database, key: str) -> list[dict[str, Any]]:
@@ -38,9 +52,10 @@ def rule_documents(db: sqlite_utils.Database, key: str) -> list[dict[str, Any]]:
     the documents it superseded (`replaced`: "title (BRDR id)")."""
     documents = []
     for row in db.query(
-        "SELECT d.id, d.source, d.title, d.url, d.date, d.status, d.extra, d.document_content, "
+        "SELECT d.id, d.source, d.title, d.url, d.date, d.status, d.extra, t.document_content, "
         "group_concat(l.kind, ', ') AS link_kind FROM links l "
-        "JOIN documents d ON d.id = l.document_id WHERE l.key = ? GROUP BY d.id",
+        "JOIN documents d ON d.id = l.document_id JOIN texts t ON t.id = d.text_id "
+        "WHERE l.key = ? GROUP BY d.id",
         [key],
     ):
         row["extra"] = json.loads(row["extra"])

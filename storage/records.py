@@ -4,9 +4,10 @@ mark). tracker/ decides them; storage/ writes and reads them. Nothing here decid
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +34,11 @@ SIGN_FIELDS = ("pdf_size",)
 def _hash(value: Any) -> str:
     canonical = json.dumps(value, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def text_key(text: str, document_content: str | None) -> str:
+    """What a `texts` row is found by: its text and document content (as stored, JSON)."""
+    return _hash([text, document_content])
 
 
 @dataclass(frozen=True)
@@ -92,14 +98,102 @@ class Snapshot:
         """Hash of what the listing says: when it moves, the document may have changed."""
         return _hash(self.listing_fields())
 
+    @property
+    def head(self) -> Head:
+        return Head(self.title, self.url, self.date, self.extra)
+
 
 @dataclass(frozen=True)
+class Head:
+    """A document's short facts (no text): what standing and supersessions are decided on."""
+
+    title: str
+    url: str
+    date: str | None
+    extra: dict[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
 class StoredDocument:
+    """A document as stored. Its `head` is always at hand; the full `snapshot` (the texts) is
+    read from the store the first time it is asked for, so that deciding on documents whose
+    listing hash did not move reads no text."""
+
     id: str
     listing: str
     status: str
     content_hash: str
-    snapshot: Snapshot
+    full: Snapshot | None = None  # None: read by `load` when needed
+    known_head: Head | None = None
+    known_listing_hash: str | None = None
+    load: Callable[[], Snapshot] | None = None
+
+    @functools.cached_property
+    def snapshot(self) -> Snapshot:
+        if self.full is not None:
+            return self.full
+        assert self.load is not None, f"{self.id}: neither a snapshot nor a way to read it"
+        return self.load()
+
+    @property
+    def head(self) -> Head:
+        return self.known_head if self.known_head is not None else self.snapshot.head
+
+    @property
+    def listing_hash(self) -> str:
+        return self.known_listing_hash or self.snapshot.listing_hash()
+
+
+class StoredDocuments(Mapping[str, StoredDocument]):
+    """One source's stored documents, read from the store on demand: by id (the documents a
+    crawl lists, in batches), or those active in given listings (removals). Iterating reads
+    them all, once. Made from a plain dict too (tests)."""
+
+    def __init__(
+        self,
+        known: Mapping[str, StoredDocument] | None = None,
+        by_ids: Callable[[Collection[str]], dict[str, StoredDocument]] | None = None,
+        every: Callable[[], list[StoredDocument]] | None = None,
+        active_in: Callable[[Collection[str]], list[StoredDocument]] | None = None,
+    ) -> None:
+        self._known: dict[str, StoredDocument | None] = dict(known or {})
+        self._by_ids, self._every, self._active_in = by_ids, every, active_in
+
+    def prefetch(self, ids: Iterable[str]) -> None:
+        wanted = [i for i in ids if i not in self._known]
+        if wanted and self._by_ids is not None:
+            found = self._by_ids(wanted)
+            self._known.update({i: found.get(i) for i in wanted})
+
+    def _remember(self, docs: Iterable[StoredDocument]) -> None:
+        for doc in docs:  # one object per document: its loaded text is kept with it
+            if self._known.get(doc.id) is None:
+                self._known[doc.id] = doc
+
+    def __getitem__(self, doc_id: str) -> StoredDocument:
+        self.prefetch([doc_id])
+        doc = self._known.get(doc_id)
+        if doc is None:
+            raise KeyError(doc_id)
+        return doc
+
+    def __iter__(self) -> Iterator[str]:
+        if self._every is not None:
+            self._remember(self._every())
+            self._every = None
+            self._by_ids = None  # everything is known now
+        return iter([i for i, d in self._known.items() if d is not None])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def active_in(self, listings: Collection[str]) -> list[StoredDocument]:
+        """Active documents whose listing is one of `listings`."""
+        if self._active_in is None or self._every is None:
+            return [d for d in self.values() if d.status == "active" and d.listing in listings]
+        found = self._active_in(listings)
+        self._remember(found)
+        return [self[d.id] for d in found]
 
 
 @dataclass(frozen=True)
@@ -137,6 +231,9 @@ class SourcePlan:
     events: list[ChangeEvent] = field(default_factory=list)
     seen: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)  # id -> (listing, snap)
     first_seen: set[str] = field(default_factory=set)  # ids the store has never had
+    # Listed as stored (the listing hash did not move): their `seen` snapshot is the listing's
+    # word only, without the linked document, which was not read; the store's is current.
+    unchanged: set[str] = field(default_factory=set)
     refreshed: set[str] = field(default_factory=set)  # only sign fields moved: store, no event
     # Held documents this crawl did not list but changed all the same (a supersession another
     # record announced, a document gone from the register): id -> (listing, snapshot).
@@ -178,7 +275,7 @@ class FetchCandidate:
 
     @property
     def document_url(self) -> str | None:
-        url = self.document.snapshot.extra.get("document_url")
+        url = self.document.head.extra.get("document_url")
         return str(url) if url else None
 
 

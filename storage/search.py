@@ -1,48 +1,86 @@
 """Full-text search of titles and texts. User input is always quoted: it cannot inject FTS5
-operators or raise a syntax error. Chinese queries use LIKE (see README: tokenizers)."""
+operators or raise a syntax error.
+
+English (and any language with spaces) goes through the `title` and `body` columns of the
+index. Chinese has no spaces, and the tokenizer would make a whole run of characters one token,
+so Chinese is indexed apart (`cjk`) as overlapping character pairs: a word of two or more
+characters is the phrase of its pairs, a single character the prefix of a pair."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 import sqlite_utils
 
-_CJK = re.compile(r"[\u3000-\u9fff\uf900-\ufaff]")
+_CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+
+
+def cjk_terms(*texts: str | None) -> str | None:
+    """The Chinese in `texts` as index terms: each run of characters as its overlapping pairs,
+    then its last character alone (so that one character matches anywhere). None if none.
+    A JSON object among `texts` (a document's content) is read for its "text"."""
+    terms: list[str] = []
+    for text in texts:
+        if text and text.startswith("{"):
+            text = str(json.loads(text).get("text") or "")
+        for run in _CJK_RUN.findall(text or ""):
+            terms += [run[i : i + 2] for i in range(len(run) - 1)]
+            terms.append(run[-1])
+    return " ".join(terms) or None
+
+
+def _quoted(phrase: str) -> str:
+    return '"' + phrase.replace('"', '""') + '"'
 
 
 def fts_query(text: str) -> str:
-    """Each whitespace-separated word as a quoted FTS5 phrase; all must match."""
-    return " ".join('"' + word.replace('"', '""') + '"' for word in text.split())
-
-
-def _like(word: str) -> str:
-    escaped = word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
+    """Every whitespace-separated word must match: its Chinese part (as pairs) in `cjk`, the
+    rest as a quoted phrase in titles and texts."""
+    parts = []
+    for word in text.split():
+        for run in _CJK_RUN.findall(word):
+            if len(run) == 1:
+                parts.append(f"cjk : {_quoted(run)} *")
+            else:
+                parts.append(
+                    f"cjk : {_quoted(' '.join(run[i : i + 2] for i in range(len(run) - 1)))}"
+                )
+        rest = _CJK_RUN.sub(" ", word).strip()
+        if rest:
+            parts.append("{title body} : " + _quoted(rest))
+    return " AND ".join(parts)
 
 
 def search(db: sqlite_utils.Database, text: str, limit: int = 20) -> list[dict[str, Any]]:
-    """Documents matching every word of `text`, best first, with a snippet."""
-    words = text.split()
-    if not words:
+    """Documents matching every word of `text`, best first, with a snippet.
+
+    The best `limit` are chosen from the index alone; only those are joined and given a
+    snippet, so the cost follows the matches' count, not the history's size."""
+    query = fts_query(text)
+    if not query:
         return []
-    columns = "d.id, d.source, d.title, d.url, d.date, d.status, d.functions, d.products"
-    if _CJK.search(text):
-        # unicode61 makes a run of Chinese characters one token, and trigram misses two-
-        # character words: scan instead (fine for a history of thousands of documents).
-        conditions = " AND ".join(
-            "(f.title LIKE ? ESCAPE '\\' OR f.body LIKE ? ESCAPE '\\')" for _ in words
+    ranked = [
+        row[0]
+        for row in db.execute(
+            "SELECT rowid FROM documents_fts WHERE documents_fts MATCH ? "
+            "ORDER BY bm25(documents_fts, 0, 5.0, 1.0, 1.0) LIMIT ?",
+            [query, limit],
         )
-        params: list[Any] = [p for word in words for p in (_like(word), _like(word))]
-        sql = (
-            f"SELECT {columns}, substr(f.body, 1, 160) AS snippet FROM documents_fts f "  # noqa: S608
-            f"JOIN documents d ON d.rowid = f.rowid WHERE {conditions} "
-            "ORDER BY d.date DESC LIMIT ?"
+    ]
+    hits = []
+    for rowid in ranked:
+        row = next(
+            db.query(
+                "SELECT d.id, d.source, d.title, d.url, d.date, d.status, d.functions, "
+                "d.products, snippet(documents_fts, 2, '[', ']', ' … ', 12) AS snippet "
+                "FROM documents_fts f JOIN documents d ON d.rowid = f.rowid "
+                "WHERE documents_fts MATCH ? AND f.rowid = ?",
+                [query, rowid],
+            )
         )
-        return list(db.query(sql, [*params, limit]))
-    sql = (
-        f"SELECT {columns}, snippet(documents_fts, 2, '[', ']', ' … ', 12) AS snippet "  # noqa: S608
-        "FROM documents_fts f JOIN documents d ON d.rowid = f.rowid "
-        "WHERE documents_fts MATCH ? ORDER BY bm25(documents_fts, 0, 5.0, 1.0) LIMIT ?"
-    )
-    return list(db.query(sql, [fts_query(text), limit]))
+        if not row["snippet"].strip(" …"):  # matched in a title or in Chinese only
+            row["snippet"] = ""
+        hits.append(row)
+    return hits

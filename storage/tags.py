@@ -46,6 +46,12 @@ def store_tags(
     db.table("tags").insert_all(rows, batch_size=1000, replace=True)
     if latest:
         for document_id, names in current.items():
+            # Why a tag was given is kept for the current version; earlier ones keep the names.
+            db.execute(
+                "UPDATE tags SET evidence = '[]' WHERE document_id = ? AND version_id < ("
+                "SELECT max(id) FROM versions WHERE document_id = ?) AND evidence != '[]'",
+                [document_id, document_id],
+            )
             db.table("documents").update(
                 document_id,
                 {
@@ -75,8 +81,9 @@ def retag(db: sqlite_utils.Database, tagger: Tagger) -> dict[str, Any]:
     history: list[VersionToTag] = []
     current: list[VersionToTag] = []
     for row in db.query(
-        "SELECT v.id, v.document_id, d.source, v.title, v.url, v.date, v.text, v.extra, "
-        "v.document_content FROM versions v JOIN documents d ON d.id = v.document_id"
+        "SELECT v.id, v.document_id, d.source, v.title, v.url, v.date, t.text, v.extra, "
+        "t.document_content FROM versions v JOIN documents d ON d.id = v.document_id "
+        "JOIN texts t ON t.id = v.text_id"
     ):
         snapshot = Snapshot.from_row(row)
         entry = (row["id"], row["document_id"], row["source"], snapshot)

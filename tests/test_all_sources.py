@@ -45,7 +45,7 @@ def test_every_source_and_every_linked_document(site, tmp_path, db_path):
     }
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute(
-            "SELECT id, url, fetch_status, fetch_reason, document_content FROM documents "
+            "SELECT id, url, fetch_status, fetch_reason, document_content FROM documents_full "
             "WHERE json_extract(extra, '$.document_url') IS NOT NULL"
         ).fetchall()
     assert len(rows) == 47 + 83 + 117 + 260  # LegCo items and the page itself link nothing

@@ -18,6 +18,7 @@ from fakes import BrdrFake, DocumentsFake, load
 from pdfs import CIRCULAR, make_pdf
 
 from storage.db import open_db
+from storage.search import cjk_terms
 from tracker.cli import cli
 from tracker.demo import DEMO_SITE
 from tracker.loopback import Override, RecordedSite
@@ -174,8 +175,10 @@ def test_search_finds_titles_and_document_text(history):
 
 def test_search_in_chinese(history):
     db = open_db(history["db"])
+    title = "打擊洗錢指引"  # written as the tracker writes a title: with its Chinese index terms
     db.execute(
-        "UPDATE documents SET title = '打擊洗錢指引' WHERE id = (SELECT min(id) FROM documents)"
+        "UPDATE documents SET title = ?, cjk_title = ? WHERE id = (SELECT min(id) FROM documents)",
+        [title, cjk_terms(title)],
     )
     db.commit()
     db.close()

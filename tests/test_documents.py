@@ -108,7 +108,7 @@ folder = "{(tmp_path / "digests").as_posix()}"
 def row(db_path, doc):
     with sqlite3.connect(db_path) as conn:
         conn.row_factory = sqlite3.Row
-        return dict(conn.execute("SELECT * FROM documents WHERE id = ?", [doc]).fetchone())
+        return dict(conn.execute("SELECT * FROM documents_full WHERE id = ?", [doc]).fetchone())
 
 
 def events(db_path, run_id):

@@ -69,6 +69,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m010_delivery_failures",
         "m011_drop_digests",
         "m012_structured_changes",
+        "m013_narrow_rows",
     ]
     assert {
         "runs",

@@ -23,7 +23,7 @@ import sqlite_utils
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
 from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transaction
 from storage.history import document_history, find_document, list_changes, list_runs
-from storage.links import keys_like, rule_documents
+from storage.links import keys_like, rebuild_links, rule_documents
 from storage.outbox import outbox_status
 from storage.records import KINDS
 from storage.search import search
@@ -40,7 +40,7 @@ from tracker.delivery import (
 from tracker.exit_codes import ExitStatus
 from tracker.lock import RunLocked, run_lock
 from tracker.render import echo
-from tracker.rules import rule_key, timeline
+from tracker.rules import links_of, rule_key, timeline
 from tracker.run import UnknownSourceError, run
 from tracker.schedule import job_list, serve
 from tracker.status import dead_man_check, status_report
@@ -357,6 +357,7 @@ def retag_command(obj: Context, as_json: bool) -> None:
     taxonomy = obj.config().taxonomy
     with exclusive_db(obj) as db, write_transaction(db):
         summary = retag(db, Tagger(taxonomy))
+        rebuild_links(db, links_of)  # what links are read as may have changed with the code
     render.retag(summary, as_json)
 
 

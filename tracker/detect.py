@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from storage.records import (
     Snapshot,
     SourcePlan,
     StoredDocument,
+    StoredDocuments,
 )
 from tracker.results import CrawlResult
 
@@ -227,7 +229,7 @@ def plan_source(
     source: str,
     result: CrawlResult | None,
     expected_listings: list[str],
-    stored: dict[str, StoredDocument],
+    stored: Mapping[str, StoredDocument],
     history: dict[str, ListingHistory],
     health: HealthSettings,
 ) -> SourcePlan:
@@ -266,13 +268,21 @@ def plan_source(
         cutoff = listing.baseline_before
         return bool(cutoff and item["date"] and item["date"] < cutoff)
 
+    docs = stored if isinstance(stored, StoredDocuments) else StoredDocuments(stored)
+    docs.prefetch(f"{source}:{item['key']}" for item in result.get("items", []))
     for item in result.get("items", []):
         if item["listing"] not in healthy:
             continue
         doc_id = f"{source}:{item['key']}"
         if doc_id in plan.seen:
             continue
-        old = stored.get(doc_id)
+        old = docs.get(doc_id)
+        said = Snapshot.from_item(item)
+        if old is not None and old.status != "removed" and old.listing_hash == said.listing_hash():
+            # The listing says what it said: nothing changed, and no text need be read.
+            plan.seen[doc_id] = (item["listing"], said)
+            plan.unchanged.add(doc_id)
+            continue
         snapshot = Snapshot.from_item(item, old.snapshot.document if old else None)
         plan.seen[doc_id] = (item["listing"], snapshot)
         if old is None:
@@ -284,13 +294,13 @@ def plan_source(
             plan.events.append(ChangeEvent(doc_id, "new", snapshot, fields, diff, baseline))
         elif old.content_hash != snapshot.content_hash():
             plan.events.append(changed_event(doc_id, old.snapshot, snapshot))
-        elif old.snapshot.listing_hash() != snapshot.listing_hash():
+        else:  # only sign fields moved
             plan.refreshed.add(doc_id)
 
     removable = {
         o["listing"] for o in outcomes.values() if o["listing"] in healthy and o["removals_allowed"]
     }
-    for doc in stored.values():
-        if doc.status == "active" and doc.listing in removable and doc.id not in plan.seen:
+    for doc in docs.active_in(removable) if removable else []:
+        if doc.id not in plan.seen:
             plan.events.append(ChangeEvent(doc.id, "removed", doc.snapshot, [], ""))
     return plan

@@ -72,7 +72,7 @@ def select_fetches(
             priority = 1
         elif f.status == "unparsable" and f.attempts < MAX_UNPARSABLE_ATTEMPTS:
             priority, validators = 1, {}
-        elif f.listing_hash != c.document.snapshot.listing_hash():
+        elif f.listing_hash != c.document.listing_hash:
             priority = 2
         elif (f.etag or f.last_modified) and (f.fetched_at or "") < stale_before:
             priority = 3
@@ -104,7 +104,7 @@ def plan_documents(
         update: dict[str, Any] = {
             "fetch_url": result["url"],
             "fetched_at": now,
-            "fetch_listing_hash": doc.snapshot.listing_hash(),
+            "fetch_listing_hash": doc.listing_hash,
         }
         status, reason = result["status"], result.get("reason") or ""
         text = result.get("text") or ""

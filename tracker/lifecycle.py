@@ -11,11 +11,11 @@ again among the current records is current again.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from spiders.brdr import BRDR, base_id
-from storage.records import Snapshot, SourcePlan, StoredDocument
+from storage.records import Head, Snapshot, SourcePlan, StoredDocument
 from tracker.detect import changed_event
 from tracker.results import CrawlResult
 
@@ -29,7 +29,7 @@ def is_superseded(extra: dict[str, Any]) -> bool:
 
 
 def carry_standing(
-    result: CrawlResult | None, stored: dict[str, StoredDocument], source: str
+    result: CrawlResult | None, stored: Mapping[str, StoredDocument], source: str
 ) -> CrawlResult | None:
     """`result` with every item of a document held as superseded still superseded (with its
     successor and dates), whatever the record says of itself."""
@@ -38,11 +38,11 @@ def carry_standing(
     items = []
     for item in result.get("items", []):
         old = stored.get(f"{source}:{item['key']}")
-        if old is not None and is_superseded(old.snapshot.extra):
+        if old is not None and is_superseded(old.head.extra):
             extra = {**item["extra"], "status": "superseded"}
             for key in STANDING_KEYS:
-                if key not in extra and key in old.snapshot.extra:
-                    extra[key] = old.snapshot.extra[key]
+                if key not in extra and key in old.head.extra:
+                    extra[key] = old.head.extra[key]
             item = {**item, "extra": extra}
         items.append(item)
     carried: CrawlResult = {**result, "items": items}
@@ -66,17 +66,17 @@ def _withdrawn(snapshot: Snapshot, left_on: str) -> Snapshot:
     )
 
 
-def _successor(doc_id: str, snapshot: Snapshot) -> dict[str, Any]:
+def _successor(doc_id: str, head: Head) -> dict[str, Any]:
     return {
         "id": doc_id,
-        "doc_id": snapshot.extra.get("doc_id"),
-        "title": snapshot.title,
-        "url": snapshot.url,
+        "doc_id": head.extra.get("doc_id"),
+        "title": head.title,
+        "url": head.url,
     }
 
 
 def _restate(
-    plan: SourcePlan, stored: dict[str, StoredDocument], doc_id: str, new: Snapshot
+    plan: SourcePlan, stored: Mapping[str, StoredDocument], doc_id: str, new: Snapshot
 ) -> None:
     """Make `new` the document's state this run, with the one event that makes."""
     earlier = [e for e in plan.events if e.document_id == doc_id]
@@ -85,6 +85,7 @@ def _restate(
     old = stored.get(doc_id)
     if doc_id in plan.seen:
         plan.seen[doc_id] = (plan.seen[doc_id][0], new)
+        plan.unchanged.discard(doc_id)
     elif old is not None and old.status == "active":
         plan.restated[doc_id] = (old.listing, new)
     else:
@@ -93,21 +94,31 @@ def _restate(
         plan.events.append(dataclasses.replace(earlier[0], snapshot=new))
     elif old is not None and old.content_hash != new.content_hash():
         plan.events.append(changed_event(doc_id, old.snapshot, new))
-    elif old is not None and old.snapshot.listing_hash() != new.listing_hash():
+    elif old is not None and old.listing_hash != new.listing_hash():
         plan.refreshed.add(doc_id)
     else:
         plan.restated.pop(doc_id, None)
 
 
-def _held(plan: SourcePlan, stored: dict[str, StoredDocument]) -> dict[str, Snapshot]:
-    """Every document's state as this run knows it: listed now, else as stored (active)."""
-    held = {d.id: d.snapshot for d in stored.values() if d.status == "active"}
-    held.update({doc_id: snap for doc_id, (_, snap) in plan.seen.items()})
-    held.update({doc_id: snap for doc_id, (_, snap) in plan.restated.items()})
+def _held(plan: SourcePlan, stored: Mapping[str, StoredDocument]) -> dict[str, Head]:
+    """Every document's short facts as this run knows them: listed now, else as stored
+    (active). Reads every stored document's head, no text."""
+    held = {d.id: d.head for d in stored.values() if d.status == "active"}
+    held.update({doc_id: snap.head for doc_id, (_, snap) in plan.seen.items()})
+    held.update({doc_id: snap.head for doc_id, (_, snap) in plan.restated.items()})
     return held
 
 
-def _by_base(held: dict[str, Snapshot]) -> dict[str, str]:
+def _current(plan: SourcePlan, stored: Mapping[str, StoredDocument], doc_id: str) -> Snapshot:
+    """A held document's whole state this run (its text read from the store if need be)."""
+    if doc_id in plan.restated:
+        return plan.restated[doc_id][1]
+    if doc_id in plan.seen and doc_id not in plan.unchanged:
+        return plan.seen[doc_id][1]
+    return stored[doc_id].snapshot
+
+
+def _by_base(held: dict[str, Head]) -> dict[str, str]:
     """BRDR document id without language (the current version's) -> the tracker's id."""
     return {
         base_id(str(s.extra["doc_id"])): doc_id
@@ -116,9 +127,14 @@ def _by_base(held: dict[str, Snapshot]) -> dict[str, str]:
     }
 
 
-def announce_supersessions(plan: SourcePlan, stored: dict[str, StoredDocument]) -> None:
+def announce_supersessions(plan: SourcePlan, stored: Mapping[str, StoredDocument]) -> None:
     """Mark the held documents that a record of this crawl supersedes (`supersedes`) or lists
     as an earlier version of itself (`version_history`, when it is dated later)."""
+    if not any(
+        record.extra.get("supersedes") or record.extra.get("version_history")
+        for _, record in plan.seen.values()
+    ):
+        return  # nothing names another document: no need to read what is held
     held = _held(plan, stored)
     by_base = _by_base(held)
     claims: dict[str, tuple[str, Snapshot]] = {}
@@ -136,12 +152,16 @@ def announce_supersessions(plan: SourcePlan, stored: dict[str, StoredDocument]) 
                 continue  # superseded is final: the first successor recorded stays
             claims[target] = (doc_id, record)
     for target, (doc_id, record) in claims.items():
+        successor = _successor(doc_id, record.head)
         _restate(
-            plan, stored, target, _superseded(held[target], _successor(doc_id, record), record.date)
+            plan,
+            stored,
+            target,
+            _superseded(_current(plan, stored, target), successor, record.date),
         )
 
 
-def left_register(plan: SourcePlan, stored: dict[str, StoredDocument]) -> list[StoredDocument]:
+def left_register(plan: SourcePlan, stored: Mapping[str, StoredDocument]) -> list[StoredDocument]:
     """Held current documents that a healthy full sweep of a register (BRDR) no longer lists.
 
     Only a sweep in which every listing was read whole and healthy counts: a document that
@@ -159,12 +179,12 @@ def left_register(plan: SourcePlan, stored: dict[str, StoredDocument]) -> list[S
         and doc.listing in swept
         and doc.id not in plan.seen
         and doc.id not in plan.restated
-        and doc.snapshot.extra.get("status", "current") == "current"
+        and doc.head.extra.get("status", "current") == "current"
     ]
 
 
 def _lookup_successor(
-    snapshot: Snapshot, related: Iterable[dict[str, Any]], held: dict[str, Snapshot]
+    snapshot: Head, related: Iterable[dict[str, Any]], held: dict[str, Head]
 ) -> tuple[dict[str, Any], str | None] | None:
     """The document in force after `snapshot`'s, from what its landing page relates: a later
     supersession or version, the one marked current first, else the newest."""
@@ -197,7 +217,7 @@ def _lookup_successor(
 
 def settle_departures(
     plan: SourcePlan,
-    stored: dict[str, StoredDocument],
+    stored: Mapping[str, StoredDocument],
     departed: list[StoredDocument],
     lookups: dict[str, dict[str, Any]],
     today: str,
@@ -210,7 +230,7 @@ def settle_departures(
         found = lookups.get(doc.id)
         if found is None:
             continue
-        successor = _lookup_successor(doc.snapshot, found["related"], held) if found["ok"] else None
+        successor = _lookup_successor(doc.head, found["related"], held) if found["ok"] else None
         if successor:
             new = _superseded(doc.snapshot, successor[0], successor[1], left_on=today)
         else:

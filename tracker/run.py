@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from storage.history import (
     mark_unfetchable,
     start_run,
 )
-from storage.links import rebuild_links
+from storage.links import update_links
 from storage.records import ChangeEvent, DocumentPlan, SourcePlan, StoredDocument
 from tracker.children import die_with_parent
 from tracker.config import Config, DocumentSettings
@@ -214,7 +214,7 @@ def run(
                 # A healthy incremental run must not call a source whose sweeps fail recovered.
                 stale = stale_sweeps(db, config, datetime.now(UTC))
                 with write_transaction(db):
-                    rebuild_links(db, links_of)
+                    update_links(db, links_of, report.run_id)
                     raise_operator_alerts(db, config, selected, stale)
             if alerts and report.run_id is not None:
                 if _out_of_time(limit):
@@ -324,7 +324,14 @@ def _crawl_and_record(
         results = crawl(config, spiders, Path(workdir), deadline)
     for source in selected:
         record_source(
-            config, db, source, results[source], states[source], sweeps[source], report, tagger,
+            config,
+            db,
+            source,
+            results[source],
+            states[source],
+            sweeps[source],
+            report,
+            tagger,
             deadline,
         )
 
@@ -343,6 +350,7 @@ def record_source(
     """Decide what one source's crawl `result` means against the store, and write it (in one
     transaction, unless the run is a dry run): the step whose cost must follow what changed."""
     stored = load_stored(db, source)
+    stored.prefetch(f"{source}:{item['key']}" for item in (result or {}).get("items", []))
     history = {
         url: ListingHistory(
             state.get("last_healthy_items"),
@@ -394,7 +402,7 @@ def _look_up(
 ) -> dict[str, dict[str, Any]]:
     """What the landing pages of documents gone from the register say, by document id."""
     asked = departed[:MAX_LOOKUPS_PER_RUN]
-    options = {"documents": [{"id": d.id, "url": d.snapshot.url} for d in asked]}
+    options = {"documents": [{"id": d.id, "url": d.head.url} for d in asked]}
     with _workdir("lookup") as workdir:
         spiders = {"brdr_lookup": {"listings": {}, "options": options}}
         result = crawl(config, spiders, Path(workdir), deadline)["brdr_lookup"] or {}
@@ -423,7 +431,9 @@ def _fetch_documents(
     """Fetch the linked documents that are due, extract their text, record what changed."""
     assert report.run_id is not None
     settings = config.documents
-    candidates = fetch_candidates(db, sources)
+    now = datetime.now(UTC)
+    stale_before = (now - timedelta(days=settings.revalidate_after_days)).isoformat()
+    candidates = fetch_candidates(db, sources, stale_before)
     odd_links = unfetchable(list(candidates.values()))
     if odd_links:
         with write_transaction(db):
@@ -432,7 +442,7 @@ def _fetch_documents(
             logger.warning("documents: %s: %s", doc_id, reason)
     requests = select_fetches(
         list(candidates.values()),
-        datetime.now(UTC),
+        now,
         settings.revalidate_after_days,
         settings.max_per_run,
     )

@@ -1,0 +1,130 @@
+"""Upgrading a database written by the previous release (schema m012) in place.
+
+The fixture `release-m012.db.gz` is the analysts' test history (tests/test_analyst.py) as the
+release before texts moved apart wrote it (see fixtures/README.md). Everything it holds must
+read the same after m013, and the new structure must hold."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import sqlite3
+
+import pytest
+from conftest import FIXTURES
+
+from storage.db import open_db
+from storage.history import load_stored
+from storage.records import Snapshot
+from storage.search import search
+
+OLD = FIXTURES / "release-m012.db.gz"
+
+
+def rows(path, sql, params=()):
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql, params).fetchall()
+
+
+@pytest.fixture
+def upgraded(tmp_path):
+    path = tmp_path / "old.db"
+    with gzip.open(OLD) as packed, open(path, "wb") as out:
+        shutil.copyfileobj(packed, out)
+    before = {
+        "documents": rows(path, "SELECT id, text, document_content, status FROM documents"),
+        "versions": rows(path, "SELECT id, document_id, text, document_content FROM versions"),
+        "tags": rows(path, "SELECT version_id, kind, tag FROM tags"),
+        "links": rows(path, "SELECT document_id, key, kind, evidence FROM links"),
+        "changes": rows(path, "SELECT id, document_id, kind, changed FROM changes"),
+        "found": {
+            word: sorted(
+                r[0]
+                for r in rows(
+                    path,
+                    "SELECT document_id FROM documents_fts WHERE documents_fts MATCH ?",
+                    [f'"{word}"'],
+                )
+            )
+            for word in ("laundering", "faithfully", "stablecoin", "liquidity")
+        },
+        "size": sum(
+            r[0]
+            for r in rows(
+                path,
+                "SELECT sum(length(text) + coalesce(length(document_content), 0)) FROM documents "
+                "UNION ALL SELECT sum(length(text) + coalesce(length(document_content), 0)) "
+                "FROM versions",
+            )
+        ),
+    }
+    assert rows(path, "SELECT max(name) FROM _sqlite_migrations") == [("m012_structured_changes",)]
+    open_db(path).close()
+    return path, before
+
+
+def test_every_text_reads_as_before(upgraded):
+    path, before = upgraded
+    assert sorted(
+        rows(path, "SELECT id, text, document_content, status FROM documents_full")
+    ) == sorted(before["documents"])
+    assert sorted(
+        rows(path, "SELECT id, document_id, text, document_content FROM versions_full")
+    ) == sorted(before["versions"])
+    assert sorted(rows(path, "SELECT document_id, key, kind, evidence FROM links")) == sorted(
+        before["links"]
+    )
+    assert sorted(rows(path, "SELECT id, document_id, kind, changed FROM changes")) == sorted(
+        before["changes"]
+    )
+
+
+def test_texts_are_stored_once_and_the_rows_are_narrow(upgraded):
+    path, before = upgraded
+    stored = rows(
+        path, "SELECT sum(length(text) + coalesce(length(document_content), 0)) FROM texts"
+    )
+    # The current version's text was in documents and in versions: now once, shared.
+    assert stored[0][0] < before["size"] * 0.6
+    columns = [r[1] for r in rows(path, "PRAGMA table_info(documents)")]
+    assert "text" not in columns and "document_content" not in columns
+    assert columns[:6] == ["id", "source", "listing", "status", "content_hash", "listing_hash"]
+    assert rows(path, "PRAGMA foreign_key_check") == []
+    assert rows(path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_tag_names_stay_for_every_version_and_evidence_for_the_current_one(upgraded):
+    path, before = upgraded
+    assert sorted(rows(path, "SELECT version_id, kind, tag FROM tags")) == sorted(before["tags"])
+    old_evidence = rows(
+        path,
+        "SELECT count(*) FROM tags WHERE evidence != '[]' AND version_id NOT IN "
+        "(SELECT max(id) FROM versions GROUP BY document_id)",
+    )
+    assert old_evidence == [(0,)]
+    current = rows(path, "SELECT count(*) FROM tags WHERE evidence != '[]'")
+    assert current[0][0] > 0
+
+
+def test_search_finds_what_it_found_and_the_index_is_consistent(upgraded):
+    path, before = upgraded
+    db = open_db(path)
+    db.execute("INSERT INTO documents_fts (documents_fts) VALUES ('integrity-check')")
+    for word, found in before["found"].items():
+        assert sorted(h["id"] for h in search(db, word, 10_000)) == found, word
+    assert any(before["found"].values())
+
+
+def test_listing_hashes_let_a_crawl_decide_without_reading_text(upgraded):
+    path, _ = upgraded
+    db = open_db(path)
+    for source in ("rss", "pages"):
+        stored = load_stored(db, source)
+        assert stored, source
+        for doc in stored.values():
+            full = Snapshot.from_row(
+                next(db.query("SELECT * FROM documents_full WHERE id = ?", [doc.id]))
+            )
+            assert doc.listing_hash == full.listing_hash()
+            assert "snapshot" not in doc.__dict__  # nothing read the text
+            assert doc.head == full.head
