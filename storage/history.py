@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from typing import Any
 
 import sqlite_utils
@@ -121,30 +121,40 @@ def _dump_json(value: Any) -> str | None:
 
 
 def fetch_candidates(
-    db: sqlite_utils.Database, sources: list[str], stale_before: str
+    db: sqlite_utils.Database,
+    sources: list[str],
+    stale_before: str,
+    max_unparsable_attempts: int,
+    limit: int,
 ) -> dict[str, FetchCandidate]:
-    """Active documents of `sources` that link a document and may be due for a fetch: never
-    fetched, the link or the listing moved since, the last fetch failed or gave no text, or
-    validators older than `stale_before`. (tracker.documents decides which, and in what
-    order.) Chosen by the database, so that the documents fetched and settled cost nothing."""
+    """Active documents of `sources` that link a document and are due for a fetch, the `limit`
+    most urgent: never fetched or the link moved; the last fetch failed, or gave no text
+    fewer than `max_unparsable_attempts` times; the listing moved since; validators older
+    than `stale_before`. Chosen by the database, so that the documents fetched and settled
+    cost nothing (tracker.documents.select_fetches makes the requests, in the same order)."""
     marks = ",".join("?" * len(sources))
     sql = f"""
-        SELECT {_HEAD_COLUMNS}, source, fetch_url, fetch_status, fetch_reason, fetch_etag,
-               fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts
-        FROM documents
-        WHERE status = 'active' AND source IN ({marks})
-          AND json_extract(extra, '$.document_url') IS NOT NULL
-          AND (fetch_status IS NULL
-               OR fetch_url IS NOT json_extract(extra, '$.document_url')
-               OR fetch_status IN ('failed', 'unparsable')
-               OR (fetch_status = 'ok' AND (
-                   fetch_listing_hash IS NOT listing_hash
-                   OR ((fetch_etag IS NOT NULL OR fetch_last_modified IS NOT NULL)
-                       AND coalesce(fetched_at, '') < ?))))
+        SELECT * FROM (
+            SELECT {_HEAD_COLUMNS}, source, fetch_url, fetch_status, fetch_reason, fetch_etag,
+                   fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts,
+                   CASE
+                       WHEN fetch_status IS NULL
+                            OR fetch_url IS NOT json_extract(extra, '$.document_url') THEN 0
+                       WHEN fetch_status = 'failed'
+                            OR (fetch_status = 'unparsable' AND fetch_attempts < ?) THEN 1
+                       WHEN fetch_status = 'ok' AND fetch_listing_hash IS NOT listing_hash THEN 2
+                       WHEN fetch_status = 'ok' AND coalesce(fetched_at, '') < ?
+                            AND (fetch_etag IS NOT NULL OR fetch_last_modified IS NOT NULL) THEN 3
+                   END AS urgency
+            FROM documents
+            WHERE status = 'active' AND source IN ({marks})
+              AND json_extract(extra, '$.document_url') IS NOT NULL
+        ) WHERE urgency IS NOT NULL ORDER BY urgency, id LIMIT ?
     """  # noqa: S608 - only placeholders are formatted in
+    params = [max_unparsable_attempts, stale_before, *sources, limit]
     return {
         row[0]: FetchCandidate(_stored_document(db, row), row[9], FetchState(*row[10:18]))
-        for row in db.execute(sql, [*sources, stale_before])
+        for row in db.execute(sql, params)
     }
 
 
@@ -427,9 +437,10 @@ def list_changes(
     limit: int | None = None,
     include_cosmetic: bool = True,
     tags: dict[str, list[str]] | None = None,
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
     """Change events, newest first, with their documents' current tags; optionally filtered
-    (`tags`: kind -> tags, any of which the document must carry)."""
+    (`tags`: kind -> tags, any of which the document must carry). Read as they are used
+    (an export of the whole history holds one row at a time)."""
     where: list[str] = []
     params: list[str | int] = []
     if not include_cosmetic:
@@ -458,7 +469,7 @@ def list_changes(
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
-    return [change_record(row) for row in db.query(sql, params)]
+    return (change_record(row) for row in db.query(sql, params))
 
 
 def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:

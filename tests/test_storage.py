@@ -7,8 +7,10 @@ import pytest
 
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import apply_plan, load_stored, start_run
+from storage.links import rebuild_links, update_links
 from tracker.config import HealthSettings
 from tracker.detect import plan_source
+from tracker.rules import links_of
 from tracker.tagging import Tagger, load_taxonomy
 
 PAGE = "https://www.hkma.gov.hk/eng/page/"
@@ -197,3 +199,34 @@ def test_a_crawl_result_without_the_expected_shape_is_refused_naming_what(tmp_pa
     path.write_text("{truncated", encoding="utf-8")
     with pytest.raises(ResultError, match=r"pages\.json: Expecting"):
         read_result(path, documents=True)
+
+
+def test_a_no_change_crawl_reads_no_text_and_a_change_reads_only_its_own(tmp_path):
+    db = open_db(tmp_path / "h.db")
+    titles = [f"Circular {i} on capital adequacy" for i in range(50)]
+    ingest(db, titles)
+    stored = load_stored(db, "pages")
+    plan = plan_source("pages", crawl_result(titles), [PAGE], stored, {}, HealthSettings())
+    assert plan.events == [] and len(plan.unchanged) == 50
+    assert not [d.id for d in stored.values() if "snapshot" in d.__dict__]  # no text was read
+
+    stored = load_stored(db, "pages")
+    amended = [*titles[:-1], "Circular 49 on capital adequacy (amended)"]
+    plan = plan_source("pages", crawl_result(amended), [PAGE], stored, {}, HealthSettings())
+    assert [(e.kind, e.document_id) for e in plan.events] == [("changed", "pages:k49")]
+    assert [d.id for d in stored.values() if "snapshot" in d.__dict__] == ["pages:k49"]
+
+
+def test_links_are_updated_for_the_documents_a_run_changed(tmp_path):
+    db = open_db(tmp_path / "h.db")
+    ingest(db, ["Revised SPM module IC-6", "Circular on CR-G-7"])
+    with write_transaction(db):
+        rebuild_links(db, links_of)
+    keys = dict(db.execute("SELECT document_id, group_concat(key) FROM links GROUP BY 1"))
+    assert keys == {"pages:k0": "spm:IC-6", "pages:k1": "spm:CR-G-7"}
+    ingest(db, ["Revised SPM module IC-7", "Circular on CR-G-7"])
+    run_id = db.execute("SELECT max(id) FROM runs").fetchone()[0]
+    with write_transaction(db):
+        assert update_links(db, links_of, run_id) == 1  # only the changed document
+    keys = dict(db.execute("SELECT document_id, group_concat(key) FROM links GROUP BY 1"))
+    assert keys == {"pages:k0": "spm:IC-7", "pages:k1": "spm:CR-G-7"}

@@ -279,7 +279,7 @@ def change_filters(command: Callable[..., None]) -> Callable[..., None]:
     return command
 
 
-def _select_changes(obj: Context, **filters: Any) -> list[dict[str, Any]]:
+def _select_changes(obj: Context, **filters: Any) -> Iterator[dict[str, Any]]:
     _check_since(filters["since"])
     return list_changes(
         obj.readonly_db(),

@@ -55,12 +55,17 @@ def unfetchable(candidates: list[FetchCandidate]) -> dict[str, str]:
     return found
 
 
+def revalidate_before(now: datetime, revalidate_after_days: float) -> str:
+    """Fetched before this time (ISO, UTC), a document with validators is re-checked."""
+    return (now - timedelta(days=revalidate_after_days)).isoformat()
+
+
 def select_fetches(
     candidates: list[FetchCandidate], now: datetime, revalidate_after_days: float, limit: int
 ) -> list[dict[str, Any]]:
     """Fetch requests, most urgent first: new, failed, listing moved, due for re-validation."""
     due: list[tuple[int, str, dict[str, Any]]] = []
-    stale_before = (now - timedelta(days=revalidate_after_days)).isoformat()
+    stale_before = revalidate_before(now, revalidate_after_days)
     for c in candidates:
         url, f = c.document_url, c.fetch
         if url is None or c.document.status != "active" or link_problem(url):

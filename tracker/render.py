@@ -7,6 +7,7 @@ import csv
 import json
 import logging
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +95,7 @@ def run_report(report: RunReport, as_json: bool, show_events: bool) -> None:
         logger.error("digest NOT delivered: %s", report.delivery_error)
 
 
-def changes(rows: list[dict[str, Any]], as_json: bool) -> None:
+def changes(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
     for change in rows:
         if as_json:
             emit(change)
@@ -180,7 +181,7 @@ EXPORT_COLUMNS = (
 )
 
 
-def export(rows: list[dict[str, Any]], fmt: str) -> None:
+def export(rows: Iterable[dict[str, Any]], fmt: str) -> None:
     """Change events as CSV (lists joined with "; ") or JSON lines, to stdout."""
     if fmt == "json":
         for row in rows:

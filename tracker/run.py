@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,13 @@ from tracker.delivery import (
 )
 from tracker.detect import ListingHistory, plan_source
 from tracker.document_text import PdfText, extract_pdf_text
-from tracker.documents import plan_documents, select_fetches, unfetchable
+from tracker.documents import (
+    MAX_UNPARSABLE_ATTEMPTS,
+    plan_documents,
+    revalidate_before,
+    select_fetches,
+    unfetchable,
+)
 from tracker.exit_codes import ExitStatus
 from tracker.lifecycle import (
     announce_supersessions,
@@ -432,8 +438,11 @@ def _fetch_documents(
     assert report.run_id is not None
     settings = config.documents
     now = datetime.now(UTC)
-    stale_before = (now - timedelta(days=settings.revalidate_after_days)).isoformat()
-    candidates = fetch_candidates(db, sources, stale_before)
+    stale_before = revalidate_before(now, settings.revalidate_after_days)
+    # Room for links that turn out not fetchable (recorded now, not asked for again).
+    candidates = fetch_candidates(
+        db, sources, stale_before, MAX_UNPARSABLE_ATTEMPTS, 2 * settings.max_per_run
+    )
     odd_links = unfetchable(list(candidates.values()))
     if odd_links:
         with write_transaction(db):
