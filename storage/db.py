@@ -618,3 +618,19 @@ def m013_narrow_rows(db: sqlite_utils.Database) -> None:
             SELECT d.id, 'entity_types', t.value FROM documents d, json_each(d.entity_types) t;
         """,
     )
+
+
+@migrations()
+def m014_retags(db: sqlite_utils.Database) -> None:
+    """How far a `retag` got: it commits in chunks, and one interrupted resumes from here."""
+    _execute_script(
+        db,
+        """
+        CREATE TABLE retags (
+            taxonomy_version TEXT PRIMARY KEY,
+            started_at TEXT NOT NULL,
+            done_through INTEGER NOT NULL,  -- versions up to this id are tagged
+            finished_at TEXT                -- NULL: interrupted, resumes from done_through
+        );
+        """,
+    )

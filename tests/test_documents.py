@@ -14,7 +14,7 @@ from conftest import DEMO_PAGE, page_path
 from pdfs import CIRCULAR, make_pdf
 
 from tracker.config import load_config
-from tracker.document_text import extract_pdf_text
+from tracker.document_text import extract_pdf_text, extract_pdf_texts
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import Override, RecordedSite
 from tracker.run import run
@@ -260,6 +260,33 @@ def test_pdf_extraction_is_limited_in_time():
         result = extract_pdf_text(pdf, timeout_s=0.001, memory_mb=512)
     assert result.text is None
     assert result.reason == "unparsable: text extraction took over 0.001 s"
+
+
+def test_pdfs_are_read_side_by_side_each_within_its_limits_and_the_run_deadline(tmp_path):
+    import time
+
+    paths = {}
+    for name, body in {
+        "circular": make_pdf(CIRCULAR),
+        "long": make_pdf(CIRCULAR, pages=5000),  # some 3 s to read
+        "broken": b"%PDF-1.7 not really",
+        "second": make_pdf(["Second circular", *CIRCULAR]),
+    }.items():
+        paths[name] = tmp_path / f"{name}.pdf"
+        paths[name].write_bytes(body)
+    texts, unread = extract_pdf_texts(paths, timeout_s=1.0, memory_mb=512, workers=2)
+    assert unread == []
+    assert texts["circular"].text == extract_pdf_text(paths["circular"], 30, 512).text
+    assert texts["second"].text.startswith("Second circular")
+    assert texts["long"].timed_out and texts["long"].text is None
+    assert texts["broken"].text is None and texts["broken"].reason.startswith("unparsable:")
+
+    # At the run's deadline nothing more starts, and what runs is stopped: unread, not failed.
+    texts, unread = extract_pdf_texts(
+        paths, timeout_s=30, memory_mb=512, workers=1, stop_at=time.monotonic() + 0.05
+    )
+    assert set(texts) | set(unread) == set(paths) and "long" in unread
+    assert all(not t.timed_out for t in texts.values())
 
 
 def test_status_counts_linked_documents_by_state(sites, config, db_path, tmp_path):

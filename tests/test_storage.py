@@ -8,6 +8,7 @@ import pytest
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import apply_plan, load_stored, start_run
 from storage.links import rebuild_links, update_links
+from storage.tags import retag
 from tracker.config import HealthSettings
 from tracker.detect import plan_source
 from tracker.rules import links_of
@@ -72,6 +73,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m011_drop_digests",
         "m012_structured_changes",
         "m013_narrow_rows",
+        "m014_retags",
     ]
     assert {
         "runs",
@@ -230,3 +232,41 @@ def test_links_are_updated_for_the_documents_a_run_changed(tmp_path):
         assert update_links(db, links_of, run_id) == 1  # only the changed document
     keys = dict(db.execute("SELECT document_id, group_concat(key) FROM links GROUP BY 1"))
     assert keys == {"pages:k0": "spm:IC-7", "pages:k1": "spm:CR-G-7"}
+
+
+def test_an_interrupted_retag_resumes_where_it_stopped_and_ends_as_a_whole_one(tmp_path):
+    titles = [f"Circular {i} on money laundering and fraud" for i in range(30)]
+    whole, cut = open_db(tmp_path / "whole.db"), open_db(tmp_path / "cut.db")
+    for db in (whole, cut):
+        ingest(db, titles)
+        ingest(db, [t + " (amended)" for t in titles])  # 60 versions
+    tagger = Tagger(load_taxonomy())
+    retag(whole, tagger, chunk=7)
+
+    class Crashing:
+        version = tagger.version
+
+        def __init__(self):
+            self.calls = 0
+
+        def __call__(self, source, snapshot):
+            self.calls += 1
+            if self.calls > 20:
+                raise OSError("disk full")
+            return tagger(source, snapshot)
+
+    with pytest.raises(OSError, match="disk full"):
+        retag(cut, Crashing(), chunk=7)
+    (done,) = cut.execute("SELECT done_through FROM retags WHERE finished_at IS NULL").fetchone()
+    assert done == 14  # two whole chunks of 7 were committed; the third rolled back
+    summary = retag(cut, tagger, chunk=7)
+    assert summary["resumed_after_version"] == 14 and summary["versions"] == 46
+
+    def tags(db):
+        return sorted(db.execute("SELECT version_id, kind, tag, evidence FROM tags").fetchall())
+
+    def current(db):
+        return sorted(db.execute("SELECT id, functions, products, entity_types FROM documents"))
+
+    assert tags(cut) == tags(whole) and current(cut) == current(whole)
+    assert cut.execute("SELECT count(*) FROM retags WHERE finished_at IS NULL").fetchone() == (0,)

@@ -355,9 +355,10 @@ def retag_command(obj: Context, as_json: bool) -> None:
     Example: hkma-tracker --config my.toml retag
     """
     taxonomy = obj.config().taxonomy
-    with exclusive_db(obj) as db, write_transaction(db):
+    with exclusive_db(obj) as db:
         summary = retag(db, Tagger(taxonomy))
-        rebuild_links(db, links_of)  # what links are read as may have changed with the code
+        with write_transaction(db):
+            rebuild_links(db, links_of)  # how links are read may have changed with the code
     render.retag(summary, as_json)
 
 

@@ -69,7 +69,8 @@ class DocumentSettings:
     # says so (`document.text_cut`).
     max_text_chars: int = 1_000_000
     pdf_timeout: int = 60  # seconds of text extraction per PDF
-    pdf_memory_mb: int = 1024
+    pdf_memory_mb: int = 1024  # per extraction
+    pdf_workers: int = 2  # PDFs read at a time (each a child with the limits above)
     # Where a server gave ETag/Last-Modified, re-check unchanged-looking documents this often.
     revalidate_after_days: float = 7.0
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 import multiprocessing
 import os
 import resource
+import time
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from pypdf import PdfReader  # imported once here, so that each forked child starts warm
@@ -43,8 +45,15 @@ def _extract(path: str, memory_bytes: int, conn: Connection, parent: int) -> Non
         conn.close()
 
 
-def extract_pdf_text(path: str | Path, timeout_s: float, memory_mb: int) -> PdfText:
-    """The normalised text of the PDF at `path`, or why it has none."""
+@dataclass
+class _Extraction:
+    key: str
+    child: BaseProcess
+    receiver: Connection
+    ends_at: float  # time.monotonic() when this PDF's own limit is up
+
+
+def _start(key: str, path: str | Path, timeout_s: float, memory_mb: int) -> _Extraction:
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(
@@ -54,21 +63,74 @@ def extract_pdf_text(path: str | Path, timeout_s: float, memory_mb: int) -> PdfT
     )
     child.start()
     sender.close()
+    return _Extraction(key, child, receiver, time.monotonic() + timeout_s)
+
+
+def _stop(job: _Extraction) -> None:
+    job.receiver.close()
+    if job.child.is_alive():
+        job.child.kill()
+    job.child.join(5)
+
+
+def _result(job: _Extraction) -> PdfText:
     try:
-        if not receiver.poll(timeout_s):
-            reason = f"unparsable: text extraction took over {timeout_s:g} s"
-            return PdfText(None, reason, timed_out=True)
-        try:
-            status, value, pages = receiver.recv()
-        except EOFError:
-            return PdfText(None, "unparsable: text extraction crashed (memory limit?)")
-    finally:
-        receiver.close()
-        if child.is_alive():
-            child.kill()
-        child.join(5)
+        status, value, pages = job.receiver.recv()
+    except EOFError:
+        return PdfText(None, "unparsable: text extraction crashed (memory limit?)")
     if status != "ok":
         return PdfText(None, f"unparsable: {value}")
     if not value:
         return PdfText(None, "unparsable: no text in the PDF (scanned image?)")
     return PdfText(value, "", pages)
+
+
+def _past(moment: float | None) -> bool:
+    return moment is not None and time.monotonic() >= moment
+
+
+def extract_pdf_texts(
+    paths: dict[str, str | Path],
+    timeout_s: float,
+    memory_mb: int,
+    workers: int = 2,
+    stop_at: float | None = None,
+) -> tuple[dict[str, PdfText], list[str]]:
+    """The text of each PDF (key -> path), `workers` at a time, each in its own limited child.
+
+    `stop_at` (a time.monotonic() value) is the run's deadline: PDFs not read by then are
+    returned apart, unread (their children killed), for the next run to read."""
+    pending = list(paths.items())
+    running: list[_Extraction] = []
+    texts: dict[str, PdfText] = {}
+    unread: list[str] = []
+    while pending or running:
+        while pending and len(running) < workers and not _past(stop_at):
+            key, path = pending.pop(0)
+            running.append(_start(key, path, timeout_s, memory_mb))
+        if not running:  # the deadline came before these could start
+            unread += [key for key, _ in pending]
+            break
+        wake = min(job.ends_at for job in running)
+        if stop_at is not None:
+            wake = min(wake, stop_at)
+        ready = wait([job.receiver for job in running], timeout=max(0.0, wake - time.monotonic()))
+        for job in list(running):
+            if job.receiver in ready:
+                texts[job.key] = _result(job)
+            elif time.monotonic() >= job.ends_at:
+                reason = f"unparsable: text extraction took over {timeout_s:g} s"
+                texts[job.key] = PdfText(None, reason, timed_out=True)
+            elif _past(stop_at):
+                unread.append(job.key)
+            else:
+                continue
+            running.remove(job)
+            _stop(job)
+    return texts, unread
+
+
+def extract_pdf_text(path: str | Path, timeout_s: float, memory_mb: int) -> PdfText:
+    """The normalised text of the PDF at `path`, or why it has none."""
+    texts, _ = extract_pdf_texts({"pdf": path}, timeout_s, memory_mb, workers=1)
+    return texts["pdf"]

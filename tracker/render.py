@@ -221,6 +221,8 @@ def retag(summary: dict[str, Any], as_json: bool) -> None:
         f"{summary['documents']} documents tagged; {summary['documents_with_new_tags']} "
         "documents' tags changed"
     )
+    if summary["resumed_after_version"]:
+        echo(f"(resumed an interrupted retag after version {summary['resumed_after_version']})")
 
 
 def search_hits(hits: list[dict[str, Any]], as_json: bool) -> None:

@@ -47,7 +47,7 @@ from tracker.delivery import (
     stuck_deliveries,
 )
 from tracker.detect import ListingHistory, plan_source
-from tracker.document_text import PdfText, extract_pdf_text
+from tracker.document_text import PdfText, extract_pdf_texts
 from tracker.documents import (
     MAX_UNPARSABLE_ATTEMPTS,
     plan_documents,
@@ -489,27 +489,21 @@ def _fetch_documents(
 def _read_pdfs(
     fetched: list[dict[str, Any]], settings: DocumentSettings, deadline: Deadline | None
 ) -> tuple[list[dict[str, Any]], dict[str, PdfText], int]:
-    """The text of each fetched PDF, each extraction given at most the run's time left.
+    """The text of each fetched PDF, `pdf_workers` at a time, within the run's deadline.
 
     Returns the fetch results to record, the texts, and how many PDFs the deadline left
     unread: those results are not recorded, so the documents stay due."""
-    kept, texts, unread = [], {}, 0
-    for item in fetched:
-        if item["status"] != "fetched" or item["format"] != "pdf":
-            kept.append(item)
-            continue
-        timeout = float(settings.pdf_timeout)
-        left = deadline.remaining() if deadline else timeout
-        if left <= 0:
-            unread += 1
-            continue
-        text = extract_pdf_text(item["pdf_file"], min(timeout, left), settings.pdf_memory_mb)
-        if text.timed_out and left < timeout:  # the run's deadline, not the PDF, ran out
-            unread += 1
-            continue
-        kept.append(item)
-        texts[item["document_id"]] = text
-    return kept, texts, unread
+    pdfs = {
+        item["document_id"]: item["pdf_file"]
+        for item in fetched
+        if item["status"] == "fetched" and item["format"] == "pdf"
+    }
+    stop_at = time.monotonic() + deadline.remaining() if deadline else None
+    texts, unread = extract_pdf_texts(
+        pdfs, settings.pdf_timeout, settings.pdf_memory_mb, settings.pdf_workers, stop_at
+    )
+    kept = [item for item in fetched if item["document_id"] not in unread]
+    return kept, texts, len(unread)
 
 
 def _log_source(plan: SourcePlan) -> None:
