@@ -11,8 +11,9 @@ measures, each in a fresh child process (so that peak memory is the step's own):
 - `status`, `changes --function`, `export --format csv`.
 
 Prints one table row per size and the ratios of the largest to the smallest.
-Run: `python bench/scale.py` (10k and 100k versions; `--sizes 10000,100000,1000000` for more;
-a 1M history takes about an hour and some 10 GB to build). `--keep DIR` keeps the databases.
+Run: `python bench/scale.py` (10k and 100k versions, some 15 minutes to build; `--keep DIR`
+keeps the databases). For 1M: `--sizes 10000,100000,1000000 --keep DIR --replicate-from 100000`
+copies the 100k history's rows ten times (ingesting 1M would take hours; 30 GB of disk).
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import json
 import os
 import random
 import resource
+import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -163,6 +166,62 @@ def build(db_path: Path, versions: int) -> None:
     print(file=sys.stderr)
 
 
+def replicate(small: Path, large: Path, factor: int) -> None:
+    """A history `factor` times `small`'s: its rows copied under other ids (texts, documents,
+    versions, tags, changes, links), as ingest writes them for other documents of other
+    feeds. For sizes whose ingest would take hours (1M versions); the timed feed still lists
+    the first 2,000 only."""
+    shutil.copy(small, large)
+    db = sqlite3.connect(large, isolation_level=None)
+    db.execute("PRAGMA synchronous = OFF")
+    top = {
+        t: db.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0]
+        for t in ("texts", "versions", "changes")
+    }
+    for k in range(1, factor):
+        copy = {
+            "texts": {"id": f"id + {k * top['texts']}", "hash": f"hash || '#{k}'"},
+            "documents": {
+                "id": f"id || '#{k}'",
+                "listing": f"listing || '#copy{k}'",
+                "text_id": f"text_id + {k * top['texts']}",
+            },
+            "versions": {
+                "id": f"id + {k * top['versions']}",
+                "document_id": f"document_id || '#{k}'",
+                "text_id": f"text_id + {k * top['texts']}",
+            },
+            "tags": {
+                "version_id": f"version_id + {k * top['versions']}",
+                "document_id": f"document_id || '#{k}'",
+            },
+            "changes": {
+                "id": f"id + {k * top['changes']}",
+                "document_id": f"document_id || '#{k}'",
+            },
+            "links": {"document_id": f"document_id || '#{k}'"},
+        }
+        originals = {
+            "texts": f"id <= {top['texts']}",
+            "documents": "id NOT LIKE '%#%'",
+            "versions": f"id <= {top['versions']}",
+            "tags": f"version_id <= {top['versions']}",
+            "changes": f"id <= {top['changes']}",
+            "links": "document_id NOT LIKE '%#%'",
+        }
+        db.execute("BEGIN")
+        for table, overrides in copy.items():
+            columns = [row[1] for row in db.execute(f"PRAGMA table_info({table})")]
+            select = ", ".join(overrides.get(c, c) for c in columns)
+            db.execute(
+                f"INSERT INTO {table} ({', '.join(columns)}) "
+                f"SELECT {select} FROM {table} WHERE {originals[table]}"
+            )
+        db.execute("COMMIT")
+        print(f"  copy {k} of {factor - 1}", file=sys.stderr, end="\r")
+    db.close()
+
+
 def hot_items(versions: int) -> list[dict[str, Any]]:
     """What the timed feed lists: the first batch as it was built (unchanged)."""
     rng = random.Random(versions)
@@ -274,6 +333,12 @@ def main() -> None:
     parser.add_argument("--step")
     parser.add_argument("--db", type=Path)
     parser.add_argument("--versions", type=int)
+    parser.add_argument(
+        "--replicate-from",
+        type=int,
+        default=0,
+        help="build larger sizes by copying the rows of this size's history (kept in --keep)",
+    )
     args = parser.parse_args()
     if args.step:
         step_main(args.step, args.db, args.versions)
@@ -285,12 +350,19 @@ def main() -> None:
     for versions in (int(s) for s in args.sizes.split(",")):
         db_path = folder / f"scale-{versions}.db"
         if not db_path.exists():
-            print(f"building {versions} versions in {db_path}", file=sys.stderr)
             started = time.perf_counter()
-            build(db_path, versions)
+            base = folder / f"scale-{args.replicate_from}.db"
+            if args.replicate_from and versions > args.replicate_from and base.exists():
+                print(f"copying {base} up to {versions} versions", file=sys.stderr)
+                replicate(base, db_path, versions // args.replicate_from)
+            else:
+                print(f"building {versions} versions in {db_path}", file=sys.stderr)
+                build(db_path, versions)
             print(f"  built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
-        run = child("run", db_path, versions)
-        found = child("search", db_path, versions)
+        # A copied history's timed feed is its base's: the items are generated from that size.
+        base_size = args.replicate_from if 0 < args.replicate_from < versions else versions
+        run = child("run", db_path, base_size)
+        found = child("search", db_path, base_size)
         row = {
             "versions": versions,
             "db_mb": db_path.stat().st_size / 1e6,
