@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta, timezone
 from typing import Any
@@ -20,6 +21,30 @@ _CADENCE = re.compile(
 
 class SubscriberError(ValueError):
     """A subscriber entry is unusable; the message names the subscriber and key."""
+
+
+# Every spelling a filter accepts, casefolded -> the name it means (a tag's name and the
+# aliases the taxonomy gives it; a source's name; a change kind).
+Vocabulary = dict[str, str]
+KIND_NAMES: Vocabulary = {k: k for k in ("new", "changed", "removed")}
+
+
+class UnknownName(ValueError):
+    """A filter value matches nothing: an empty answer would look like "no such changes"."""
+
+
+def resolve_names(what: str, given: Iterable[str], vocabulary: Vocabulary) -> tuple[str, ...]:
+    """The names `given` values mean: names or aliases, in any case. The one matcher of every
+    filter (CLI options and subscriber config); a value that matches nothing is an error
+    naming `what` and the known names."""
+    names = []
+    for value in given:
+        name = vocabulary.get(value.strip().casefold())
+        if name is None:
+            known = ", ".join(sorted(set(vocabulary.values()), key=str.casefold))
+            raise UnknownName(f"{what}: {value!r} is not one of the known names ({known})")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
 
 
 @dataclass(frozen=True)
@@ -100,8 +125,9 @@ class Subscriber:
 EVERYONE = Subscriber(name="digest")
 
 
-def parse_subscribers(entries: Any, known_tags: dict[str, list[str]]) -> list[Subscriber]:
-    """Subscribers from the config's `[[subscribers]]`, checked; errors name subscriber and key."""
+def parse_subscribers(entries: Any, vocabularies: dict[str, Vocabulary]) -> list[Subscriber]:
+    """Subscribers from the config's `[[subscribers]]`, checked; errors name subscriber and key.
+    `vocabularies`: what the functions, products, entity_types and sources filters accept."""
     if not isinstance(entries, list):
         raise SubscriberError("subscribers must be an array of tables ([[subscribers]])")
     subscribers, names = [], set()
@@ -127,16 +153,11 @@ def parse_subscribers(entries: Any, known_tags: dict[str, list[str]]) -> list[Su
         for email in values["emails"]:
             if not _EMAIL.match(email):
                 raise SubscriberError(f"{label}: emails: {email!r} is not an email address")
-        for kind in ("functions", "products", "entity_types"):
-            for value in values[kind]:
-                if value not in known_tags[kind]:
-                    raise SubscriberError(
-                        f"{label}: {kind}: {value!r} is not in the taxonomy "
-                        f"({', '.join(known_tags[kind])})"
-                    )
-        for value in values["kinds"]:
-            if value not in ("new", "changed", "removed"):
-                raise SubscriberError(f"{label}: kinds: {value!r} is not new, changed or removed")
+        try:
+            for key, vocabulary in (*vocabularies.items(), ("kinds", KIND_NAMES)):
+                values[key] = resolve_names(key, values[key], vocabulary)
+        except UnknownName as error:
+            raise SubscriberError(f"{label}: {error}") from None
         try:
             values["cadence"] = parse_cadence(str(entry.get("cadence", "run")))
         except ValueError as error:

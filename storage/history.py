@@ -429,22 +429,20 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def list_changes(
-    db: sqlite_utils.Database,
-    since: str | None = None,
-    sources: Iterable[str] = (),
-    kinds: Iterable[str] = (),
-    limit: int | None = None,
-    include_cosmetic: bool = True,
-    tags: dict[str, list[str]] | None = None,
-) -> Iterator[dict[str, Any]]:
-    """Change events, newest first, with their documents' current tags; optionally filtered
-    (`tags`: kind -> tags, any of which the document must carry). Read as they are used
-    (an export of the whole history holds one row at a time)."""
+def _change_filter(
+    since: str | None,
+    sources: Iterable[str],
+    kinds: Iterable[str],
+    include_cosmetic: bool,
+    include_baseline: bool,
+    tags: dict[str, list[str]] | None,
+) -> tuple[str, list[Any]]:
     where: list[str] = []
-    params: list[str | int] = []
+    params: list[Any] = []
     if not include_cosmetic:
         where.append("c.significance = 'substantive'")
+    if not include_baseline:
+        where.append("NOT c.baseline")
     for kind, wanted in (tags or {}).items():
         if wanted and kind in KINDS:
             where.append(
@@ -459,17 +457,47 @@ def list_changes(
         if values:
             where.append(f"{column} IN ({','.join('?' * len(values))})")
             params.extend(values)
+    return (" WHERE " + " AND ".join(where)) if where else "", params
+
+
+_CHANGES = "FROM changes c JOIN documents d ON d.id = c.document_id"
+
+
+def list_changes(
+    db: sqlite_utils.Database,
+    since: str | None = None,
+    sources: Iterable[str] = (),
+    kinds: Iterable[str] = (),
+    limit: int | None = None,
+    include_cosmetic: bool = True,
+    tags: dict[str, list[str]] | None = None,
+    include_baseline: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Change events, newest first, with their documents' current tags; optionally filtered
+    (`tags`: kind -> tags, any of which the document must carry). Read as they are used
+    (an export of the whole history holds one row at a time)."""
+    where, params = _change_filter(since, sources, kinds, include_cosmetic, include_baseline, tags)
     sql = (
-        "SELECT c.*, d.functions, d.products, d.entity_types "
-        "FROM changes c JOIN documents d ON d.id = c.document_id"
+        f"SELECT c.*, d.functions, d.products, d.entity_types {_CHANGES}{where} ORDER BY c.id DESC"
     )
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY c.id DESC"
     if limit is not None:
         sql += " LIMIT ?"
         params.append(limit)
     return (change_record(row) for row in db.query(sql, params))
+
+
+def count_baseline(
+    db: sqlite_utils.Database,
+    since: str | None = None,
+    sources: Iterable[str] = (),
+    kinds: Iterable[str] = (),
+    include_cosmetic: bool = True,
+    tags: dict[str, list[str]] | None = None,
+) -> int:
+    """How many baseline events (a listing's first reading) the same filters match."""
+    where, params = _change_filter(since, sources, kinds, include_cosmetic, True, tags)
+    where += (" AND" if where else " WHERE") + " c.baseline"
+    return int(db.execute(f"SELECT count(*) {_CHANGES}{where}", params).fetchone()[0])
 
 
 def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:

@@ -121,10 +121,59 @@ def test_changes_carry_tags_and_filter_by_them(history):
     assert all("Risk" in v["functions"] for v in versions)
 
 
+def test_filters_take_aliases_and_refuse_what_matches_nothing(history):
+    everything = ("changes", "--json", "--include-baseline")
+    by_name = invoke(history, *everything, "--function", "AML/CFT")
+    assert by_name and invoke(history, *everything, "--function", "aml") == by_name
+    banks = invoke(history, *everything, "--entity-type", "Banks (authorized institutions)")
+    assert banks and invoke(history, *everything, "--entity-type", "banks") == banks
+    assert invoke(history, *everything, "--source", "BRDR") == invoke(
+        history, *everything, "--source", "brdr"
+    )
+    for command in ("changes", "export"):
+        for option, value in (
+            ("--function", "AML-ish"),
+            ("--product", "wealthy"),
+            ("--entity-type", "Bankers"),
+            ("--source", "foo"),
+            ("--kind", "deleted"),
+        ):
+            result = CliRunner().invoke(cli, ["--db", str(history["db"]), command, option, value])
+            assert result.exit_code == 2, (command, option, result.output)
+            assert f"{option}: {value!r} is not one of the known names (" in result.stderr
+            assert result.stdout == ""
+
+
+def test_baseline_is_left_out_unless_asked_for_and_marked_where_shown(history):
+    result = CliRunner().invoke(cli, ["--db", str(history["db"]), "changes", "--json"])
+    shown = lines(result.stdout)
+    ((baseline,),) = query(history, "SELECT count(*) FROM changes WHERE baseline")
+    cosmetic = query(
+        history, "SELECT count(*) FROM changes WHERE baseline AND significance != 'substantive'"
+    )[0][0]
+    assert baseline and not any(c["baseline"] for c in shown)
+    assert f"{baseline - cosmetic} baseline events left out (--include-baseline" in result.stderr
+    everything = lines(invoke(history, "changes", "--json", "--include-baseline"))
+    assert len(everything) == len(shown) + baseline - cosmetic
+    text = invoke(history, "changes", "--include-baseline", "--include-cosmetic")
+    assert "(baseline)" in text
+    rows = list(csv.DictReader(io.StringIO(invoke(history, "export", "--include-baseline"))))
+    assert {"baseline", "significance", "significance_reason"} <= rows[0].keys()
+    assert {r["baseline"] for r in rows} == {"True", "False"}
+
+
 def test_export_csv_and_json(history):
     rows = list(
         csv.DictReader(
-            io.StringIO(invoke(history, "export", "--product", "Stablecoins/Virtual Assets"))
+            io.StringIO(
+                invoke(
+                    history,
+                    "export",
+                    "--include-baseline",
+                    "--product",
+                    "Stablecoins/Virtual Assets",
+                )
+            )
         )
     )
     assert rows and all("Stablecoins/Virtual Assets" in r["products"].split("; ") for r in rows)
@@ -132,7 +181,9 @@ def test_export_csv_and_json(history):
         "id",
         "detected_at",
         "kind",
+        "baseline",
         "significance",
+        "significance_reason",
         "source",
         "document_id",
         "title",

@@ -11,10 +11,10 @@ import pytest
 
 from alerts.digest import Digest
 from alerts.subscribers import Subscriber, SubscriberError, parse_cadence, parse_subscribers
-from tracker.tagging import KINDS, load_taxonomy
+from tracker.config import vocabularies
+from tracker.tagging import load_taxonomy
 
-TAXONOMY = load_taxonomy()
-KNOWN = {kind: TAXONOMY.names(kind) for kind in KINDS}
+KNOWN = vocabularies(load_taxonomy())
 
 
 @pytest.mark.parametrize(
@@ -34,8 +34,9 @@ KNOWN = {kind: TAXONOMY.names(kind) for kind in KINDS}
             "is not an email address",
         ),
         (
-            {"name": "aml", "emails": ["a@example.com"], "functions": ["AML"]},
-            "subscriber 'aml': functions: 'AML' is not in the taxonomy",
+            {"name": "aml", "emails": ["a@example.com"], "functions": ["Anti-fraud stuff"]},
+            "subscriber 'aml': functions: 'Anti-fraud stuff' is not one of the known names "
+            "(AML/CFT, Capital,",
         ),
         (
             {"name": "aml", "emails": ["a@example.com"], "cadence": "hourly"},
@@ -43,7 +44,7 @@ KNOWN = {kind: TAXONOMY.names(kind) for kind in KINDS}
         ),
         (
             {"name": "aml", "emails": ["a@example.com"], "kinds": ["deleted"]},
-            "kinds: 'deleted' is not new, changed or removed",
+            "kinds: 'deleted' is not one of the known names (changed, new, removed)",
         ),
         ({"name": "aml"}, "subscriber 'aml': give emails or a webhook"),
         ({"name": "aml", "webhook": "ftp://x"}, "webhook must be an http(s) URL"),
@@ -53,6 +54,29 @@ def test_bad_subscribers_name_the_subscriber_and_key(entry, message):
     with pytest.raises(SubscriberError) as error:
         parse_subscribers([entry], KNOWN)
     assert message in str(error.value)
+
+
+def test_filters_take_names_and_aliases_in_any_case():
+    (subscriber,) = parse_subscribers(
+        [
+            {
+                "name": "aml",
+                "emails": ["a@example.com"],
+                "functions": ["aml", "AML/CFT", "Fraud"],
+                "products": ["wealth"],
+                "entity_types": ["Banks"],
+                "sources": ["BRDR"],
+                "kinds": ["New"],
+            }
+        ],
+        KNOWN,
+    )
+    assert subscriber.functions == ("AML/CFT", "Fraud")
+    assert subscriber.products == ("Wealth Mgt",)
+    assert subscriber.entity_types == ("Banks (authorized institutions)",)
+    assert (subscriber.sources, subscriber.kinds) == (("brdr",), ("new",))
+    with pytest.raises(SubscriberError, match="sources: 'foo' is not one of the known names"):
+        parse_subscribers([{"name": "x", "emails": ["a@example.com"], "sources": ["foo"]}], KNOWN)
 
 
 def test_duplicate_names_are_refused():

@@ -126,6 +126,12 @@ def test_taxonomy_errors_name_the_file_and_key(tmp_path):
     bad.write_text('[functions.Fraud]\npatterns = ["(unclosed"]\n', encoding="utf-8")
     with pytest.raises(TaxonomyError, match="bad pattern"):
         load_taxonomy(bad)
+    bad.write_text(
+        '[functions.Fraud]\naliases = ["scams"]\n[functions.Scams]\nstrong = ["scam"]\n',
+        encoding="utf-8",
+    )
+    with pytest.raises(TaxonomyError, match="functions: 'Scams' names both 'Fraud' and 'Scams'"):
+        load_taxonomy(bad)
 
 
 def test_the_taxonomy_is_read_once_while_its_file_stays_the_same(tmp_path):

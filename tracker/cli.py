@@ -20,16 +20,31 @@ from typing import Any, NoReturn
 import click
 import sqlite_utils
 
+from alerts.subscribers import KIND_NAMES, UnknownName, resolve_names
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
 from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transaction
-from storage.history import document_history, find_document, list_changes, list_runs
+from storage.history import (
+    count_baseline,
+    document_history,
+    find_document,
+    list_changes,
+    list_runs,
+)
 from storage.links import keys_like, rebuild_links, rule_documents
 from storage.outbox import outbox_status
 from storage.records import KINDS
 from storage.search import search
 from storage.tags import retag
 from tracker import __version__, render
-from tracker.config import CONFIG_ENV, DB_ENV, DEFAULT_DB, Config, ConfigError, load_config
+from tracker.config import (
+    CONFIG_ENV,
+    DB_ENV,
+    DEFAULT_DB,
+    Config,
+    ConfigError,
+    load_config,
+    vocabularies,
+)
 from tracker.delivery import (
     DeliveryReport,
     deliver,
@@ -259,9 +274,7 @@ def change_filters(command: Callable[..., None]) -> Callable[..., None]:
     options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
         click.option("--since", help="Only events detected on or after this ISO date or time."),
         source_option,
-        click.option(
-            "--kind", "kinds", multiple=True, type=click.Choice(["new", "changed", "removed"])
-        ),
+        click.option("--kind", "kinds", multiple=True, help="new, changed or removed."),
         click.option("--function", "functions", multiple=True, help="Tagged with this function."),
         click.option("--product", "products", multiple=True, help="Tagged with this product."),
         click.option(
@@ -272,6 +285,11 @@ def change_filters(command: Callable[..., None]) -> Callable[..., None]:
             is_flag=True,
             help="Also changes of case, spacing, punctuation or to an equivalent link.",
         ),
+        click.option(
+            "--include-baseline",
+            is_flag=True,
+            help="Also what each listing showed the first time it was read (recorded, not news).",
+        ),
         click.option("--limit", type=click.IntRange(min=1), help="At most N events."),
     ]
     for option in reversed(options):
@@ -280,15 +298,34 @@ def change_filters(command: Callable[..., None]) -> Callable[..., None]:
 
 
 def _select_changes(obj: Context, **filters: Any) -> Iterator[dict[str, Any]]:
+    """The events the filters select. A filter value that matches no known name is a usage
+    error naming the known ones: an empty answer would read as "no such changes"."""
     _check_since(filters["since"])
+    known = vocabularies(obj.config().taxonomy)
+    try:
+        tags = {
+            kind: list(
+                resolve_names(f"--{kind[:-1].replace('_', '-')}", filters[kind], known[kind])
+            )
+            for kind in KINDS
+        }
+        sources = resolve_names("--source", filters["sources"], known["sources"])
+        kinds = resolve_names("--kind", filters["kinds"], KIND_NAMES)
+    except UnknownName as error:
+        raise UsageProblem(str(error)) from None
+    db = obj.readonly_db()
+    chosen = (filters["since"], sources, kinds)
+    if not filters["include_baseline"]:
+        left_out = count_baseline(db, *chosen, filters["include_cosmetic"], tags)
+        if left_out:
+            echo(f"{left_out} baseline events left out (--include-baseline shows them)", err=True)
     return list_changes(
-        obj.readonly_db(),
-        filters["since"],
-        filters["sources"],
-        filters["kinds"],
+        db,
+        *chosen,
         filters["limit"],
         include_cosmetic=filters["include_cosmetic"],
-        tags={kind: list(filters[kind]) for kind in KINDS},
+        tags=tags,
+        include_baseline=filters["include_baseline"],
     )
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from alerts.channels import SmtpSettings
-from alerts.subscribers import Subscriber, SubscriberError, parse_subscribers
+from alerts.subscribers import Subscriber, SubscriberError, Vocabulary, parse_subscribers
 from spiders.normalize import is_hkma_host
 from tracker.sources import SOURCES, SourceConfigError, Spec
 from tracker.tagging import KINDS, Taxonomy, TaxonomyError, load_taxonomy
@@ -194,6 +194,14 @@ class Config:
         return SOURCES[source].options(self.sources[source], full)
 
 
+def vocabularies(taxonomy: Taxonomy) -> dict[str, Vocabulary]:
+    """What the tag and source filters accept (of subscribers and of `changes`/`export`)."""
+    return {
+        **{kind: taxonomy.vocabulary(kind) for kind in KINDS},
+        "sources": {name.casefold(): name for name in SOURCES},
+    }
+
+
 def _check_hkma_url(key: str, value: object) -> str:
     if not isinstance(value, str):
         raise ConfigError(f"{key} must be a URL string, got {value!r}")
@@ -329,8 +337,7 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
     except TaxonomyError as error:
         raise ConfigError(f"config file {origin}: tagging.taxonomy: {error}") from None
     try:
-        known = {kind: taxonomy.names(kind) for kind in KINDS}
-        subscribers = tuple(parse_subscribers(merged["subscribers"], known))
+        subscribers = tuple(parse_subscribers(merged["subscribers"], vocabularies(taxonomy)))
     except SubscriberError as error:
         raise ConfigError(f"config file {origin}: {error}") from None
     return Config(

@@ -102,6 +102,10 @@ def changes(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
         else:
             fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
             tags = ", ".join(change["functions"] + change["products"])
+            marks = ["baseline"] if change["baseline"] else []
+            if change["significance"] == "cosmetic":
+                marks.append(f"cosmetic: {change['significance_reason']}")
+            fields += "".join(f" ({mark})" for mark in marks)
             echo(
                 f"{change['id']:>6} {change['detected_at']} {change['kind']:8} "
                 f"{change['source']:6} {change['title']}{fields}\n       {change['document_id']}"
@@ -168,7 +172,9 @@ EXPORT_COLUMNS = (
     "id",
     "detected_at",
     "kind",
+    "baseline",
     "significance",
+    "significance_reason",
     "source",
     "document_id",
     "title",

@@ -24,6 +24,7 @@ RULE_KEYS = {
     "feeds",
     "pages",
     "addressees",
+    "aliases",
 }
 _CJK = re.compile(r"[\u3000-\u9fff\uf900-\ufaff]")
 
@@ -60,6 +61,7 @@ class TagRule:
     feeds: frozenset[str]
     pages: tuple[str, ...]
     addressees: frozenset[str]
+    aliases: tuple[str, ...] = ()  # other names a filter may give it (AML for AML/CFT)
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,14 @@ class Taxonomy:
 
     def names(self, kind: str) -> list[str]:
         return [r.name for r in self.rules if r.kind == kind]
+
+    def vocabulary(self, kind: str) -> dict[str, str]:
+        """What a filter of `kind` accepts: each name and its aliases, casefolded -> name."""
+        accepted = {}
+        for rule in self.rules:
+            if rule.kind == kind:
+                accepted.update({a.casefold(): rule.name for a in (*rule.aliases, rule.name)})
+        return accepted
 
 
 def load_taxonomy(path: str | Path | None = None) -> Taxonomy:
@@ -120,8 +130,18 @@ def _load_taxonomy(path: Path, mtime_ns: int, size: int) -> Taxonomy:
                     feeds=frozenset(spec.get("feeds", [])),
                     pages=tuple(spec.get("pages", [])),
                     addressees=frozenset(a.lower() for a in spec.get("addressees", [])),
+                    aliases=tuple(spec.get("aliases", [])),
                 )
             )
+    for kind in KINDS:
+        spelled: dict[str, str] = {}
+        for rule in (r for r in rules if r.kind == kind):
+            for alias in (rule.name, *rule.aliases):
+                if spelled.setdefault(alias.casefold(), rule.name) != rule.name:
+                    raise TaxonomyError(
+                        f"taxonomy {path}: {kind}: {alias!r} names both "
+                        f"{spelled[alias.casefold()]!r} and {rule.name!r}"
+                    )
     return Taxonomy(
         version=str(data.get("version", "unversioned")),
         threshold=float(data.get("threshold", 3.0)),
