@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -21,36 +22,113 @@ def utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
-def open_db(path: str | Path) -> sqlite_utils.Database:
-    """Open (creating and migrating if needed) the tracker database at `path`."""
+class DatabaseProblem(Exception):
+    """The database file cannot be used as it is; the message names the path and why."""
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_file(path: Path, create: bool) -> None:
+    """Refuse, with one line naming `path`, what SQLite would fail on with a traceback (or,
+    worse, quietly make into a database of its own)."""
+    if not path.parent.is_dir():
+        raise DatabaseProblem(f"database {path}: its folder {path.parent} does not exist")
+    if path.is_dir():
+        raise DatabaseProblem(f"database {path} is a folder")
+    if not path.exists():
+        if not create:
+            raise DatabaseProblem(f"database {path} does not exist (`hkma-tracker run` creates it)")
+        if not os.access(path.parent, os.W_OK):
+            raise DatabaseProblem(f"database {path}: its folder {path.parent} is not writable")
+        return
+    size = path.stat().st_size
+    if size == 0 and not create:
+        raise DatabaseProblem(f"database {path} is an empty file, not an hkma-tracker database")
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(_SQLITE_HEADER))
+    except OSError as error:
+        raise DatabaseProblem(f"database {path}: {error.strerror}") from None
+    if size and header != _SQLITE_HEADER:
+        raise DatabaseProblem(f"database {path} is not a SQLite database")
+    if create and not os.access(path, os.W_OK):
+        raise DatabaseProblem(f"database {path} is not writable")
+
+
+def _check_schema(db: sqlite_utils.Database, path: Path) -> None:
+    """Ours, and of a schema this release knows (not written by a newer one)."""
+    try:
+        tables = set(db.table_names())
+    except sqlite3.DatabaseError as error:
+        raise DatabaseProblem(f"database {path}: {error}") from None
+    applied = {m.name for m in migrations.applied(db)}
+    if tables and not applied:
+        raise DatabaseProblem(f"database {path} is a SQLite database, but not an hkma-tracker one")
+    if unknown := applied - {m.name for m in migrations._migrations}:
+        raise DatabaseProblem(
+            f"database {path} was written by a newer hkma-tracker (schema {max(unknown)}): "
+            "upgrade hkma-tracker to use it"
+        )
+
+
+def check_database(path: Path, create: bool) -> None:
+    """Whether `path` can be opened as the tracker's database (DatabaseProblem if not),
+    without writing anything: checked before a lock file is made beside it."""
+    check_file(path, create)
+    if path.exists() and path.stat().st_size:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            _check_schema(sqlite_utils.Database(conn), path)
+        finally:
+            conn.close()
+
+
+def open_db(path: str | Path, create: bool = True) -> sqlite_utils.Database:
+    """Open the tracker database at `path`, migrating it to this release's schema; with
+    `create`, an absent (or empty) file becomes a new database."""
     path = Path(path)
-    if path.parent and not path.parent.exists():
-        raise FileNotFoundError(f"database folder {path.parent} does not exist")
+    check_file(path, create)
     db = sqlite_utils.Database(path)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    db.enable_wal()
-    db.execute("PRAGMA synchronous = NORMAL")
-    if migrations.pending(db):
-        # Migrations rebuild tables that others refer to: SQLite's recipe is to switch foreign
-        # keys off (which cannot be done inside the migration's transaction), then check.
-        db.execute("PRAGMA foreign_keys = OFF")
-        migrations.apply(db)
-        if broken := db.execute("PRAGMA foreign_key_check").fetchall():
-            raise sqlite3.IntegrityError(
-                f"{path}: after migrating, dangling references {broken[:5]}"
-            )
-    db.execute("PRAGMA foreign_keys = ON")
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        _check_schema(db, path)
+        db.enable_wal()
+        db.execute("PRAGMA synchronous = NORMAL")
+        if migrations.pending(db):
+            # Migrations rebuild tables that others refer to: SQLite's recipe is to switch
+            # foreign keys off (not possible inside the migration's transaction), then check.
+            db.execute("PRAGMA foreign_keys = OFF")
+            migrations.apply(db)
+            if broken := db.execute("PRAGMA foreign_key_check").fetchall():
+                raise sqlite3.IntegrityError(
+                    f"{path}: after migrating, dangling references {broken[:5]}"
+                )
+        db.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        db.close()
+        raise
     return db
 
 
 def open_readonly(path: str | Path) -> sqlite_utils.Database:
     """Open an existing database read-only (reports, analysts), never creating or migrating it."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"database {path} does not exist (run `hkma-tracker run` first)")
+    check_file(path, create=False)
     conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    return sqlite_utils.Database(conn)
+    db = sqlite_utils.Database(conn)
+    try:
+        _check_schema(db, path)
+        if migrations.pending(db):
+            raise DatabaseProblem(
+                f"database {path} is of an older schema: run `hkma-tracker run` (or any "
+                "command that writes) once to upgrade it"
+            )
+    except BaseException:
+        db.close()
+        raise
+    return db
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ import sqlite3
 
 import pytest
 
-from storage.db import open_db, open_readonly, write_transaction
+from storage.db import DatabaseProblem, open_db, open_readonly, write_transaction
 from storage.history import apply_plan, load_stored, start_run
 from storage.links import rebuild_links, update_links
 from storage.tags import retag
@@ -124,7 +124,7 @@ def test_readers_can_open_read_only_while_a_run_writes(tmp_path):
 
 
 def test_read_only_open_never_creates_a_database(tmp_path):
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(DatabaseProblem, match="does not exist"):
         open_readonly(tmp_path / "missing.db")
     assert not (tmp_path / "missing.db").exists()
 

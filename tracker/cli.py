@@ -22,7 +22,14 @@ import sqlite_utils
 
 from alerts.subscribers import KIND_NAMES, UnknownName, resolve_names
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
-from storage.db import BUSY_TIMEOUT_MS, open_db, open_readonly, write_transaction
+from storage.db import (
+    BUSY_TIMEOUT_MS,
+    DatabaseProblem,
+    check_database,
+    open_db,
+    open_readonly,
+    write_transaction,
+)
 from storage.history import (
     count_baseline,
     document_history,
@@ -88,19 +95,29 @@ class Context:
         return config
 
     def readonly_db(self) -> sqlite_utils.Database:
-        try:
+        with usable_database():
             return open_readonly(self.db_path)
-        except FileNotFoundError as error:
-            raise UsageProblem(str(error)) from None
 
 
 @contextlib.contextmanager
-def exclusive_db(obj: Context) -> Iterator[sqlite_utils.Database]:
+def usable_database() -> Iterator[None]:
+    """A database file that cannot be used is one line naming it, and exit 2."""
+    try:
+        yield
+    except DatabaseProblem as error:
+        raise UsageProblem(str(error)) from None
+
+
+@contextlib.contextmanager
+def exclusive_db(obj: Context, create: bool = False) -> Iterator[sqlite_utils.Database]:
     """The database with the run lock held, so that no two writers deliver or retag at once
-    (exit 75 while another holds it)."""
+    (exit 75 while another holds it). Only `create` makes a database where there is none."""
+    with usable_database():
+        check_database(Path(obj.db_path), create)
     try:
         with run_lock(obj.db_path):
-            db = open_db(obj.db_path)
+            with usable_database():
+                db = open_db(obj.db_path, create)
             try:
                 yield db
             finally:
@@ -179,8 +196,10 @@ def _run(
     as_json: bool,
 ) -> NoReturn:
     config = obj.config(mirrors)
+    with usable_database():
+        check_database(Path(obj.db_path), create=True)
     try:
-        with run_lock(obj.db_path):
+        with usable_database(), run_lock(obj.db_path):
             report = run(
                 config,
                 obj.db_path,
