@@ -649,7 +649,7 @@ def m013_narrow_rows(db: sqlite_utils.Database) -> None:
         CREATE VIRTUAL TABLE documents_fts USING fts5(
             document_id UNINDEXED, title, body, cjk,
             content = 'document_search', content_rowid = 'doc_rowid',
-            tokenize = 'unicode61 remove_diacritics 2'
+            tokenize = 'porter unicode61 remove_diacritics 2'  -- stablecoins finds stablecoin
         );
         CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN
             INSERT INTO documents_fts (rowid, document_id, title, body, cjk)

@@ -1,5 +1,5 @@
 """Full-text search of titles and texts. User input is always quoted: it cannot inject FTS5
-operators or raise a syntax error.
+operators or raise a syntax error (see `fts_query` for the little syntax there is).
 
 English (and any language with spaces) goes through the `title` and `body` columns of the
 index. Chinese has no spaces, and the tokenizer would make a whole run of characters one token,
@@ -35,22 +35,36 @@ def _quoted(phrase: str) -> str:
     return '"' + phrase.replace('"', '""') + '"'
 
 
+_TERM = re.compile(r'"([^"]*)"|(\S+)')
+
+
 def fts_query(text: str) -> str:
-    """Every whitespace-separated word must match: its Chinese part (as pairs) in `cjk`, the
-    rest as a quoted phrase in titles and texts."""
+    """The FTS5 query for what a user typed. Every term must match. A term is a word (its
+    English stem matches: stablecoins finds stablecoin-related), a "quoted phrase", or a
+    word ending in * (a prefix: regul* finds regulation, regulatory). Nothing else is syntax:
+    AND, NEAR, ( and : are words like any other, and no input raises an error. Chinese is
+    matched in the character-pair index, a run of characters as the phrase of its pairs."""
     parts = []
-    for word in text.split():
-        for run in _CJK_RUN.findall(word):
-            if len(run) == 1:
-                parts.append(f"cjk : {_quoted(run)} *")
-            else:
-                parts.append(
-                    f"cjk : {_quoted(' '.join(run[i : i + 2] for i in range(len(run) - 1)))}"
-                )
-        rest = _CJK_RUN.sub(" ", word).strip()
-        if rest:
-            parts.append("{title body} : " + _quoted(rest))
+    for phrase, word in _TERM.findall(text):
+        term = phrase if phrase else word.replace('"', " ")
+        prefix = not phrase and term.endswith("*") and len(term.rstrip("*")) > 0
+        term = term.rstrip("*") if prefix else term
+        for run in _CJK_RUN.findall(term):
+            pairs = " ".join(run[i : i + 2] for i in range(len(run) - 1))
+            parts.append(f"cjk : {_quoted(pairs)}" if pairs else f"cjk : {_quoted(run)} *")
+        rest = " ".join(_CJK_RUN.sub(" ", term).split())
+        if rest and any(c.isalnum() for c in rest):
+            parts.append("{title body} : " + _quoted(rest) + (" *" if prefix else ""))
     return " AND ".join(parts)
+
+
+def count_matches(db: sqlite_utils.Database, text: str) -> int:
+    """How many documents match `text` (what `search` would list without a limit)."""
+    query = fts_query(text)
+    if not query:
+        return 0
+    sql = "SELECT count(*) FROM documents_fts WHERE documents_fts MATCH ?"
+    return int(db.execute(sql, [query]).fetchone()[0])
 
 
 def search(db: sqlite_utils.Database, text: str, limit: int = 20) -> list[dict[str, Any]]:

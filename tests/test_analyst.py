@@ -224,6 +224,26 @@ def test_search_finds_titles_and_document_text(history):
     assert in_text and all(h["snippet"] for h in in_text)
 
 
+def test_search_finds_other_forms_phrases_and_prefixes_and_says_what_it_left_out(history):
+    hits = lines(invoke(history, "search", "stablecoins", "--json", "--limit", "500"))
+    assert any("Stablecoin-related" in h["title"] for h in hits)
+    phrase = lines(invoke(history, "search", '"money laundering"', "--json", "--limit", "500"))
+    assert phrase and len(phrase) <= len(
+        lines(invoke(history, "search", "money laundering", "--json", "--limit", "500"))
+    )
+    assert any("[" in h["snippet"] for h in phrase)  # the match, highlighted
+    prefix = lines(invoke(history, "search", "launder*", "--json", "--limit", "500"))
+    assert {h["id"] for h in phrase} <= {h["id"] for h in prefix}
+
+    runner = CliRunner()
+    cut = runner.invoke(cli, ["--db", str(history["db"]), "search", "money", "--limit", "2"])
+    total = len(lines(invoke(history, "search", "money", "--json", "--limit", "10000")))
+    assert cut.exit_code == 0 and total > 2
+    assert f"2 of {total} shown (--limit shows more)" in cut.stderr
+    none = runner.invoke(cli, ["--db", str(history["db"]), "search", "zzyzx"])
+    assert (none.exit_code, none.stdout, none.stderr) == (0, "", "no document matches\n")
+
+
 def test_search_in_chinese(history):
     db = open_db(history["db"])
     title = "打擊洗錢指引"  # written as the tracker writes a title: with its Chinese index terms

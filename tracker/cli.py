@@ -40,7 +40,7 @@ from storage.history import (
 from storage.links import keys_like, rebuild_links, rule_documents
 from storage.outbox import outbox_status
 from storage.records import KINDS
-from storage.search import search
+from storage.search import count_matches, search
 from storage.tags import retag
 from tracker import __version__, render
 from tracker.config import (
@@ -424,14 +424,22 @@ def retag_command(obj: Context, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
-    """Search titles and document texts; every word must match. Words are taken literally
-    (no operators); Chinese works too.
+    """Search titles and document texts, best match first; every term must match. A word
+    also finds its other English forms (stablecoins: stablecoin-related); "a phrase" in
+    double quotes is found as written; a word ending in * is a prefix (regul*). Nothing else
+    is syntax. Chinese works too.
 
-    Example: hkma-tracker search "money laundering"
+    Example: hkma-tracker search "money laundering" --limit 5
     """
     if not query.split():
         raise UsageProblem("search: give at least one word")
-    render.search_hits(search(obj.readonly_db(), query, limit), as_json)
+    db = obj.readonly_db()
+    hits = search(db, query, limit)
+    render.search_hits(hits, as_json)
+    if not hits:
+        echo("no document matches", err=True)
+    elif len(hits) == limit and (total := count_matches(db, query)) > limit:
+        echo(f"{limit} of {total} shown (--limit shows more)", err=True)
 
 
 @cli.command("rule")
