@@ -81,8 +81,12 @@ def test_changes_json_has_the_documented_fields_newest_first(history):
 
 
 def test_changes_filters(history):
-    everything = invoke(history, "changes", "--json").stdout.splitlines()
+    everything = invoke(history, "changes", "--json", "--include-baseline").stdout.splitlines()
     assert len(everything) == 133 + 11
+    # By default the 133 events of day 1, the baseline, are left out, and said to be.
+    news = invoke(history, "changes", "--json")
+    assert len(news.stdout.splitlines()) == 11
+    assert "133 baseline events left out" in news.stderr
     assert (
         len(
             invoke(
@@ -142,8 +146,11 @@ def test_status_reports_each_source(history):
         (["run", "--source", "sfc"], "unknown source 'sfc'"),
         (["run", "--mirror", "www.hkma.gov.hk"], "expected ORIGIN=BASE"),
         (["--config", "/nonexistent/c.toml", "run"], "config file /nonexistent/c.toml not found"),
-        (["--db", "/nonexistent/h.db", "changes"], "database /nonexistent/h.db does not exist"),
-        (["changes", "--kind", "deleted"], "Invalid value for '--kind'"),
+        (
+            ["--db", "/nonexistent/h.db", "changes"],
+            "database /nonexistent/h.db: its folder /nonexistent does not exist",
+        ),
+        (["changes", "--kind", "deleted"], "--kind: 'deleted' is not one of the known names"),
         (["changes", "--since", "last week"], "--since 'last week': expected an ISO date"),
     ],
 )
@@ -216,9 +223,34 @@ def test_the_terminal_never_gets_control_or_bidi_characters(history):
             )
             assert not UNPRINTABLE.search(output)
         assert (
-            json.loads(invoke(history, "changes", "--limit", "1", "--json").output)["title"]
+            json.loads(invoke(history, "changes", "--limit", "1", "--json").stdout)["title"]
             == dirty
         )
     finally:
         with sqlite3.connect(history["db"]) as conn:
             conn.execute("UPDATE changes SET title = ? WHERE id = ?", [title, change])
+
+
+def test_small_truths_of_status_runs_digest_and_deadline(history, tmp_path):
+    status = invoke(history, "status").stdout
+    assert "None" not in status and "HKT" in status and " UTC" not in status
+    runs = invoke(history, "runs").stdout
+    assert "None s" not in runs and "HKT" in runs
+    both = CliRunner().invoke(cli, ["--db", str(history["db"]), "digest", "--send", "--dry-run"])
+    assert both.exit_code == 2 and "give either --send or --dry-run" in both.stderr
+    # --deadline 0 means no deadline, as its help says (the site is gone: the run is unhealthy).
+    run = CliRunner().invoke(
+        cli,
+        [
+            "--config",
+            str(history["config"]),
+            "--db",
+            str(tmp_path / "h.db"),
+            "run",
+            "--deadline",
+            "0",
+            "--mirror",
+            "https://www.hkma.gov.hk=http://127.0.0.1:9",
+        ],
+    )
+    assert run.exit_code == int(ExitStatus.SOURCE_UNHEALTHY), run.output

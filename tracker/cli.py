@@ -246,7 +246,7 @@ def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
         ),
         click.option(
             "--deadline",
-            type=click.FloatRange(min=1),
+            type=click.FloatRange(min=0),
             metavar="SECONDS",
             help="Stop crawling after this long; unfinished sources count as unhealthy "
             "(default: [run] deadline, 0 = none).",
@@ -477,24 +477,18 @@ def outbox_command(obj: Context, as_json: bool) -> None:
 
 
 @cli.command("digest")
-@click.option(
-    "--send",
-    "mode",
-    flag_value="send",
-    help="Build due digests and send every pending message now.",
-)
-@click.option(
-    "--dry-run", "mode", flag_value="dry-run", help="Print the digests that are due; send nothing."
-)
+@click.option("--send", is_flag=True, help="Build due digests and send every pending message now.")
+@click.option("--dry-run", is_flag=True, help="Print the digests that are due; send nothing.")
 @click.option("--subscriber", help="Only this subscriber.")
 @click.pass_obj
-def digest_command(obj: Context, mode: str | None, subscriber: str | None) -> None:
+def digest_command(obj: Context, send: bool, dry_run: bool, subscriber: str | None) -> None:
     """Send (ignoring retry backoff) or print the digests due now.
 
     Example: hkma-tracker digest --dry-run --subscriber aml-team
     """
-    if mode is None:
-        raise UsageProblem("digest: give --send or --dry-run")
+    if send == dry_run:
+        raise UsageProblem("digest: give either --send or --dry-run")
+    mode = "send" if send else "dry-run"
     config = obj.config()
     names = [s.name for s in subscribers_of(config)]
     if subscriber is not None and subscriber not in names:

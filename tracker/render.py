@@ -8,13 +8,14 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
 from alerts.digest import standing
-from spiders.normalize import UNPRINTABLE
+from spiders.normalize import HONG_KONG, UNPRINTABLE
 from storage.records import Snapshot
 from tracker.detect import changed_fields, describe_change
 from tracker.run import RunReport
@@ -28,6 +29,13 @@ def terminal_safe(text: str) -> str:
     never moves the cursor, clears the screen or reorders a line. Inside a JSON string the
     escape is the JSON escape of the same character."""
     return UNPRINTABLE.sub(lambda found: f"\\u{ord(found.group()):04x}", text)
+
+
+def hong_kong(moment: str | None, missing: str = "never") -> str:
+    """A stored time (ISO, any offset) as Hong Kong time, marked: how every time is shown."""
+    if not moment:
+        return missing
+    return datetime.fromisoformat(moment).astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M HKT")
 
 
 def echo(message: str = "", err: bool = False) -> None:
@@ -128,10 +136,12 @@ def status(report: dict[str, Any], as_json: bool) -> None:
         return
     for row in report["sources"]:
         state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
+        healthy = row["last_healthy_run_id"]
         echo(
-            f"{row['source']}: {state}; last run {row['last_run_id']} at {row['last_run_at']}, "
-            f"last healthy run {row['last_healthy_run_id']}, {row['documents']} active "
-            f"documents, next run {row['next_scheduled_run']}"
+            f"{row['source']}: {state}; last run {row['last_run_id']} at "
+            f"{hong_kong(row['last_run_at'])}, last healthy run "
+            f"{healthy if healthy is not None else 'never'}, {row['documents']} active "
+            f"documents, next run {hong_kong(row['next_scheduled_run'], 'not scheduled')}"
             + (f"; OVERDUE: {row['overdue']}" if row["overdue"] else "")
         )
     outbox = report["outbox"]
@@ -139,13 +149,16 @@ def status(report: dict[str, Any], as_json: bool) -> None:
     echo(f"outbox: {pending} messages pending ({failed} after a failure)")
     for failing in report["delivery_failing"]:
         echo(
-            f"delivery to {failing['subscriber']} failing since {failing['failing_since']} UTC "
+            f"delivery to {failing['subscriber']} failing since "
+            f"{hong_kong(failing['failing_since'])} "
             f"({failing['attempts']} attempts): {failing['last_error']}"
         )
     linked = ", ".join(f"{n} {state}" for state, n in sorted(report["linked_documents"].items()))
+    if not report["documents_read"]:
+        linked = "not read ([documents] enabled = false)"
     echo(f"linked documents: {linked or 'none'}")
     for name, sent in report["last_digest"].items():
-        echo(f"subscriber {name}: last digest sent {sent or 'never'}")
+        echo(f"subscriber {name}: last digest sent {hong_kong(sent)}")
 
 
 def runs(rows: list[dict[str, Any]], as_json: bool) -> None:
@@ -154,7 +167,7 @@ def runs(rows: list[dict[str, Any]], as_json: bool) -> None:
             emit(run_row)
             continue
         echo(
-            f"run {run_row['id']} {run_row['command']} {run_row['started_at']} -> "
+            f"run {run_row['id']} {run_row['command']} {hong_kong(run_row['started_at'])} -> "
             f"{run_row['status']} (exit {run_row['exit_code']})"
         )
         if run_row["unfinished"]:
@@ -164,7 +177,8 @@ def runs(rows: list[dict[str, Any]], as_json: bool) -> None:
             echo(
                 f"  {s['source']}: {state}; {s['items']} items, {s['new']} new, {s['changed']} "
                 f"changed, {s['removed']} removed, {s['requests']} requests, {s['bytes']} bytes, "
-                f"{s['duration_s']} s" + (f", {s['sweep']} sweep" if s["sweep"] else "")
+                + (f"{s['duration_s']:.1f} s" if s["duration_s"] is not None else "- s")
+                + (f", {s['sweep']} sweep" if s["sweep"] else "")
             )
 
 

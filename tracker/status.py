@@ -82,6 +82,7 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         "sources": sources,
         "delivery_failing": failing_deliveries(db),
         "linked_documents": linked_document_states(db),
+        "documents_read": config.documents.enabled,
         "outbox": outbox_counts(db),
         "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
     }
