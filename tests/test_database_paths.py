@@ -21,6 +21,7 @@ READERS = [
     ["diff", "x"],
     ["outbox"],
     ["rule", "IC-6"],
+    ["datasette"],
 ]
 WRITERS = [["digest", "--dry-run"], ["alerts", "check"], ["retag"]]
 CREATORS = [["run", "--source", "rss"], ["crawl", "--source", "rss"]]

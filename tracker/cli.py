@@ -637,6 +637,27 @@ def alerts_check(obj: Context) -> None:
     _exit_with(report)
 
 
+@cli.command("datasette")
+@click.option("--port", type=click.IntRange(0, 65535), default=8001, show_default=True)
+@click.pass_obj
+def datasette_command(obj: Context, port: int) -> NoReturn:
+    """Browse the history in Datasette on 127.0.0.1 (read-only SQL), with the tracker's canned
+    queries. Needs the extra: pip install 'hkma-tracker[datasette]'.
+
+    Example: hkma-tracker --db hkma-tracker.db datasette --port 8001
+    """
+    obj.readonly_db().close()  # a usable tracker database, or one line saying why not
+    try:
+        import datasette  # noqa: F401 - only whether it is installed
+    except ImportError:
+        raise UsageProblem(
+            "datasette: not installed; pip install 'hkma-tracker[datasette]'"
+        ) from None
+    command = [sys.executable, "-m", "datasette", "serve", obj.db_path]
+    # Replaces this process: Ctrl-C and exit codes are Datasette's own.
+    os.execv(sys.executable, [*command, "--host", "127.0.0.1", "--port", str(port)])  # noqa: S606
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @mirror_option
 @click.option(

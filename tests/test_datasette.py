@@ -1,0 +1,100 @@
+"""The Datasette plugin: every canned query works on any tracker database, whatever its file
+name, with the input an analyst actually types."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import shutil
+from urllib.parse import urlencode
+
+import pytest
+from conftest import FIXTURES
+
+from storage.db import open_db
+
+datasette_app = pytest.importorskip("datasette.app")
+
+# What analysts type, and what each query must then find (None: only that it answers).
+INPUTS = {
+    "search": [
+        ("AML/CFT", None),
+        ("stablecoin-related", "Stablecoin"),
+        ("stablecoins", "Stablecoin"),
+        ('"money laundering"', "laundering"),
+        ('a"b (((', None),
+        ("洗錢", None),
+        ("", None),
+    ],
+    "changes_by_function": [("AML", "AML/CFT"), ("aml/cft", "AML/CFT"), ("Nonsense", None)],
+    "changes_by_product": [("bank", "Banking"), ("mortgage", "Mortgages")],
+    "changes_by_entity_type": [("banks", "Banks (authorized institutions)")],
+    "rule_timeline": [("spm:IC-6", "IC-6"), ("spm:'; DROP TABLE links; --", None)],
+}
+PARAMETER = {
+    "search": "query",
+    "changes_by_function": "function",
+    "changes_by_product": "product",
+    "changes_by_entity_type": "entity_type",
+    "rule_timeline": "key",
+}
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    """The analysts' test history (see fixtures/README.md) under another file name."""
+    path = tmp_path_factory.mktemp("datasette") / "demo.db"
+    with gzip.open(FIXTURES / "release-m012.db.gz") as packed, open(path, "wb") as out:
+        shutil.copyfileobj(packed, out)
+    open_db(path).close()  # upgraded to this release's schema
+    return path
+
+
+def fetch(path, *urls):
+    async def get_all():
+        ds = datasette_app.Datasette([str(path)])
+        return [await ds.client.get(url) for url in urls]
+
+    return asyncio.run(get_all())
+
+
+def test_every_canned_query_answers_any_input_on_a_database_of_any_name(demo_db):
+    from tracker.datasette_plugin import QUERIES
+
+    (listing,) = fetch(demo_db, "/demo.json")
+    assert listing.status_code == 200
+    names = {q["name"] for q in listing.json()["queries"]}
+    assert names == set(QUERIES)
+    for name in QUERIES:
+        cases = INPUTS.get(name, [(None, None)])
+        for value, expected in cases:
+            given = {PARAMETER[name]: value} if value is not None else {}
+            (response,) = fetch(
+                demo_db, f"/demo/{name}.json?{urlencode({**given, '_shape': 'array'})}"
+            )
+            assert response.status_code == 200, (name, value, response.text[:300])
+            rows = response.json()
+            assert isinstance(rows, list)
+            if expected:
+                assert rows and any(expected in str(row) for row in rows), (name, value)
+
+
+def test_tag_lists_read_as_names_and_snippets_show_the_match(demo_db):
+    (changes, found) = fetch(
+        demo_db,
+        "/demo/changes_by_function.json?function=aml&_shape=array",
+        "/demo/search.json?query=laundering&_shape=array",
+    )
+    row = changes.json()[0]
+    assert "AML/CFT" in row["functions"] and "[" not in row["functions"]
+    assert any("[laundering]" in r["snippet"].lower() for r in found.json())
+
+
+def test_a_database_that_is_not_the_trackers_gets_no_queries(tmp_path):
+    import sqlite3
+
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE documents (id TEXT)")
+    (listing,) = fetch(other, "/other.json")
+    assert listing.json()["queries"] == []
