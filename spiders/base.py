@@ -115,7 +115,8 @@ class HkmaSpider(scrapy.Spider):
         listing = request.meta["listing"]
         limit = request.meta.get("download_maxsize", self.settings.getint("DOWNLOAD_MAXSIZE"))
         reason, status = failure_reason(failure, limit)
-        logger.error("%s: %s: %s", self.name, listing, reason)
+        # Detail only: the tracker reports each failed listing once, with its verdict.
+        logger.info("%s: %s: %s", self.name, listing, reason)
         yield self.outcome(listing, False, reason=reason, status=status)
 
 

@@ -91,6 +91,8 @@ def run_job(job: dict[str, Any]) -> None:
     # fails the same way and is reported per listing: the traceback adds nothing. (Set after
     # CrawlerProcess, which configures logging.)
     logging.getLogger("scrapy.downloadermiddlewares.robotstxt").setLevel(logging.CRITICAL)
+    # Likewise "Gave up retrying": each listing that fails is reported once, by its spider.
+    logging.getLogger("scrapy.downloadermiddlewares.retry").setLevel(logging.CRITICAL)
     writers = []  # kept alive here: Scrapy holds signal receivers by weak reference
     for name, spec in job["spiders"].items():
         crawler = process.create_crawler(spider_class(spec["spider"]))

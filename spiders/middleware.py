@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from scrapy import Request
 from scrapy.crawler import Crawler
-from scrapy.exceptions import IgnoreRequest
+from scrapy.exceptions import CannotResolveHostError, IgnoreRequest
 from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
+from twisted.internet.error import DNSLookupError
 
 from spiders.normalize import is_hkma_host, is_loopback_host
 
@@ -69,6 +70,10 @@ class HkmaOnlyMirrorMiddleware:
         self.mirrors = mirrors
         self.stats = stats
         self.loopback_only = os.environ.get(LOOPBACK_ONLY_ENV) == "1"
+        # Hosts whose name did not resolve in this crawl: their other requests fail at once
+        # instead of each waiting its turn, its delays and its retries (offline: seconds, not
+        # minutes). The next run looks them up again.
+        self.unresolved: set[str] = set()
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HkmaOnlyMirrorMiddleware:
@@ -76,9 +81,11 @@ class HkmaOnlyMirrorMiddleware:
         return cls(MirrorMap(crawler.settings.getdict("HKMA_MIRRORS")), crawler.stats)
 
     def process_request(self, request: Request) -> Request | None:
+        host = urlsplit(request.url).hostname or ""
+        if host in self.unresolved:
+            raise CannotResolveHostError(f"{host}: no address (already failed in this crawl)")
         if self.mirrors.is_mirror(request.url):
             return None  # already rewritten by us
-        host = urlsplit(request.url).hostname or ""
         if not is_hkma_host(host):
             self.stats.inc_value("hkma/offsite_blocked")
             raise IgnoreRequest(f"{request.url} is not an HKMA host")
@@ -94,6 +101,10 @@ class HkmaOnlyMirrorMiddleware:
             meta["download_slot"] = LOOPBACK_SLOT
             meta["autothrottle_dont_adjust_delay"] = True
         return request.replace(url=mirrored, meta=meta, dont_filter=True)
+
+    def process_exception(self, request: Request, exception: Exception) -> None:
+        if isinstance(exception, CannotResolveHostError | DNSLookupError):
+            self.unresolved.add(urlsplit(request.url).hostname or "")
 
     def process_response(self, request: Request, response: Response) -> Response:
         real = self.mirrors.to_real(response.url)

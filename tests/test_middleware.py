@@ -95,3 +95,19 @@ def test_loopback_only_mode_refuses_any_real_host(monkeypatch):
     assert mw.process_request(Request(REAL)).url.startswith("http://127.0.0.1:8000/")
     with pytest.raises(IgnoreRequest, match="allows loopback only"):
         mw.process_request(Request("https://brdr.hkma.gov.hk/restapi/doc-search"))
+
+
+def test_a_host_that_did_not_resolve_fails_its_other_requests_at_once():
+    from scrapy.exceptions import CannotResolveHostError
+    from twisted.internet.error import DNSLookupError
+
+    mw = middleware({})
+    first = Request(REAL)
+    assert mw.process_request(first) is None
+    mw.process_exception(first, DNSLookupError("www.hkma.gov.hk"))
+    with pytest.raises(CannotResolveHostError, match="already failed in this crawl"):
+        mw.process_request(Request("https://www.hkma.gov.hk/eng/other/"))
+    # Other hosts, and other failures, are not affected.
+    assert mw.process_request(Request("https://brdr.hkma.gov.hk/eng/")) is None
+    mw.process_exception(Request("https://api.hkma.gov.hk/x"), TimeoutError())
+    assert mw.process_request(Request("https://api.hkma.gov.hk/x")) is None

@@ -514,5 +514,14 @@ def _log_source(plan: SourcePlan) -> None:
         logger.info("%s: %s", plan.source, plan.sweep_reason)
     if plan.healthy:
         logger.info("%s: healthy, %d items, %s", plan.source, len(plan.seen), counts)
-    else:
-        logger.error("%s: UNHEALTHY: %s (%s)", plan.source, plan.reason, counts)
+        return
+    failed = [v for v in plan.verdicts if not v.healthy]
+    for verdict in failed:  # each listing's failure once, in one wording
+        logger.error("%s: %s: %s", plan.source, verdict.url, verdict.reason)
+    logger.error(
+        "%s: UNHEALTHY, %d of %d listings (%s)",
+        plan.source,
+        len(failed),
+        len(plan.verdicts),
+        counts,
+    )
