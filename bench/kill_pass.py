@@ -1,7 +1,7 @@
 """Fault pass: `kill -9` of a run at points spread over all its phases, then a clean run.
 
 Served from 127.0.0.1: the recorded site (tracker/demo_site, day 1 then day 2), every row's
-PDF built like the tests' (tests/fakes.py DocumentsFake, some slow to read). A reference
+PDF built like the tests' (tracker/demo_apis.py DocumentsFake, some slow to read). A reference
 history is made by clean runs (day 1, day 2). Then, for each of N points spread over a run's
 duration, a run is started as its own process and killed with SIGKILL at that point, and the
 next clean run is started at once: it must not meet the lock (exit 75), must start within
@@ -24,12 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-
-from fakes import DocumentsFake
-from pdfs import CIRCULAR, make_pdf
-
 from tracker.demo import DEMO_PAGE, DEMO_SITE
+from tracker.demo_apis import CIRCULAR, DocumentsFake, make_pdf
 from tracker.loopback import Override, RecordedSite, ServedRequest
 
 HKMA = "https://www.hkma.gov.hk"

@@ -16,12 +16,9 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-
-from pdfs import CIRCULAR, make_pdf
-
 from tracker.config import Config, load_config
 from tracker.demo import DEMO_PAGE, DEMO_SITE
+from tracker.demo_apis import CIRCULAR, make_pdf
 from tracker.loopback import RecordedSite
 from tracker.run import run
 

@@ -2,7 +2,7 @@
 
 Served from 127.0.0.1: a BRDR register of about 1,500 current records over the nine default
 document types and twelve years (2015-2026), written from the real records of
-tests/fixtures/brdr-records.json (each real record re-issued once a year, spread over the
+tracker/demo_site/api/brdr-records.json (each real record re-issued once a year, spread over the
 types), paged 100 a request as the defaults ask. Runs, on one database: the first run (a full
 sweep by itself: no baseline yet), an incremental run (THIS_YEAR), a full sweep with nothing
 changed, and a full sweep after ten records left the register (their landing pages are read).
@@ -19,11 +19,8 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-
-from fakes import BrdrFake, load
-
 from tracker.config import Config, load_config
+from tracker.demo_apis import BrdrFake, load
 from tracker.loopback import RecordedSite
 from tracker.run import run
 

@@ -6,9 +6,9 @@ import json
 import sqlite3
 
 from conftest import DEMO_PAGE
-from fakes import BrdrFake, DocumentsFake, PressReleasesFake, load
 
 from tracker.config import load_config
+from tracker.demo_apis import BrdrFake, DocumentsFake, PressReleasesFake, load
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run

@@ -14,13 +14,12 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 from conftest import DEMO_PAGE, FIXTURES
-from fakes import BrdrFake, DocumentsFake, load
-from pdfs import CIRCULAR, make_pdf
 
 from storage.db import open_db
 from storage.search import cjk_terms
 from tracker.cli import cli
 from tracker.demo import DEMO_SITE
+from tracker.demo_apis import CIRCULAR, BrdrFake, DocumentsFake, load, make_pdf
 from tracker.loopback import Override, RecordedSite
 
 # A circular that names the module in its text; served for one topic-page row.

@@ -8,10 +8,10 @@ import json
 import sqlite3
 
 import pytest
-from fakes import BrdrFake, load
 
 from spiders.brdr import document_items, hong_kong_date, search_body, strip_markup
 from tracker.config import load_config
+from tracker.demo_apis import BrdrFake, load
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run

@@ -11,9 +11,9 @@ import time
 
 import pytest
 from conftest import DEMO_PAGE, page_path
-from pdfs import CIRCULAR, make_pdf
 
 from tracker.config import load_config
+from tracker.demo_apis import CIRCULAR, make_pdf
 from tracker.document_text import extract_pdf_text, extract_pdf_texts
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import Override, RecordedSite

@@ -16,11 +16,11 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
-from fakes import BrdrFake, load
 
 from storage.records import Snapshot, StoredDocument
 from tracker.cli import cli
 from tracker.config import HealthSettings
+from tracker.demo_apis import BrdrFake, load
 from tracker.detect import ListingHistory, plan_source
 from tracker.lifecycle import announce_supersessions, left_register, settle_departures
 from tracker.loopback import RecordedSite

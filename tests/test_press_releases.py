@@ -5,10 +5,10 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from fakes import PressReleasesFake, load
 
 from spiders.press_releases import page_url, parse_page
 from tracker.config import load_config
+from tracker.demo_apis import PressReleasesFake, load
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 from conftest import DEMO_PAGE, page_path
-from pdfs import CIRCULAR, make_pdf
 
 from tracker.demo import DEMO_SITE
+from tracker.demo_apis import CIRCULAR, make_pdf
 from tracker.lock import run_lock
 from tracker.loopback import RecordedSite
 
