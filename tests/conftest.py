@@ -47,6 +47,7 @@ CRAWL_MODULES = {
     "test_brdr",
     "test_cli",
     "test_delivery",
+    "test_demo",
     "test_digest_rendering",
     "test_documents",
     "test_end_to_end",
