@@ -222,6 +222,21 @@ def replicate(small: Path, large: Path, factor: int) -> None:
     db.close()
 
 
+def settle_documents(db_path: Path) -> None:
+    """As if the documents phase had read every linked document once (the synthetic history
+    has no PDFs to fetch): what a history that runs for years looks like, where only new,
+    moved or failed links are due. Idempotent."""
+    db = sqlite3.connect(db_path)
+    with db:
+        db.execute(
+            "UPDATE documents SET fetch_status = 'ok', fetch_attempts = 0, "
+            "fetch_url = json_extract(extra, '$.document_url'), "
+            "fetch_listing_hash = listing_hash, fetched_at = datetime('now') "
+            "WHERE fetch_status IS NULL AND json_extract(extra, '$.document_url') IS NOT NULL"
+        )
+    db.close()
+
+
 def hot_items(versions: int) -> list[dict[str, Any]]:
     """What the timed feed lists: the first batch as it was built (unchanged)."""
     rng = random.Random(versions)
@@ -359,6 +374,8 @@ def main() -> None:
                 print(f"building {versions} versions in {db_path}", file=sys.stderr)
                 build(db_path, versions)
             print(f"  built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+        open_db(db_path).close()  # migrated to this release's schema, if need be
+        settle_documents(db_path)
         # A copied history's timed feed is its base's: the items are generated from that size.
         base_size = args.replicate_from if 0 < args.replicate_from < versions else versions
         run = child("run", db_path, base_size)

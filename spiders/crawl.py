@@ -86,7 +86,19 @@ def printable(value: Any) -> Any:
 def run_job(job: dict[str, Any]) -> None:
     output = Path(job["output"])
     output.mkdir(parents=True, exist_ok=True)
-    process = CrawlerProcess(settings=job["settings"])
+    # Our handler, installed before Scrapy logs anything (its versions at INFO come first):
+    # every line of this process in the format the tracker was asked for.
+    handler = logging.StreamHandler()
+    if os.environ.get(LOG_FORMAT_ENV) == "json":
+        handler.setFormatter(JsonLogFormatter())
+    else:
+        text = "%(asctime)s [%(name)s] %(levelname)s: %(message)s"
+        handler.setFormatter(logging.Formatter(text, "%Y-%m-%d %H:%M:%S"))
+    level = job["settings"].get("LOG_LEVEL", "WARNING")
+    handler.setLevel(level)
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(level)
+    process = CrawlerProcess(settings={**job["settings"], "LOG_INSTALL_ROOT_HANDLER": False})
     # A failed robots.txt fetch is logged with a full traceback, and the page behind it then
     # fails the same way and is reported per listing: the traceback adds nothing. (Set after
     # CrawlerProcess, which configures logging.)
@@ -98,9 +110,6 @@ def run_job(job: dict[str, Any]) -> None:
         crawler = process.create_crawler(spider_class(spec["spider"]))
         writers.append(ResultWriter(crawler, output / f"{name}.json"))
         process.crawl(crawler, listings=spec["listings"], options=spec.get("options", {}))
-    if os.environ.get(LOG_FORMAT_ENV) == "json":  # after the crawlers installed their handler
-        for handler in logging.getLogger().handlers:
-            handler.setFormatter(JsonLogFormatter())
     process.start()
 
 

@@ -712,3 +712,29 @@ def m014_retags(db: sqlite_utils.Database) -> None:
         );
         """,
     )
+
+
+# Documents whose linked document may be due for a fetch (never fetched, the link or the
+# listing moved, the last fetch failed or gave no text), and those whose validators will need
+# a re-check: what `fetch_candidates` reads, so that settled documents cost it nothing.
+FETCH_DUE = (
+    "status = 'active' AND json_extract(extra, '$.document_url') IS NOT NULL AND ("
+    "fetch_status IS NULL OR fetch_url IS NOT json_extract(extra, '$.document_url') "
+    "OR fetch_status IN ('failed', 'unparsable') "
+    "OR (fetch_status = 'ok' AND fetch_listing_hash IS NOT listing_hash))"
+)
+FETCH_REVALIDATED = (
+    "status = 'active' AND fetch_status = 'ok' "
+    "AND (fetch_etag IS NOT NULL OR fetch_last_modified IS NOT NULL)"
+)
+
+
+@migrations()
+def m015_fetch_indexes(db: sqlite_utils.Database) -> None:
+    """Partial indexes of the documents that may be due for a fetch: choosing this run's
+    fetches reads those, not every document that ever linked one."""
+    db.execute(f"CREATE INDEX documents_fetch_due ON documents(source, id) WHERE {FETCH_DUE}")
+    db.execute(
+        "CREATE INDEX documents_fetch_revalidated ON documents(source, fetched_at) "
+        f"WHERE {FETCH_REVALIDATED}"
+    )

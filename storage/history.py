@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
-from storage.db import utc_now
+from storage.db import FETCH_DUE, FETCH_REVALIDATED, utc_now
 from storage.records import (
     KINDS,
     ChangeEvent,
@@ -138,25 +138,32 @@ def fetch_candidates(
     than `stale_before`. Chosen by the database, so that the documents fetched and settled
     cost nothing (tracker.documents.select_fetches makes the requests, in the same order)."""
     marks = ",".join("?" * len(sources))
+    columns = (
+        f"{_HEAD_COLUMNS}, source, fetch_url, fetch_status, fetch_reason, fetch_etag, "
+        "fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts"
+    )
+    # Each part reads one partial index (storage.db FETCH_DUE, FETCH_REVALIDATED); the order
+    # is tracker.documents.select_fetches's: never fetched or moved link, failed, listing
+    # moved, validators to re-check.
     sql = f"""
         SELECT * FROM (
-            SELECT {_HEAD_COLUMNS}, source, fetch_url, fetch_status, fetch_reason, fetch_etag,
-                   fetch_last_modified, fetch_listing_hash, fetched_at, fetch_attempts,
+            SELECT {columns},
                    CASE
                        WHEN fetch_status IS NULL
                             OR fetch_url IS NOT json_extract(extra, '$.document_url') THEN 0
-                       WHEN fetch_status = 'failed'
-                            OR (fetch_status = 'unparsable' AND fetch_attempts < ?) THEN 1
-                       WHEN fetch_status = 'ok' AND fetch_listing_hash IS NOT listing_hash THEN 2
-                       WHEN fetch_status = 'ok' AND coalesce(fetched_at, '') < ?
-                            AND (fetch_etag IS NOT NULL OR fetch_last_modified IS NOT NULL) THEN 3
+                       WHEN fetch_status = 'failed' THEN 1
+                       WHEN fetch_status = 'unparsable' THEN
+                            CASE WHEN fetch_attempts < ? THEN 1 END
+                       ELSE 2
                    END AS urgency
-            FROM documents
-            WHERE status = 'active' AND source IN ({marks})
-              AND json_extract(extra, '$.document_url') IS NOT NULL
+            FROM documents WHERE source IN ({marks}) AND {FETCH_DUE}
+            UNION ALL
+            SELECT {columns}, 3 FROM documents
+            WHERE source IN ({marks}) AND {FETCH_REVALIDATED} AND fetched_at < ?
+              AND NOT ({FETCH_DUE})
         ) WHERE urgency IS NOT NULL ORDER BY urgency, id LIMIT ?
-    """  # noqa: S608 - only placeholders are formatted in
-    params = [max_unparsable_attempts, stale_before, *sources, limit]
+    """  # noqa: S608 - only placeholders and our own conditions are formatted in
+    params = [max_unparsable_attempts, *sources, *sources, stale_before, limit]
     return {
         row[0]: FetchCandidate(_stored_document(db, row), row[9], FetchState(*row[10:18]))
         for row in db.execute(sql, params)

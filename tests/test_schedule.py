@@ -246,7 +246,9 @@ def test_dead_man_check_flags_a_source_without_a_recent_healthy_run(
 def test_logs_can_be_json_lines(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(
-        f"[crawl]\ndownload_delay = 0\nretries = 0\n[sources.rss]\nenabled = false\n{WWW_ONLY}",
+        # INFO: the crawl child then logs each failed listing itself (as detail), in JSON too.
+        '[crawl]\ndownload_delay = 0\nretries = 0\nlog_level = "INFO"\n'
+        f"[sources.rss]\nenabled = false\n{WWW_ONLY}",
         encoding="utf-8",
     )
     # A real process: the crawl child writes to the same stderr, and must log JSON too.

@@ -74,6 +74,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m012_structured_changes",
         "m013_narrow_rows",
         "m014_retags",
+        "m015_fetch_indexes",
     ]
     assert {
         "runs",
