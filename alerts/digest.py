@@ -6,9 +6,10 @@ import dataclasses
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from itertools import groupby
@@ -21,6 +22,8 @@ _BRDR_DOC_ID = re.compile(
     r"brdr\.hkma\.gov\.hk/\w+/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-"
 )
 KIND_ORDER = {"new": 0, "changed": 1, "removed": 2}
+HONG_KONG = timezone(timedelta(hours=8), "HKT")
+SOON = timedelta(days=30)  # "takes effect within 30 days"
 
 _templates = Environment(
     loader=PackageLoader("alerts", "templates"),
@@ -49,6 +52,9 @@ class DigestEntry:
     effective: str = ""  # the first effective date the document states
     document_id: str = ""
     standing: str = ""  # "superseded by ...", "withdrawn from the current register"
+    group: str = ""  # its digest section (the caller's `group_titles` key); "": its source
+    functions: tuple[str, ...] = ()
+    listed_under: str = ""  # a topic-page row: the page's sections it is listed under
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -71,6 +77,9 @@ class DigestEntry:
             effective=effective[0]["date"] if effective else "",
             document_id=str(change.get("document_id", "")),
             standing=standing(extra),
+            group=str(change.get("digest_group", "")),
+            functions=tuple(change.get("functions", [])),
+            listed_under=", ".join(extra.get("sections") or []),
         )
 
     @property
@@ -138,6 +147,10 @@ class Digest:
     # Source name -> how to name it, in the order sections come (the caller knows the
     # sources; an unknown one is named as it is, after the known ones).
     source_titles: dict[str, str] = dataclasses.field(default_factory=dict)
+    # Section key -> title, in the order sections come: entries carry their section
+    # (`DigestEntry.group`); one without a section is listed under its source.
+    group_titles: dict[str, str] = dataclasses.field(default_factory=dict)
+    audience: str = ""  # whose digest, in words: the subscriber's filters
 
     @classmethod
     def of_changes(
@@ -146,6 +159,8 @@ class Digest:
         changes: list[dict[str, Any]],
         note: str = "",
         source_titles: dict[str, str] | None = None,
+        group_titles: dict[str, str] | None = None,
+        audience: str = "",
     ) -> Digest:
         """A digest of change events. A publication that several sources announce as new (the
         circulars feed, a topic page and BRDR; the press feed and the press API) is one entry
@@ -183,25 +198,60 @@ class Digest:
             elif entry.source not in first.also_in:
                 also = dataclasses.replace(first, also_in=(*first.also_in, entry.source))
                 entries[("new", entry.publication)] = also
-        return cls(created_at, merged + list(entries.values()), note, dict(source_titles or {}))
+        return cls(
+            created_at,
+            merged + list(entries.values()),
+            note,
+            dict(source_titles or {}),
+            dict(group_titles or {}),
+            audience,
+        )
+
+    def _section(self, entry: DigestEntry) -> tuple[int, str]:
+        groups, sources = list(self.group_titles), list(self.source_titles)
+        if entry.group in self.group_titles:
+            return groups.index(entry.group), entry.group
+        rank = sources.index(entry.source) if entry.source in sources else len(sources)
+        return len(groups) + rank, entry.source
 
     def groups(self) -> list[tuple[str, list[DigestEntry]]]:
-        """Entries by source (in `source_titles` order), then new / changed / removed, newest
-        first within a kind."""
-        order = {name: n for n, name in enumerate(self.source_titles)}
+        """Entries by section (`group_titles` order; an entry without one under its source,
+        in `source_titles` order), newest first within a section (by the document's date),
+        new before changed before removed on one date."""
         ordered = sorted(
             self.entries,
             key=lambda e: (
-                order.get(e.source, len(order)),
-                e.source,
+                self._section(e),
+                -_day(e.date),
                 KIND_ORDER.get(e.kind, 9),
                 -e.change_id,
             ),
         )
         return [
-            (self.titles([source])[0], list(entries))
-            for source, entries in groupby(ordered, key=lambda e: e.source)
+            (self.group_titles.get(key, self.titles([key])[0]), list(entries))
+            for (_, key), entries in groupby(ordered, key=self._section)
         ]
+
+    def summary(self) -> dict[str, Any]:
+        """What an officer reads first: counts by kind and by function, and what takes effect
+        within 30 days of the digest (date, title), soonest first."""
+        today = self.created_at.astimezone(HONG_KONG).date()
+        soon = sorted(
+            (e.effective, e.title)
+            for e in self.entries
+            if e.effective and today <= _date(e.effective) <= today + SOON
+        )
+        by_function = Counter(f for e in self.entries for f in e.functions)
+        return {
+            "kinds": self.counts(),
+            "functions": dict(sorted(by_function.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "effective_soon": soon,
+        }
+
+    @property
+    def generated(self) -> str:
+        """When it was made, in Hong Kong time, marked."""
+        return self.created_at.astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M HKT")
 
     def titles(self, sources: Iterable[str]) -> list[str]:
         return [self.source_titles.get(s, s) for s in sources]
@@ -298,6 +348,18 @@ def _slack(text: str) -> str:
 
 
 MAX_PASSAGES = 3  # word-level passages shown per entry
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text[:10])
+    except ValueError:
+        return date.min
+
+
+def _day(text: str | None) -> int:
+    """A document date as a number that sorts (undated last when sorted newest first)."""
+    return _date(text).toordinal() if text else 0
 
 
 def _single(value: Any) -> bool:

@@ -99,6 +99,15 @@ class Subscriber:
     kinds: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
 
+    def describe(self) -> str:
+        """Whose digest, in words: the name and the filters that choose its changes."""
+        chosen = [
+            f"{key.replace('_', ' ')}: {', '.join(values)}"
+            for key in FILTER_KEYS
+            if (values := getattr(self, key))
+        ]
+        return self.name + (f" ({'; '.join(chosen)})" if chosen else " (everything)")
+
     def matches(self, change: dict[str, Any]) -> bool:
         """Whether a change event (with its document's tags) is for this subscriber. Within a
         filter any value may match; every filter given must."""

@@ -1,12 +1,16 @@
 """Digest rendering: grouped, escaped, a proper multipart email; the file channel."""
 
+import dataclasses
+import re
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
+
+import pytest
 
 from alerts.digest import Digest, DigestEntry
 from storage.records import Snapshot
 from tracker.detect import changed_fields, structured_change
-from tracker.sources import source_titles
+from tracker.sources import DIGEST_GROUPS, digest_group, source_titles
 
 HOSTILE = 'Circular <script>alert("x")</script> & "quotes"'
 
@@ -195,3 +199,76 @@ def test_two_changes_of_one_document_are_one_entry():
     (entry,) = digest.entries
     assert entry.fields == ["extra.version", "url", "document.text"]
     assert entry.word_change_lines == ["[-Old.-] {+New.+}"]
+
+
+def grouped(change_id, kind, group, day, title, functions=(), effective=""):
+    return dataclasses.replace(
+        entry(change_id, kind, "rss", title),
+        group=group,
+        date=day,
+        functions=tuple(functions),
+        tags=tuple(functions),
+        effective=effective,
+    )
+
+
+MIXED = Digest(
+    datetime(2026, 11, 22, 3, 0, tzinfo=UTC),
+    [
+        grouped(1, "new", "news", "2026-11-20", "Press release", ["Financial"]),
+        grouped(2, "new", "instruments", "2026-10-01", "Older circular", ["AML/CFT"], "2026-12-01"),
+        grouped(3, "changed", "pages", "2026-11-21", "A page row"),
+        grouped(4, "new", "instruments", "2026-11-18", "Newer circular", ["AML/CFT", "Fraud"]),
+        grouped(5, "new", "consultations", "2026-11-19", "Consultation paper", [], "2027-03-01"),
+        grouped(6, "removed", "instruments", "2026-11-18", "Withdrawn guideline", [], "2026-11-01"),
+    ],
+    source_titles=source_titles(),
+    group_titles=DIGEST_GROUPS,
+    audience="aml-team (functions: AML/CFT)",
+)
+
+
+def test_sections_come_as_an_officer_files_them_and_newest_first_within():
+    assert [(name, [e.change_id for e in entries]) for name, entries in MIXED.groups()] == [
+        ("Circulars, guidelines, SPM modules and codes", [4, 6, 2]),
+        ("Consultations", [5]),
+        ("Topic pages", [3]),
+        ("Press releases, speeches and LegCo papers", [1]),
+    ]
+
+
+def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
+    assert MIXED.summary() == {
+        "kinds": {"new": 4, "changed": 1, "removed": 1},
+        "functions": {"AML/CFT": 2, "Financial": 1, "Fraud": 1},
+        "effective_soon": [("2026-12-01", "Older circular")],  # not the past, not March
+    }
+    text, html = MIXED.render_text(), MIXED.render_html()
+    for part in (text, html):
+        assert part.index("Takes effect 2026-12-01") < part.index("Newer circular")
+        assert "Generated 2026-11-22 11:00 HKT" in part and "UTC" not in part
+        assert "aml-team (functions: AML/CFT)" in part
+    order = [text.index(title) for title in ("== Circulars", "== Consultations", "== Topic")]
+    assert order == sorted(order)  # the plain text mirrors the HTML's order
+
+
+def test_words_and_dates_are_never_broken_only_urls_may_wrap():
+    html = MIXED.render_html()
+    assert "break-all" not in html
+    assert re.search(r'<div style="[^"]*overflow-wrap:anywhere;">https://www\.hkma', html)
+
+
+@pytest.mark.parametrize(
+    ("source", "extra", "group"),
+    [
+        ("rss", {"feed": "circulars"}, "instruments"),
+        ("rss", {"feed": "consultations"}, "consultations"),
+        ("rss", {"feed": "speeches"}, "news"),
+        ("brdr", {"doc_type": "SPM"}, "instruments"),
+        ("brdr", {"doc_type": "CPR"}, "consultations"),
+        ("pages", {}, "pages"),
+        ("press_releases", {}, "news"),
+    ],
+)
+def test_each_source_says_which_section_its_documents_go_in(source, extra, group):
+    assert digest_group(source, extra) == group

@@ -12,6 +12,7 @@ failure), never one per run.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import sqlite3
 from dataclasses import dataclass, field
@@ -45,7 +46,7 @@ from storage.outbox import (
     unsent_changes,
 )
 from tracker.config import Config
-from tracker.sources import source_titles
+from tracker.sources import DIGEST_GROUPS, digest_group, source_titles
 
 logger = logging.getLogger(__name__)
 LATE = timedelta(hours=1)  # a digest with changes queued longer ago than this says so
@@ -139,7 +140,12 @@ def build_digest(
             f"Delayed: these changes were detected from {oldest:%Y-%m-%d %H:%M} UTC on; "
             "an earlier delivery failed or was not yet due."
         )
-    digest = Digest.of_changes(now, changes, note, source_titles())
+    for change in changes:  # which section of the digest it goes in: the source decides
+        extra = json.loads(change.get("document_extra") or "{}")
+        change["digest_group"] = digest_group(change["source"], extra)
+    digest = Digest.of_changes(
+        now, changes, note, source_titles(), DIGEST_GROUPS, subscriber.describe()
+    )
     message_id = make_msgid(idstring=subscriber.name, domain=_domain(config))
     if subscriber.webhook:
         channel, recipients = "webhook", [subscriber.webhook]

@@ -26,6 +26,16 @@ FEED_NAMES = (
 
 Spec = dict[str, Any]  # a source's config table, defaults merged with the file's
 
+# The sections of a digest, in the order a compliance officer files them: what binds first,
+# then what is asked, then where it is listed, then the news. Each source says which of its
+# documents go where (`Source.digest_group`).
+DIGEST_GROUPS = {
+    "instruments": "Circulars, guidelines, SPM modules and codes",
+    "consultations": "Consultations",
+    "pages": "Topic pages",
+    "news": "Press releases, speeches and LegCo papers",
+}
+
 
 class SourceConfigError(ValueError):
     """A source's table is unusable; the message names the key (without the file)."""
@@ -48,6 +58,9 @@ class Source:
     register: bool = False  # a healthy full sweep lists a register: what it lacks left it
     free_tables: dict[str, str] = field(default_factory=dict)  # key -> what its values are
     check: Callable[[Spec], None] = lambda spec: None
+    # Which digest section (DIGEST_GROUPS) its documents go in: by one field of a document's
+    # `extra` (its feed, its BRDR document type), else the default.
+    digest_group: tuple[str, dict[str, str], str] = ("", {}, "news")
 
     @property
     def incremental(self) -> bool:
@@ -108,6 +121,15 @@ SOURCES: dict[str, Source] = {
             },
             listings=lambda spec: dict(spec["feeds"]),
             options=_rss_options,
+            digest_group=(
+                "feed",
+                {
+                    "circulars": "instruments",
+                    "guidelines": "instruments",
+                    "consultations": "consultations",
+                },
+                "news",
+            ),
             free_tables={"feeds": "hkma_url"},
         ),
         Source(
@@ -126,6 +148,7 @@ SOURCES: dict[str, Source] = {
             },
             listings=lambda spec: {url: url for url in spec["urls"]},
             options=lambda spec, full: {},
+            digest_group=("", {}, "pages"),
         ),
         Source(
             name="brdr",
@@ -160,6 +183,7 @@ SOURCES: dict[str, Source] = {
             },
             listings=_brdr_listings,
             options=_brdr_options,
+            digest_group=("doc_type", {"CPR": "consultations"}, "instruments"),
             date_group="recent_date_group",
             register=True,
             check=_brdr_check,
@@ -192,3 +216,12 @@ HELPER_SPIDERS = {
 def source_titles() -> dict[str, str]:
     """Source name -> how digests name it, in digest order."""
     return {s.name: s.title for s in sorted(SOURCES.values(), key=lambda s: s.digest_order)}
+
+
+def digest_group(source: str, extra: dict[str, Any]) -> str:
+    """The digest section (a DIGEST_GROUPS key) of a document of `source`."""
+    described = SOURCES.get(source)
+    if described is None:
+        return "news"
+    key, groups, default = described.digest_group
+    return groups.get(str(extra.get(key, ""))) or default
