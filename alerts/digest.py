@@ -16,6 +16,7 @@ from itertools import groupby
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup, escape
 
 # A BRDR document's id, whichever BRDR page form links it (current/…, docId/…, getPdf/…).
 _BRDR_DOC_ID = re.compile(
@@ -32,6 +33,24 @@ _templates = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_DATE = re.compile(
+    r"\d{4}-\d{2}-\d{2}|\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* \d{4}"
+)
+
+
+def _unbroken_dates(text: str) -> Markup:
+    """`text` escaped, each date in it kept on one line (a browser may otherwise break
+    2015-03-31 after a hyphen)."""
+    parts, last = [], 0
+    for found in _DATE.finditer(text):
+        parts.append(escape(text[last : found.start()]))
+        parts.append(Markup('<span style="white-space:nowrap;">%s</span>') % found.group())
+        last = found.end()
+    parts.append(escape(text[last:]))
+    return Markup("").join(parts)
+
+
+_templates.filters["dates_unbroken"] = _unbroken_dates
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ first). Without it the test is skipped saying so, except under CI, where it fail
 
 from __future__ import annotations
 
+import html
+import json
 import os
 import shutil
 import subprocess
@@ -125,3 +127,91 @@ def test_a_broken_layout_fails_the_check(chromium, tmp_path):
     )
     image = screenshot(chromium, html, tmp_path / "broken.png")
     assert colour_share(image, NEW_BADGE) < 0.0005
+
+
+# Run in the page after layout: every word outside a URL that its line box splits (a word
+# whose characters sit on more than one line), and where the summary ends, into the title.
+LAYOUT_PROBE = """<script>
+const broken = [];
+const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+  if (node.parentElement.closest('[style*="overflow-wrap:anywhere"]')) continue;
+  // A date, or a word (a hyphenated one may wrap at its hyphen, as in print).
+  for (const match of node.textContent.matchAll(/\\d{4}-\\d{2}-\\d{2}|[^\\s-]+/g)) {
+    const range = document.createRange();
+    range.setStart(node, match.index);
+    range.setEnd(node, match.index + match[0].length);
+    const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+    if (tops.size > 1) broken.push(match[0]);
+  }
+}
+const summary = document.getElementById('summary').getBoundingClientRect().bottom;
+document.title = JSON.stringify({broken: broken, summaryBottom: summary});
+</script>"""
+
+
+def layout(chromium: str, html_text: str, folder: Path, width: int) -> dict:
+    page = folder / f"layout-{width}.html"
+    page.write_text(html_text.replace("</body>", LAYOUT_PROBE + "</body>"), encoding="utf-8")
+    dom = subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            f"--user-data-dir={folder / f'profile-{width}'}",
+            f"--window-size={width},844",
+            "--dump-dom",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    title = dom.split("<title>", 1)[1].split("</title>", 1)[0]
+    return json.loads(html.unescape(title))
+
+
+LONG = Digest.of_changes(
+    datetime(2026, 11, 22, tzinfo=UTC),
+    [
+        {
+            **change(
+                7,
+                "removed",
+                "Guidance Paper on Anti-Money Laundering Controls over Tax "
+                "Evasion (March 2015) dated 2015-03-31 supersedes 2012-07-01",
+            ),
+            "url": "https://www.hkma.gov.hk/media/eng/doc/key-functions/banking-stability/aml-cft/"
+            "Gudiance_Paper_Tax_20150331_with_a_very_long_file_name_that_cannot_fit.pdf",
+            "date": "2015-03-31",
+        },
+        *(
+            change(n, "new", f"Circular {n} on authorized payment scams, 2026-12-0{n}")
+            for n in (1, 2)
+        ),
+    ],
+)
+
+
+@pytest.mark.parametrize("width", [390, 1280])
+def test_no_word_or_date_is_split_across_lines_and_the_summary_is_above_the_fold(
+    chromium, tmp_path, width
+):
+    found = layout(chromium, LONG.render_html(), tmp_path, width)
+    assert found["broken"] == []
+    assert found["summaryBottom"] <= 844  # a phone shows it without scrolling
+
+
+def test_the_layout_check_sees_a_split_word(chromium, tmp_path):
+    """It can fail: with the old `word-break: break-all`, words and dates break at 390 px."""
+    broken = LONG.render_html().replace("overflow-wrap:anywhere;", "word-break:break-all;")
+    broken = broken.replace(
+        '<div style="font-size:12px;color:#555555;">Dated',
+        '<div style="font-size:12px;color:#555555;word-break:break-all;">Dated',
+    )
+    assert layout(chromium, broken, tmp_path, 390)["broken"]
