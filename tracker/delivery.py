@@ -144,7 +144,12 @@ def build_digest(
         extra = json.loads(change.get("document_extra") or "{}")
         change["digest_group"] = digest_group(change["source"], extra)
     digest = Digest.of_changes(
-        now, changes, note, source_titles(), DIGEST_GROUPS, subscriber.describe()
+        now,
+        changes,
+        note,
+        source_titles(),
+        DIGEST_GROUPS,
+        "" if subscriber is EVERYONE else subscriber.describe(),
     )
     message_id = make_msgid(idstring=subscriber.name, domain=_domain(config))
     if subscriber.webhook:
