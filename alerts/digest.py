@@ -74,6 +74,8 @@ class DigestEntry:
     group: str = ""  # its digest section (the caller's `group_titles` key); "": its source
     functions: tuple[str, ...] = ()
     listed_under: str = ""  # a topic-page row: the page's sections it is listed under
+    excerpt: str = ""  # a new document: the start of its text
+    last_seen: str = ""  # a removed one: the day it was last listed
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -90,7 +92,11 @@ class DigestEntry:
             change["fields"],
             tuple(_json(change.get("changed")) or ()),
             change["detected_at"],
-            tags=tuple(change.get("functions", []) + change.get("products", [])),
+            tags=tuple(
+                change.get("functions", [])
+                + change.get("products", [])
+                + change.get("entity_types", [])
+            ),
             doc_type=str(extra.get("doc_type_desc") or extra.get("feed") or ""),
             references=tuple(document.get("references", [])),
             effective=effective[0]["date"] if effective else "",
@@ -99,6 +105,8 @@ class DigestEntry:
             group=str(change.get("digest_group", "")),
             functions=tuple(change.get("functions", [])),
             listed_under=", ".join(extra.get("sections") or []),
+            excerpt=_excerpt(document.get("text") or "") if change["kind"] == "new" else "",
+            last_seen=str(change.get("document_last_seen") or "")[:10],
         )
 
     @property
@@ -113,6 +121,13 @@ class DigestEntry:
         """The word changes as plain text: [-removed-] {+added+}."""
         marks = {"-": "[-{}-]", "+": "{{+{}+}}", "=": "{}"}
         return [" ".join(marks[op].format(words) for op, words in p) for p in self.word_changes]
+
+    @property
+    def other_fields(self) -> list[str]:
+        """Changed fields not shown as "field: old → new" below (so none is named twice);
+        word-level passages carry no name, so their fields stay here."""
+        shown = {line.split(":", 1)[0] for line in self.value_changes}
+        return [f for f in self.fields if f not in shown]
 
     @property
     def value_changes(self) -> list[str]:
@@ -367,6 +382,17 @@ def _slack(text: str) -> str:
 
 
 MAX_PASSAGES = 3  # word-level passages shown per entry
+
+
+EXCERPT_CHARS = 240
+
+
+def _excerpt(text: str) -> str:
+    """The start of a text, cut at a word, for a new document's entry."""
+    text = " ".join(text.split())
+    if len(text) <= EXCERPT_CHARS:
+        return text
+    return text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
 
 
 def _date(text: str) -> date:

@@ -272,3 +272,38 @@ def test_words_and_dates_are_never_broken_only_urls_may_wrap():
 )
 def test_each_source_says_which_section_its_documents_go_in(source, extra, group):
     assert digest_group(source, extra) == group
+
+
+def test_entries_say_what_they_are_without_naming_a_field_twice():
+    new = DigestEntry.from_change(
+        {
+            **change(1, "pages", "https://www.hkma.gov.hk/x.pdf"),
+            "functions": ["AML/CFT"],
+            "products": ["Banking"],
+            "entity_types": ["Banks (authorized institutions)"],
+            "document_extra": '{"sections": ["Circulars"]}',
+            "document_content": '{"text": "' + "word " * 100 + '"}',
+        }
+    )
+    assert new.tags == ("AML/CFT", "Banking", "Banks (authorized institutions)")
+    assert new.listed_under == "Circulars"
+    assert new.excerpt.endswith(" …") and len(new.excerpt) <= 242
+    moved = dataclasses.replace(
+        new,
+        kind="changed",
+        fields=["date", "title"],
+        changed=changed(snapshot("old words", "2025-04-10"), snapshot("new words", "2025-12-15"))[
+            1
+        ],
+    )
+    assert moved.value_changes == ["date: 2025-04-10 → 2025-12-15"]
+    assert moved.other_fields == ["title"]  # its words are shown, unnamed
+    removed = DigestEntry.from_change(
+        {
+            **change(2, "pages", "https://www.hkma.gov.hk/y.pdf", kind="removed"),
+            "document_extra": '{"sections": ["Guidance papers"]}',
+            "document_last_seen": "2026-11-20T01:00:00+00:00",
+        }
+    )
+    text = Digest(datetime(2026, 11, 22, tzinfo=UTC), [removed]).render_text()
+    assert "Removed from: Guidance papers" in text and "Last listed 2026-11-20" in text
