@@ -162,3 +162,36 @@ def test_rule_keys_as_people_write_them(written, key):
     from tracker.rules import rule_key
 
     assert rule_key(written) == key
+
+
+# Real titles of HKMA's feeds and topic pages (../shared/hkma-samples) that tagged wrongly:
+# the organisation's name, a speaker's byline, a UN resolution, a market-operations title.
+@pytest.mark.parametrize(
+    ("title", "must", "must_not"),
+    [
+        (
+            "Keynote Speech at International Symposium on Digital Fraud Prevention and Detection "
+            "by Raymond Chan, Executive Director (Enforcement and AML), Hong Kong Monetary "
+            "Authority",
+            {"Fraud"},
+            {"AML/CFT", "Legal"},  # (a symposium is Financial by the taxonomy's events rule)
+        ),
+        (
+            "United Nations Security Council Resolution concerning the Democratic People’s "
+            "Republic of Korea and Combating Financing of Weapons of Mass Destruction Activities",
+            {"AML/CFT"},
+            {"Resolution"},
+        ),
+        (
+            "New Measures to Support the Development of Hong Kong’s Fixed Income and Currency "
+            "Market and Offshore RMB Business",
+            {"Financial"},
+            set(),
+        ),
+        ("Exchange Fund Bills and Notes tender results", {"Financial"}, set()),
+        ("HKMA announces appointment of Deputy Chief Executive", set(), {"Financial"}),
+    ],
+)
+def test_names_and_bylines_are_not_subjects(title, must, must_not):
+    functions = set(tag(Taggable(title, ""), load_taxonomy())["functions"])
+    assert must <= functions and not (must_not & functions), functions

@@ -3,6 +3,7 @@ document and a taxonomy (tracker/taxonomy.toml, overridable with `[tagging] taxo
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
 import tomllib
@@ -71,6 +72,14 @@ class Taxonomy:
     max_mentions: int
     weights: dict[str, float]
     rules: tuple[TagRule, ...]
+    # Matched and removed before any rule: the organisation's name, speakers' bylines.
+    not_subject: tuple[re.Pattern[str], ...] = ()
+
+    def subject(self, text: str) -> str:
+        """`text` without what names the organisation or a speaker rather than a subject."""
+        for pattern in self.not_subject:
+            text = pattern.sub(" ", text)
+        return text
 
     def names(self, kind: str) -> list[str]:
         return [r.name for r in self.rules if r.kind == kind]
@@ -101,7 +110,7 @@ def _load_taxonomy(path: Path, mtime_ns: int, size: int) -> Taxonomy:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as error:
         raise TaxonomyError(f"taxonomy {path}: {error}") from error
-    unknown = set(data) - {"version", "threshold", "max_mentions", "weights", *KINDS}
+    unknown = set(data) - {"version", "threshold", "max_mentions", "weights", "not_subject", *KINDS}
     if unknown:
         raise TaxonomyError(f"taxonomy {path}: unknown key {sorted(unknown)[0]!r}")
     weights = {"title": 3.0, "text": 1.0, "weak_title": 1.5, "weak_text": 0.5, "metadata": 3.0}
@@ -142,7 +151,12 @@ def _load_taxonomy(path: Path, mtime_ns: int, size: int) -> Taxonomy:
                         f"taxonomy {path}: {kind}: {alias!r} names both "
                         f"{spelled[alias.casefold()]!r} and {rule.name!r}"
                     )
+    try:
+        not_subject = tuple(re.compile(p) for p in data.get("not_subject", []))
+    except re.error as error:
+        raise TaxonomyError(f"taxonomy {path}: not_subject: bad pattern: {error}") from error
     return Taxonomy(
+        not_subject=not_subject,
         version=str(data.get("version", "unversioned")),
         threshold=float(data.get("threshold", 3.0)),
         max_mentions=int(data.get("max_mentions", 3)),
@@ -233,8 +247,11 @@ def tag(doc: Taggable, taxonomy: Taxonomy) -> dict[str, dict[str, list[dict[str,
 
     Only tags whose evidence weighs at least the taxonomy's threshold are returned.
     """
-    body = " ".join(filter(None, [doc.text, (doc.document or {}).get("text", "")]))
+    body = taxonomy.subject(
+        " ".join(filter(None, [doc.text, (doc.document or {}).get("text", "")]))
+    )
     folded = body.casefold()
+    doc = dataclasses.replace(doc, title=taxonomy.subject(doc.title))
     result: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {} for kind in KINDS}
     for rule in taxonomy.rules:
         score, evidence = _score(rule, doc, body, folded, taxonomy)
