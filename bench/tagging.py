@@ -1,7 +1,7 @@
 """Tagging quality on the hand-labelled real HKMA titles (tests/labelled/titles.toml).
 
 Prints per-tag and micro-averaged precision, recall and F1 for functions and products.
-Run: `python bench/tagging.py` (or `make bench`). Aim: micro F1 >= 0.85 on both.
+Run: `python bench/tagging.py` (or `make bench`). Aim: micro F1 >= 0.85 on every set (0.90 for routing).
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from tracker.tagging import Taggable, load_taxonomy, tag
 LABELLED = Path(__file__).parents[1] / "tests" / "labelled"
 # titles.toml was in view while the taxonomy's rules were written (in-sample figures);
 # heldout.toml was labelled first and never used for tuning (the honest figures).
-SETS = ("titles.toml", "heldout.toml")
+# fresh.toml (issue 15): 100 more, labelled before the tagger ran on them, never used to tune.
+SETS = ("titles.toml", "heldout.toml", "fresh.toml")
 
 
 def ratio(a: int, b: int) -> float:
@@ -69,7 +70,7 @@ def main() -> int:
     for name, (f_functions, f_products) in results.items():
         print(f"{name:13} micro F1: functions {f_functions:.3f}, products {f_products:.3f}")
     ok = all(f >= 0.85 for pair in results.values() for f in pair)
-    print("target 0.85 on both sets:", "met" if ok else "NOT met")
+    print("target 0.85 on every set:", "met" if ok else "NOT met")
     return 0 if ok else 1
 
 
