@@ -195,3 +195,26 @@ def test_rule_keys_as_people_write_them(written, key):
 def test_names_and_bylines_are_not_subjects(title, must, must_not):
     functions = set(tag(Taggable(title, ""), load_taxonomy())["functions"])
     assert must <= functions and not (must_not & functions), functions
+
+
+@pytest.mark.parametrize(
+    ("topic", "function"),
+    [
+        ("AML & CFT", "AML/CFT"),
+        ("Financial Sanctions", "AML/CFT"),
+        ("AML & CFT - Financial Sanctions", "AML/CFT"),  # if BRDR joins topic and subtopic
+        ("Green & Sustainable Banking", "Environment"),
+        ("Fintech: Regtech", "Technology"),
+        ("Capital Adequacy", "Capital"),
+    ],
+)
+def test_brdr_topics_are_evidence(topic, function):
+    doc = Taggable("Circular", "", "brdr", extra={"topics": [topic]})
+    tags = tag(doc, load_taxonomy())
+    assert function in tags["functions"], tags
+    assert tags["functions"][function][0]["where"] == "metadata"
+
+
+def test_a_generic_subtopic_alone_is_no_evidence():
+    doc = Taggable("Circular", "", "brdr", extra={"topics": ["Others"]})
+    assert tag(doc, load_taxonomy())["functions"] == {}

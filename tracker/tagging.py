@@ -43,6 +43,17 @@ class Term:
     needle: str | None = None
 
 
+# How BRDR may join a topic and its subtopic in one name (`topicSubtopicDesc`, whose form is
+# unverified): "AML & CFT - Financial Sanctions" is matched as both names.
+_TOPIC_JOINS = re.compile(r"\s*[:>|]\s*|\s+[-–]\s+")
+
+
+def _topic_names(topic: str) -> set[str]:
+    """A BRDR topic as the names a taxonomy may list: whole, and each part if joined."""
+    whole = topic.strip().lower()
+    return {whole, *(part.strip() for part in _TOPIC_JOINS.split(whole) if part.strip())}
+
+
 def _term(text: str) -> Term:
     if _CJK.search(text):  # Chinese has no word boundaries to respect
         return Term(text, re.compile(re.escape(text)), text.casefold())
@@ -193,7 +204,9 @@ def _metadata_evidence(rule: TagRule, doc: Taggable) -> list[str]:
         found.append(f"feed {extra['feed']}")
     page = str(extra.get("page") or (doc.url if extra.get("kind") == "topic-page" else ""))
     found += [f"listed on topic page {p}" for p in rule.pages if p in page]
-    found += [f"BRDR topic {t}" for t in extra.get("topics", []) if t.lower() in rule.brdr_topics]
+    found += [
+        f"BRDR topic {t}" for t in extra.get("topics", []) if _topic_names(t) & rule.brdr_topics
+    ]
     codes = [
         extra.get("spm_code") or "",
         *SPM_CODE.findall(doc.title),
