@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-fast browser demo lint bench clean
+.PHONY: run test test-fast browser demo lint bench bench-scale clean
 
 $(BIN)/hkma-tracker: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench: $(BIN)/hkma-tracker
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/big_html.py
 	$(BIN)/python bench/kill_pass.py
+
+bench-scale: $(BIN)/hkma-tracker  ## histories of 10k and 100k versions (about 15 minutes; see the script for 1M)
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
