@@ -69,6 +69,7 @@ class DigestEntry:
     doc_type: str = ""  # "CIR - Circular", "circulars" feed, ...
     references: tuple[str, ...] = ()  # circular reference numbers from the document
     effective: str = ""  # the first effective date the document states
+    closes: str = ""  # the date its consultation closes, where the document states one
     document_id: str = ""
     standing: str = ""  # "superseded by ...", "withdrawn from the current register"
     group: str = ""  # its digest section (the caller's `group_titles` key); "": its source
@@ -82,6 +83,7 @@ class DigestEntry:
         extra = _json(change.get("document_extra")) or {}
         document = _json(change.get("document_content")) or {}
         effective = document.get("effective_dates") or []
+        closes = document.get("consultation_closes") or []
         return cls(
             change["id"],
             change["kind"],
@@ -100,6 +102,7 @@ class DigestEntry:
             doc_type=str(extra.get("doc_type_desc") or extra.get("feed") or ""),
             references=tuple(document.get("references", [])),
             effective=effective[0]["date"] if effective else "",
+            closes=closes[0]["date"] if closes else "",
             document_id=str(change.get("document_id", "")),
             standing=standing(extra),
             group=str(change.get("digest_group", "")),
@@ -267,19 +270,21 @@ class Digest:
         ]
 
     def summary(self) -> dict[str, Any]:
-        """What an officer reads first: counts by kind and by function, and what takes effect
-        within 30 days of the digest (date, title), soonest first."""
+        """What an officer reads first: counts by kind and by function, what takes effect and
+        which consultations close within 30 days of the digest (date, title), soonest first."""
         today = self.created_at.astimezone(HONG_KONG).date()
-        soon = sorted(
-            (e.effective, e.title)
-            for e in self.entries
-            if e.effective and today <= _date(e.effective) <= today + SOON
-        )
+
+        def within(day: str) -> bool:
+            return bool(day) and today <= _date(day) <= today + SOON
+
+        soon = sorted((e.effective, e.title) for e in self.entries if within(e.effective))
+        closing = sorted((e.closes, e.title) for e in self.entries if within(e.closes))
         by_function = Counter(f for e in self.entries for f in e.functions)
         return {
             "kinds": self.counts(),
             "functions": dict(sorted(by_function.items(), key=lambda kv: (-kv[1], kv[0]))),
             "effective_soon": soon,
+            "closing_soon": closing,
         }
 
     @property

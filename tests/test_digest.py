@@ -201,7 +201,7 @@ def test_two_changes_of_one_document_are_one_entry():
     assert entry.word_change_lines == ["[-Old.-] {+New.+}"]
 
 
-def grouped(change_id, kind, group, day, title, functions=(), effective=""):
+def grouped(change_id, kind, group, day, title, functions=(), effective="", closes=""):
     return dataclasses.replace(
         entry(change_id, kind, "rss", title),
         group=group,
@@ -209,6 +209,7 @@ def grouped(change_id, kind, group, day, title, functions=(), effective=""):
         functions=tuple(functions),
         tags=tuple(functions),
         effective=effective,
+        closes=closes,
     )
 
 
@@ -219,7 +220,16 @@ MIXED = Digest(
         grouped(2, "new", "instruments", "2026-10-01", "Older circular", ["AML/CFT"], "2026-12-01"),
         grouped(3, "changed", "pages", "2026-11-21", "A page row"),
         grouped(4, "new", "instruments", "2026-11-18", "Newer circular", ["AML/CFT", "Fraud"]),
-        grouped(5, "new", "consultations", "2026-11-19", "Consultation paper", [], "2027-03-01"),
+        grouped(
+            5,
+            "new",
+            "consultations",
+            "2026-11-19",
+            "Consultation paper",
+            [],
+            "2027-03-01",
+            "2026-12-19",
+        ),
         grouped(6, "removed", "instruments", "2026-11-18", "Withdrawn guideline", [], "2026-11-01"),
     ],
     source_titles=source_titles(),
@@ -242,10 +252,12 @@ def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
         "kinds": {"new": 4, "changed": 1, "removed": 1},
         "functions": {"AML/CFT": 2, "Financial": 1, "Fraud": 1},
         "effective_soon": [("2026-12-01", "Older circular")],  # not the past, not March
+        "closing_soon": [("2026-12-19", "Consultation paper")],
     }
     text, html = MIXED.render_text(), MIXED.render_html()
     for part in (text, html):
         assert part.index("Takes effect 2026-12-01") < part.index("Newer circular")
+        assert part.index("Consultation closes 2026-12-19") < part.index("Newer circular")
         assert "Generated 2026-11-22 11:00 HKT" in part and "UTC" not in part
         assert "aml-team (functions: AML/CFT)" in part
     order = [text.index(title) for title in ("== Circulars", "== Consultations", "== Topic")]

@@ -63,3 +63,35 @@ from tracker.extract import document_fields
 )
 def test_document_fields(text, field, expected):
     assert document_fields(text)[field] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "Please send your comments to the HKMA by 30 June 2026. Thank you.",
+            [
+                {
+                    "date": "2026-06-30",
+                    "sentence": "Please send your comments to the HKMA by 30 June 2026.",
+                }
+            ],
+        ),
+        (
+            "The consultation period ends on 15 January 2027.",
+            [
+                {
+                    "date": "2027-01-15",
+                    "sentence": "The consultation period ends on 15 January 2027.",
+                }
+            ],
+        ),
+        # An effective date is not a consultation's close, and plain dates are nothing.
+        ("The revised requirements will take effect on 1 March 2026.", None),
+        ("Our Ref.: B1/15C 12 December 2025 The Chief Executive", None),
+    ],
+)
+def test_consultation_close_dates(text, expected):
+    # Absent, not empty, where none is stated: documents read before the field existed keep
+    # their content (and their hash) when read again.
+    assert document_fields(text).get("consultation_closes") == expected

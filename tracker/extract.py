@@ -35,6 +35,12 @@ _MONTHS = (
     r"December|Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)"
 )
 _DATE = re.compile(rf"\b(\d{{1,2}}\s+{_MONTHS}\s+\d{{4}}|{_MONTHS}\s+\d{{1,2}},\s+\d{{4}})\b")
+# "Please send comments to ... by 30 June 2026", "The consultation period ends on ...".
+_CLOSES = re.compile(
+    r"\b(consultation|comments?|views|feedback|submissions?|responses?)\b.*?"
+    r"\b(by|before|no\s+later\s+than|until|end[s]?\s+on|close[s]?\s+on|deadline)\b",
+    re.IGNORECASE,
+)
 _SUPERSEDE = re.compile(
     r"\b(supersed(?:e|es|ed|ing)|replac(?:e|es|ed|ing)|revised|revision|amended)\b",
     re.IGNORECASE,
@@ -60,13 +66,18 @@ def _unique(values: list[str]) -> list[str]:
 def document_fields(text: str) -> dict[str, Any]:
     """Structured fields of a document's text, each a list (empty when not found)."""
     sentences = _sentences(text)
-    effective = []
+    effective, closes = [], []
     for sentence in sentences:
+        dated = [
+            {"date": iso, "sentence": sentence[:MAX_SENTENCE]}
+            for found in _DATE.findall(sentence)
+            if (iso := _iso(found))
+        ]
         if _EFFECTIVE.search(sentence):
-            for found in _DATE.findall(sentence):
-                if iso := _iso(found):
-                    effective.append({"date": iso, "sentence": sentence[:MAX_SENTENCE]})
-    return {
+            effective += dated
+        elif _CLOSES.search(sentence):
+            closes += dated
+    fields: dict[str, Any] = {
         "references": _unique(REFERENCE.findall(text)),
         "addressees": _unique(
             ["All " + re.sub(r"\s+", " ", m.group(1)).lower() for m in _ADDRESSEE.finditer(text)]
@@ -77,3 +88,6 @@ def document_fields(text: str) -> dict[str, Any]:
             :MAX_MENTIONS
         ],
     }
+    if closes:  # only when found: documents read before this field existed do not change
+        fields["consultation_closes"] = closes[:MAX_MENTIONS]
+    return fields
