@@ -9,7 +9,7 @@ from typing import Any
 
 import sqlite_utils
 
-from storage.db import FETCH_DUE, FETCH_REVALIDATED, utc_now
+from storage.db import FETCH_DUE, FETCH_REVALIDATED, LINKED, utc_now
 from storage.records import (
     KINDS,
     ChangeEvent,
@@ -561,8 +561,7 @@ def linked_document_states(db: sqlite_utils.Database) -> dict[str, int]:
     return {
         status or "waiting": count
         for status, count in db.execute(
-            "SELECT fetch_status, count(*) FROM documents WHERE status = 'active' "
-            "AND json_extract(extra, '$.document_url') IS NOT NULL GROUP BY 1"
+            f"SELECT fetch_status, count(*) FROM documents WHERE {LINKED} GROUP BY 1"  # noqa: S608
         ).fetchall()
     }
 
