@@ -19,6 +19,7 @@ copies the 100k history's rows ten times (ingesting 1M would take hours; 30 GB o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import os
@@ -31,11 +32,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from storage.db import open_db, open_readonly
+from storage.db import open_db, open_readonly, write_transaction
+from storage.history import fetch_candidates, finish_run, start_run
+from storage.links import update_links
+from storage.records import SourcePlan
 from tracker.config import Config, load_config
+from tracker.documents import revalidate_before, select_fetches
+from tracker.rules import links_of
 from tracker.run import RunReport, record_source
 from tracker.tagging import Tagger
 
@@ -69,8 +76,6 @@ CHINESE_QUERIES = ["洗錢", "穩定幣", "資本充足", "風險管理", "監�
 
 def config_for(feeds: dict[str, str]) -> Config:
     """The shipped config, reading only `feeds` of the RSS source and no documents."""
-    import dataclasses
-
     config = load_config(None)
     sources = {name: {**spec, "enabled": name == "rss"} for name, spec in config.sources.items()}
     sources["rss"] = {**sources["rss"], "feeds": feeds}
@@ -120,29 +125,24 @@ def result_of(listing: str, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"outcomes": [outcome], "items": items, "stats": {}, "finish_reason": "finished"}
 
 
-def ingest(db_path: Path, listing: str, items: list[dict[str, Any]]) -> None:
+def record(db: Any, listing: str, items: list[dict[str, Any]]) -> tuple[int, SourcePlan]:
+    """One run of the RSS source listing `items` under `listing`, decided and written by the
+    tracker's own step (`record_source`); the run id and its plan."""
     config = config_for({"feed": listing})
+    run_id = start_run(db, "bench")
+    states = {listing: {"last_healthy_items": len(items), "last_full_items": len(items)}}
+    result = result_of(listing, items)
+    plan = record_source(
+        config, db, "rss", result, states, {}, RunReport(run_id), Tagger(config.taxonomy)
+    )
+    finish_run(db, run_id, "ok", 0)
+    return run_id, plan
+
+
+def ingest(db_path: Path, listing: str, items: list[dict[str, Any]]) -> None:
     db = open_db(db_path)
     try:
-        run_id = int(
-            db.execute(
-                "INSERT INTO runs (command, started_at, status) VALUES ('bench', '', 'ok')"
-            ).lastrowid
-            or 0
-        )
-        db.commit()
-        report = RunReport(run_id)
-        states = {listing: {"last_healthy_items": len(items), "last_full_items": len(items)}}
-        record_source(
-            config,
-            db,
-            "rss",
-            result_of(listing, items),
-            states,
-            {},
-            report,
-            Tagger(config.taxonomy),
-        )
+        record(db, listing, items)
     finally:
         db.close()
 
@@ -245,29 +245,9 @@ def hot_items(versions: int) -> list[dict[str, Any]]:
 
 def measure_no_change(db_path: Path, versions: int) -> dict[str, Any]:
     items = hot_items(versions)
-    config = config_for({"feed": FEED})
     db = open_db(db_path)
-    run_id = int(
-        db.execute(
-            "INSERT INTO runs (command, started_at, status) VALUES ('bench', '', 'ok')"
-        ).lastrowid
-        or 0
-    )
-    db.commit()
-    report = RunReport(run_id)
-    states = {FEED: {"last_healthy_items": HOT, "last_full_items": HOT}}
-    from datetime import UTC, datetime
-
-    from storage.db import write_transaction
-    from storage.history import fetch_candidates
-    from storage.links import update_links
-    from tracker.documents import revalidate_before, select_fetches
-    from tracker.rules import links_of
-
     started = time.perf_counter()
-    plan = record_source(
-        config, db, "rss", result_of(FEED, items), states, {}, report, Tagger(config.taxonomy)
-    )
+    run_id, plan = record(db, FEED, items)
     decided = time.perf_counter()
     with write_transaction(db):
         update_links(db, links_of, run_id)
