@@ -82,20 +82,26 @@ def config_for(feeds: dict[str, str]) -> Config:
     return dataclasses.replace(config, sources=sources)
 
 
-def text_of(rng: random.Random, chinese: bool) -> str:
+def text_of(rng: random.Random, chinese: bool) -> tuple[str, list[str]]:
+    """A text and the regulatory topics it is about."""
     size = rng.randint(2_000, 20_000)
     if chinese:
-        return "".join(rng.choice(HANZI) for _ in range(size // 3))
+        return "".join(rng.choice(HANZI) for _ in range(size // 3)), []
     words = rng.choices(VOCABULARY, cum_weights=_ZIPF, k=size // 7)
-    for topic in rng.sample(TOPICS, 2):
+    topics = rng.sample(TOPICS, 2)
+    for topic in topics:
         for _ in range(rng.randint(1, 5)):
             words.insert(rng.randrange(len(words)), topic)
-    return " ".join(words)
+    return " ".join(words), topics
 
 
 def item(rng: random.Random, n: int, listing: str, amended: bool = False) -> dict[str, Any]:
     chinese = n % 10 == 0
-    title = f"Circular {n}: " + " ".join(rng.choices(VOCABULARY, cum_weights=_ZIPF, k=12))
+    text, topics = text_of(rng, chinese)
+    # A third of titles name their subject, as "Guideline on Anti-Money Laundering ..." does.
+    subject = f"{topics[0].capitalize()}: " if topics and n % 3 == 0 else ""
+    words = " ".join(rng.choices(VOCABULARY, cum_weights=_ZIPF, k=12))
+    title = f"Circular {n}: {subject}{words}"
     extra: dict[str, Any] = {"feed": "circulars"}
     if n % 2:
         extra["document_url"] = (
@@ -108,7 +114,7 @@ def item(rng: random.Random, n: int, listing: str, amended: bool = False) -> dic
         "title": title[:80] + (" (amended)" if amended else ""),
         "url": f"{HKMA}/eng/news-and-media/circulars/{n}",
         "date": f"20{10 + n % 16:02d}-{1 + n % 12:02d}-{1 + n % 28:02d}",
-        "text": text_of(rng, chinese),
+        "text": text,
         "extra": extra,
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
@@ -67,20 +68,44 @@ def count_matches(db: sqlite_utils.Database, text: str) -> int:
     return int(db.execute(sql, [query]).fetchone()[0])
 
 
-def search(db: sqlite_utils.Database, text: str, limit: int = 20) -> list[dict[str, Any]]:
+RANK_WINDOW = 10_000
+"""The most documents one search ranks. Ranking costs about a microsecond per match, so a
+query matching a few percent of a million documents would take 50 ms or more; past this many
+matches only the newest (by when first seen) are ranked, and `Found.newest_ranked` says so.
+HKMA publishes about a thousand documents a year: only a broad word over a long history of
+several regulators reaches it."""
+
+
+@dataclass(frozen=True)
+class Found:
+    hits: list[dict[str, Any]]
+    newest_ranked: int | None = None  # when more documents matched: how many, the newest, ranked
+
+
+def search(
+    db: sqlite_utils.Database, text: str, limit: int = 20, window: int | None = None
+) -> Found:
     """Documents matching every word of `text`, best first, with a snippet.
 
-    The best `limit` are chosen from the index alone; only those are joined and given a
-    snippet, so the cost follows the matches' count, not the history's size."""
+    The best `limit` are chosen from the index alone, among the newest `window` matches
+    (`RANK_WINDOW`, or `limit` if more); only those are joined and given a snippet, so the
+    cost follows the matches' count up to that bound, never the history's size."""
     query = fts_query(text)
     if not query:
-        return []
+        return Found([])
+    window = max(window or RANK_WINDOW, limit)
+    # Index rowids are documents' rowids, which grow as documents are first seen.
+    past_window = db.execute(
+        "SELECT rowid FROM documents_fts WHERE documents_fts MATCH ? "
+        "ORDER BY rowid DESC LIMIT 1 OFFSET ?",
+        [query, window],
+    ).fetchone()
     ranked = [
         row[0]
         for row in db.execute(
-            "SELECT rowid FROM documents_fts WHERE documents_fts MATCH ? "
+            "SELECT rowid FROM documents_fts WHERE documents_fts MATCH ? AND rowid > ? "
             "ORDER BY bm25(documents_fts, 0, 5.0, 1.0, 1.0) LIMIT ?",
-            [query, limit],
+            [query, past_window[0] if past_window else 0, limit],
         )
     ]
     hits = []
@@ -97,4 +122,4 @@ def search(db: sqlite_utils.Database, text: str, limit: int = 20) -> list[dict[s
         if not row["snippet"].strip(" …"):  # matched in a title or in Chinese only
             row["snippet"] = ""
         hits.append(row)
-    return hits
+    return Found(hits, window if past_window else None)

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from conftest import DEMO_PAGE, FIXTURES
 
 from storage.db import open_db
-from storage.search import cjk_terms
+from storage.search import cjk_terms, search
 from tracker.cli import cli
 from tracker.demo import DEMO_SITE
 from tracker.demo_apis import CIRCULAR, BrdrFake, DocumentsFake, load, make_pdf
@@ -241,6 +241,26 @@ def test_search_finds_other_forms_phrases_and_prefixes_and_says_what_it_left_out
     assert f"2 of {total} shown (--limit shows more)" in cut.stderr
     none = runner.invoke(cli, ["--db", str(history["db"]), "search", "zzyzx"])
     assert (none.exit_code, none.stdout, none.stderr) == (0, "", "no document matches\n")
+
+
+def test_search_ranks_the_newest_matches_past_its_window_and_says_so(history, monkeypatch):
+    db = open_db(history["db"])
+    best = search(db, "money", 10_000)
+    assert best.newest_ranked is None and len(best.hits) > 4  # every match ranked
+    rowid = dict(db.execute("SELECT id, rowid FROM documents").fetchall())
+    newest = sorted((h["id"] for h in best.hits), key=rowid.get)[-4:]
+    windowed = search(db, "money", 2, window=4)
+    assert windowed.newest_ranked == 4
+    assert [h["id"] for h in windowed.hits] != [h["id"] for h in best.hits[:2]]  # it mattered
+    assert [h["id"] for h in windowed.hits] == [h["id"] for h in best.hits if h["id"] in newest][:2]
+    assert search(db, "money", 2, window=len(best.hits)).hits == best.hits[:2]  # none left out
+
+    monkeypatch.setattr("storage.search.RANK_WINDOW", 4)
+    cut = CliRunner().invoke(cli, ["--db", str(history["db"]), "search", "money", "--limit", "2"])
+    assert cut.exit_code == 0
+    assert f"2 of {len(best.hits)} shown (--limit shows more); the best of the newest 4 " in (
+        cut.stderr
+    )
 
 
 def test_search_in_chinese(history):

@@ -111,7 +111,7 @@ def test_search_finds_what_it_found_and_the_index_is_consistent(upgraded):
     db = open_db(path)
     db.execute("INSERT INTO documents_fts (documents_fts) VALUES ('integrity-check')")
     for word, found in before["found"].items():
-        assert sorted(h["id"] for h in search(db, word, 10_000)) == found, word
+        assert sorted(h["id"] for h in search(db, word, 10_000).hits) == found, word
     assert any(before["found"].values())
 
 

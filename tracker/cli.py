@@ -434,12 +434,12 @@ def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
     if not query.split():
         raise UsageProblem("search: give at least one word")
     db = obj.readonly_db()
-    hits = search(db, query, limit)
-    render.search_hits(hits, as_json)
-    if not hits:
+    found = search(db, query, limit)
+    render.search_hits(found.hits, as_json)
+    if not found.hits:
         echo("no document matches", err=True)
-    elif len(hits) == limit and (total := count_matches(db, query)) > limit:
-        echo(f"{limit} of {total} shown (--limit shows more)", err=True)
+    elif len(found.hits) == limit and (total := count_matches(db, query)) > limit:
+        echo(render.search_cut(limit, total, found.newest_ranked), err=True)
 
 
 @cli.command("rule")

@@ -258,6 +258,14 @@ def search_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
             )
 
 
+def search_cut(shown: int, total: int, newest_ranked: int | None) -> str:
+    """What a search left out, for stderr."""
+    line = f"{shown} of {total} shown (--limit shows more)"
+    if newest_ranked:
+        line += f"; the best of the newest {newest_ranked} matches (add words to narrow)"
+    return line
+
+
 def timeline(key: str, entries: list[dict[str, Any]], as_json: bool) -> None:
     for entry in entries:
         if as_json:
