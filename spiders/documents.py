@@ -47,6 +47,12 @@ class FetchedDocument:
     bytes: int = 0
 
 
+def pdf_file_name(document_id: str) -> str:
+    """The name a fetched PDF gets in the output folder. It appears whole (written, then
+    renamed), so that the tracker can start reading it while the crawl goes on."""
+    return f"{hashlib.sha256(document_id.encode()).hexdigest()[:32]}.pdf"
+
+
 def looks_like_pdf(body: bytes) -> bool:
     # The header may follow a little junk (PDF 1.7, 7.5.2); HTML error pages never have it.
     return b"%PDF-" in body[:1024]
@@ -119,8 +125,10 @@ class DocumentsSpider(scrapy.Spider):
             return
         content_type = (_header(response, b"Content-Type") or "").lower()
         if looks_like_pdf(response.body):
-            path = self.output / f"{hashlib.sha256(doc_id.encode()).hexdigest()[:32]}.pdf"
-            path.write_bytes(response.body)
+            path = self.output / pdf_file_name(doc_id)
+            partial = path.with_suffix(".part")
+            partial.write_bytes(response.body)
+            partial.replace(path)
             yield FetchedDocument(status="fetched", format="pdf", pdf_file=str(path), **common)
             return
         if not isinstance(response, TextResponse) or "html" not in content_type:

@@ -168,6 +168,39 @@ def test_first_run_reads_every_linked_document_then_rereads_nothing(sites, confi
     assert events(db_path, again.run_id) == []
 
 
+def test_pdfs_are_read_while_the_crawl_still_fetches_others(sites, config, db_path, monkeypatch):
+    import tracker.document_text
+    import tracker.run
+
+    www, _, _ = sites
+    slow = make_pdf(circular("Circular 2"))
+    www.overrides[f"/{PDF_DIR}/{PDFS[2]}"] = Override(
+        body=slow, content_type="application/pdf", delay=2.0
+    )
+    read_at, crawl_ended = {}, []
+    real_result, real_crawl = tracker.document_text._result, tracker.run.crawl
+
+    def result(job):
+        read_at[job.key] = time.monotonic()
+        return real_result(job)
+
+    def crawl(*args, **kwargs):
+        results = real_crawl(*args, **kwargs)
+        crawl_ended.append(time.monotonic())
+        return results
+
+    monkeypatch.setattr(tracker.document_text, "_result", result)
+    monkeypatch.setattr(tracker.run, "crawl", crawl)
+    first = run(config, db_path)
+    assert first.documents.counts == {"fetched": 4}
+    documents_crawl_end = crawl_ended[-1]  # the listings' crawl came first
+    assert read_at[doc_id(PDFS[0])] < documents_crawl_end  # read while the slow one came
+    assert read_at[doc_id(PDFS[2])] > documents_crawl_end
+    for name in PDFS:  # each recorded as if read after the crawl
+        text = json.loads(row(db_path, doc_id(name))["document_content"])["text"]
+        assert f"Circular {PDFS.index(name)}" in text
+
+
 def test_reexport_with_the_same_text_is_not_a_change_but_an_edit_is(sites, config, db_path):
     www, _, page = sites
     run(config, db_path)
@@ -280,6 +313,12 @@ def test_pdfs_are_read_side_by_side_each_within_its_limits_and_the_run_deadline(
     assert texts["second"].text.startswith("Second circular")
     assert texts["long"].timed_out and texts["long"].text is None
     assert texts["broken"].text is None and texts["broken"].reason.startswith("unparsable:")
+
+    # More quick PDFs than workers: each is read as a worker comes free.
+    many = {f"quick{n}": paths["circular"] for n in range(6)}
+    texts, unread = extract_pdf_texts(many, timeout_s=30, memory_mb=512, workers=2)
+    read_alone = extract_pdf_text(paths["circular"], 30, 512).text
+    assert unread == [] and {k: t.text for k, t in texts.items()} == dict.fromkeys(many, read_alone)
 
     # At the run's deadline nothing more starts, and what runs is stopped: unread, not failed.
     texts, unread = extract_pdf_texts(

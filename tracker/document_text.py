@@ -89,6 +89,65 @@ def _past(moment: float | None) -> bool:
     return moment is not None and time.monotonic() >= moment
 
 
+class PdfReaders:
+    """PDFs read `workers` at a time, each in its own limited child. PDFs can be added while
+    others are read (as a crawl fetches them); `poll` takes what finished and starts more
+    without waiting, `finish` waits for the rest.
+
+    `stop_at` (a time.monotonic() value) is the run's deadline: PDFs not read by then are
+    returned apart, unread (their children killed), for the next run to read."""
+
+    def __init__(
+        self, timeout_s: float, memory_mb: int, workers: int = 2, stop_at: float | None = None
+    ) -> None:
+        self.timeout_s, self.memory_mb, self.workers = timeout_s, memory_mb, workers
+        self.stop_at = stop_at
+        self.pending: list[tuple[str, str | Path]] = []
+        self.running: list[_Extraction] = []
+        self.texts: dict[str, PdfText] = {}
+        self.unread: list[str] = []
+        self.added: set[str] = set()
+
+    def add(self, key: str, path: str | Path) -> None:
+        if key not in self.added:
+            self.added.add(key)
+            self.pending.append((key, path))
+            self.poll()
+
+    def poll(self, wait_s: float = 0.0) -> None:
+        """Start what may start; take what finished, waiting up to `wait_s` for one."""
+        while self.pending and len(self.running) < self.workers and not _past(self.stop_at):
+            key, path = self.pending.pop(0)
+            self.running.append(_start(key, path, self.timeout_s, self.memory_mb))
+        if not self.running:
+            return
+        wake = min(job.ends_at for job in self.running)
+        if self.stop_at is not None:
+            wake = min(wake, self.stop_at)
+        wait_s = min(wait_s, max(0.0, wake - time.monotonic()))
+        ready = wait([job.receiver for job in self.running], timeout=wait_s)
+        for job in list(self.running):
+            if job.receiver in ready:
+                self.texts[job.key] = _result(job)
+            elif time.monotonic() >= job.ends_at:
+                reason = f"unparsable: text extraction took over {self.timeout_s:g} s"
+                self.texts[job.key] = PdfText(None, reason, timed_out=True)
+            elif _past(self.stop_at):
+                self.unread.append(job.key)
+            else:
+                continue
+            self.running.remove(job)
+            _stop(job)
+
+    def finish(self) -> tuple[dict[str, PdfText], list[str]]:
+        """Every PDF's text (key -> text), and the keys the deadline left unread."""
+        while self.running or (self.pending and not _past(self.stop_at)):
+            self.poll(wait_s=3600.0)
+        self.unread += [key for key, _ in self.pending]  # the deadline came before they started
+        self.pending = []
+        return self.texts, self.unread
+
+
 def extract_pdf_texts(
     paths: dict[str, str | Path],
     timeout_s: float,
@@ -96,38 +155,11 @@ def extract_pdf_texts(
     workers: int = 2,
     stop_at: float | None = None,
 ) -> tuple[dict[str, PdfText], list[str]]:
-    """The text of each PDF (key -> path), `workers` at a time, each in its own limited child.
-
-    `stop_at` (a time.monotonic() value) is the run's deadline: PDFs not read by then are
-    returned apart, unread (their children killed), for the next run to read."""
-    pending = list(paths.items())
-    running: list[_Extraction] = []
-    texts: dict[str, PdfText] = {}
-    unread: list[str] = []
-    while pending or running:
-        while pending and len(running) < workers and not _past(stop_at):
-            key, path = pending.pop(0)
-            running.append(_start(key, path, timeout_s, memory_mb))
-        if not running:  # the deadline came before these could start
-            unread += [key for key, _ in pending]
-            break
-        wake = min(job.ends_at for job in running)
-        if stop_at is not None:
-            wake = min(wake, stop_at)
-        ready = wait([job.receiver for job in running], timeout=max(0.0, wake - time.monotonic()))
-        for job in list(running):
-            if job.receiver in ready:
-                texts[job.key] = _result(job)
-            elif time.monotonic() >= job.ends_at:
-                reason = f"unparsable: text extraction took over {timeout_s:g} s"
-                texts[job.key] = PdfText(None, reason, timed_out=True)
-            elif _past(stop_at):
-                unread.append(job.key)
-            else:
-                continue
-            running.remove(job)
-            _stop(job)
-    return texts, unread
+    """The text of each PDF (key -> path), as `PdfReaders` reads them."""
+    readers = PdfReaders(timeout_s, memory_mb, workers, stop_at)
+    for key, path in paths.items():
+        readers.add(key, path)
+    return readers.finish()
 
 
 def extract_pdf_text(path: str | Path, timeout_s: float, memory_mb: int) -> PdfText:

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any
 
 import sqlite_utils
 
+from spiders.documents import pdf_file_name
 from spiders.normalize import HONG_KONG
 from spiders.settings import settings_for
 from storage.db import open_db, utc_now, write_transaction
@@ -47,7 +49,7 @@ from tracker.delivery import (
     stuck_deliveries,
 )
 from tracker.detect import ListingHistory, plan_source
-from tracker.document_text import PdfText, extract_pdf_texts
+from tracker.document_text import PdfReaders, PdfText
 from tracker.documents import (
     MAX_UNPARSABLE_ATTEMPTS,
     plan_documents,
@@ -131,10 +133,12 @@ def crawl(
     spiders: dict[str, dict[str, Any]],
     workdir: Path,
     deadline: Deadline | None = None,
+    while_running: Callable[[], None] | None = None,
 ) -> dict[str, CrawlResult | None]:
     """Run `spiders` (name -> listings and options) in one child process; each one's result.
 
-    The child is killed at `process_timeout`, or sooner at the run's deadline."""
+    The child is killed at `process_timeout`, or sooner at the run's deadline. Meanwhile
+    `while_running` is called every tenth of a second (to read what has arrived so far)."""
     sources = list(spiders)
     job = {
         "output": str(workdir / "results"),
@@ -160,15 +164,22 @@ def crawl(
         env = dict(os.environ)
         if config.crawl.ca_bundle:
             env["SSL_CERT_FILE"] = config.crawl.ca_bundle
-        completed = subprocess.run(
+        with subprocess.Popen(
             [sys.executable, "-m", "spiders.crawl", str(job_path)],
-            timeout=timeout,
-            check=False,
             env=env,
             preexec_fn=functools.partial(die_with_parent, os.getpid()),
-        )
-        if completed.returncode != 0:
-            failure = f"crawl process exited with status {completed.returncode}"
+        ) as child:
+            ends_at = time.monotonic() + timeout
+            while child.poll() is None:
+                if time.monotonic() >= ends_at:
+                    child.kill()
+                    raise subprocess.TimeoutExpired(child.args, timeout)
+                if while_running:
+                    while_running()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    child.wait(min(0.1, max(0.0, ends_at - time.monotonic())))
+        if child.returncode != 0:
+            failure = f"crawl process exited with status {child.returncode}"
     except subprocess.TimeoutExpired:
         failure = why
     results: dict[str, CrawlResult | None] = {}
@@ -460,15 +471,23 @@ def _fetch_documents(
             report.documents = DocumentPlan(counts={"not fetchable": len(odd_links)})
         return
     with _workdir("documents") as workdir:
+        pdf_folder = Path(workdir) / "pdf"
         options = {
             "documents": requests,
-            "output": str(Path(workdir) / "pdf"),
+            "output": str(pdf_folder),
             "pdf_max_bytes": settings.pdf_max_bytes,
             "html_max_bytes": settings.html_max_bytes,
         }
         spiders = {"documents": {"listings": {}, "options": options}}
-        result = crawl(config, spiders, Path(workdir), deadline)["documents"] or {}
-        fetched, pdf_texts, unread = _read_pdfs(result.get("items", []), settings, deadline)
+        readers = _pdf_readers(settings, deadline)
+        read_arrived = functools.partial(
+            _read_arrived_pdfs,
+            readers,
+            pdf_folder,
+            {pdf_file_name(r["id"]): r["id"] for r in requests},
+        )
+        result = crawl(config, spiders, Path(workdir), deadline, read_arrived)["documents"] or {}
+        fetched, pdf_texts, unread = _read_pdfs(result.get("items", []), readers)
     if unread:  # their fetch results are dropped: still due, read by the next run
         report.unfinished.append(
             f"documents: PDFs not read: {unread} (run deadline reached); read next run"
@@ -486,10 +505,26 @@ def _fetch_documents(
     logger.info("documents: %s", plan.counts)
 
 
+def _pdf_readers(settings: DocumentSettings, deadline: Deadline | None) -> PdfReaders:
+    stop_at = time.monotonic() + deadline.remaining() if deadline else None
+    return PdfReaders(settings.pdf_timeout, settings.pdf_memory_mb, settings.pdf_workers, stop_at)
+
+
+def _read_arrived_pdfs(readers: PdfReaders, folder: Path, owners: dict[str, str]) -> None:
+    """Start reading the PDFs the crawl has written so far (it is still fetching others).
+    `owners`: file name -> document id."""
+    for path in folder.iterdir() if folder.is_dir() else []:
+        doc_id = owners.get(path.name)
+        if doc_id and doc_id not in readers.added:
+            readers.add(doc_id, path)
+    readers.poll()
+
+
 def _read_pdfs(
-    fetched: list[dict[str, Any]], settings: DocumentSettings, deadline: Deadline | None
+    fetched: list[dict[str, Any]], readers: PdfReaders
 ) -> tuple[list[dict[str, Any]], dict[str, PdfText], int]:
-    """The text of each fetched PDF, `pdf_workers` at a time, within the run's deadline.
+    """The text of each fetched PDF, within the run's deadline (most are read already, as
+    they arrived during the crawl).
 
     Returns the fetch results to record, the texts, and how many PDFs the deadline left
     unread: those results are not recorded, so the documents stay due."""
@@ -498,12 +533,12 @@ def _read_pdfs(
         for item in fetched
         if item["status"] == "fetched" and item["format"] == "pdf"
     }
-    stop_at = time.monotonic() + deadline.remaining() if deadline else None
-    texts, unread = extract_pdf_texts(
-        pdfs, settings.pdf_timeout, settings.pdf_memory_mb, settings.pdf_workers, stop_at
-    )
+    for doc_id, path in pdfs.items():
+        readers.add(doc_id, path)
+    texts, unread = readers.finish()
+    unread = [doc_id for doc_id in unread if doc_id in pdfs]
     kept = [item for item in fetched if item["document_id"] not in unread]
-    return kept, texts, len(unread)
+    return kept, {k: v for k, v in texts.items() if k in pdfs}, len(unread)
 
 
 def _log_source(plan: SourcePlan) -> None:
