@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import peak_rss_mb
+
 from tracker.config import load_config
 from tracker.demo import DEMO_PAGE, DEMO_SITE
 from tracker.loopback import Override, RecordedSite
@@ -48,12 +50,6 @@ DOCUMENTS = {  # path -> (size in bytes, whether the size is announced)
 def page(size: int) -> bytes:
     body = PARAGRAPH * (size // len(PARAGRAPH))
     return f"<html><body><h1>Large document</h1>{body}</body></html>".encode()
-
-
-def peak_rss_mb() -> float:
-    """This process's peak RSS since its exec (ru_maxrss would include the forking parent's)."""
-    status = Path("/proc/self/status").read_text()
-    return int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
 
 
 def measure(config_path: str, db: str, base_url: str) -> None:

@@ -19,12 +19,13 @@ copies the 100k history's rows ten times (ingesting 1M would take hours; 30 GB o
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import itertools
 import json
 import os
 import random
-import resource
+import runpy
 import shutil
 import sqlite3
 import statistics
@@ -35,6 +36,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from measure import peak_rss_mb
 
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import fetch_candidates, finish_run, start_run
@@ -290,15 +293,23 @@ def measure_search(db_path: Path) -> dict[str, Any]:
 
 
 def measure_cli(db_path: Path, *args: str) -> dict[str, Any]:
-    """Wall time and peak memory of one command (its own, not the largest child's so far)."""
+    """Wall time and peak memory of one command, run in a fresh process."""
     started = time.perf_counter()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "--db", str(db_path), *args], stdout=subprocess.DEVNULL
+    out = subprocess.run(
+        [sys.executable, __file__, "--step", "cli", "--db", str(db_path), "--", *args],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    assert child.returncode == 0, f"{args}: exit {child.returncode}"
-    return {"s": time.perf_counter() - started, "rss_mb": usage.ru_maxrss / 1024}
+    return {"s": time.perf_counter() - started, **json.loads(out.stderr.splitlines()[-1])}
+
+
+def run_cli(db_path: Path, args: list[str]) -> None:
+    """`hkma-tracker --db DB ARGS` in this process, its peak memory on stderr at exit."""
+    atexit.register(lambda: print(json.dumps({"rss_mb": peak_rss_mb()}), file=sys.stderr))
+    sys.argv = ["hkma-tracker", "--db", str(db_path), *args]
+    runpy.run_module("tracker", run_name="__main__")
 
 
 def child(step: str, db_path: Path, versions: int) -> dict[str, Any]:
@@ -321,9 +332,12 @@ def child(step: str, db_path: Path, versions: int) -> dict[str, Any]:
     return json.loads(out.stdout)
 
 
-def step_main(step: str, db_path: Path, versions: int) -> None:
+def step_main(step: str, db_path: Path, versions: int, rest: list[str]) -> None:
+    if step == "cli":
+        run_cli(db_path, rest)
+        return
     figures = measure_no_change(db_path, versions) if step == "run" else measure_search(db_path)
-    figures["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures["rss_mb"] = peak_rss_mb()
     print(json.dumps(figures))
 
 
@@ -340,9 +354,9 @@ def main() -> None:
         default=0,
         help="build larger sizes by copying the rows of this size's history (kept in --keep)",
     )
-    args = parser.parse_args()
+    args, rest = parser.parse_known_args()
     if args.step:
-        step_main(args.step, args.db, args.versions)
+        step_main(args.step, args.db, args.versions, [a for a in rest if a != "--"])
         return
     os.environ.setdefault("HKMA_TRACKER_LOOPBACK_ONLY", "1")
     folder = args.keep or Path(tempfile.mkdtemp(prefix="hkma-scale-"))
