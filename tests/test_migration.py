@@ -115,6 +115,19 @@ def test_search_finds_what_it_found_and_the_index_is_consistent(upgraded):
     assert any(before["found"].values())
 
 
+def test_vacuum_after_the_upgrade_as_the_readme_says_keeps_the_index_true(upgraded):
+    # The index points at documents by rowid, which SQLite only promises to keep for an
+    # INTEGER PRIMARY KEY; VACUUM (which the README suggests after upgrading) must keep it.
+    path, before = upgraded
+    open_db(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("VACUUM")
+    db = open_db(path)
+    db.execute("INSERT INTO documents_fts (documents_fts) VALUES ('integrity-check')")
+    for word, found in before["found"].items():
+        assert sorted(h["id"] for h in search(db, word, 10_000).hits) == found, word
+
+
 def test_listing_hashes_let_a_crawl_decide_without_reading_text(upgraded):
     path, _ = upgraded
     db = open_db(path)
