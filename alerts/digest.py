@@ -74,7 +74,7 @@ class DigestEntry:
     standing: str = ""  # "superseded by ...", "withdrawn from the current register"
     group: str = ""  # its digest section (the caller's `group_titles` key); "": its source
     functions: tuple[str, ...] = ()
-    listed_under: str = ""  # a topic-page row: the page's sections it is listed under
+    listed_under: str = ""  # a topic-page row's page and sections; where a removed one was
     excerpt: str = ""  # a new document: the start of its text
     last_seen: str = ""  # a removed one: the day it was last listed
 
@@ -102,12 +102,16 @@ class DigestEntry:
             doc_type=str(extra.get("doc_type_desc") or extra.get("feed") or ""),
             references=tuple(document.get("references", [])),
             effective=effective[0]["date"] if effective else "",
-            closes=closes[0]["date"] if closes else "",
+            # BRDR's register states a consultation's close; otherwise the document may.
+            closes=str((extra.get("consultation") or {}).get("closes") or "")
+            or (closes[0]["date"] if closes else ""),
             document_id=str(change.get("document_id", "")),
             standing=standing(extra),
             group=str(change.get("digest_group", "")),
             functions=tuple(change.get("functions", [])),
-            listed_under=", ".join(extra.get("sections") or []),
+            listed_under=str(change.get("listed_in") or "")
+            if change["kind"] == "removed" or extra.get("sections")
+            else "",
             excerpt=_excerpt(document.get("text") or "") if change["kind"] == "new" else "",
             last_seen=str(change.get("document_last_seen") or "")[:10],
         )

@@ -54,10 +54,12 @@ def unsent_changes(db: sqlite_utils.Database, subscriber: str) -> list[dict[str,
         change_record(row)
         for row in db.query(
             "SELECT c.*, d.functions, d.products, d.entity_types, d.extra AS document_extra, "
-            "d.last_seen_at AS document_last_seen, "
+            "d.last_seen_at AS document_last_seen, p.title AS listing_title, "
             "t.document_content, o.queued_at FROM outbox_items o "
             "JOIN changes c ON c.id = o.change_id JOIN documents d ON d.id = c.document_id "
             "JOIN texts t ON t.id = d.text_id "
+            # The listing's own document, where the listing is a page (topic pages).
+            "LEFT JOIN documents p ON p.id = d.source || ':' || d.listing "
             "WHERE o.subscriber = ? AND o.message IS NULL ORDER BY c.id",
             [subscriber],
         )

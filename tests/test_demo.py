@@ -35,6 +35,13 @@ def test_day_2_brings_news_from_every_source(demo):
     assert "Superseded by Revised: " in digest  # a supersession
     assert "take effect on 1 [-March-] {+June+} 2026" in digest  # a PDF's date moved
     assert "HKMA press releases" in digest
+    # A row gone from a topic page says from which page and section, and when last listed.
+    assert re.search(
+        r"^\[REMOVED\] .*\n.*\n.*\n  Removed from: Circulars & Guidance Papers › Guidance Papers\n"
+        r"  Last listed \d{4}-\d{2}-\d{2}\n",
+        digest,
+        re.MULTILINE,
+    )
 
 
 def test_the_help_examples_and_the_canned_queries_work_on_the_demo_database(demo):

@@ -10,7 +10,7 @@ import pytest
 from alerts.digest import Digest, DigestEntry
 from storage.records import Snapshot
 from tracker.detect import changed_fields, structured_change
-from tracker.sources import DIGEST_GROUPS, digest_group, source_titles
+from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
 HOSTILE = 'Circular <script>alert("x")</script> & "quotes"'
 
@@ -294,11 +294,12 @@ def test_entries_say_what_they_are_without_naming_a_field_twice():
             "products": ["Banking"],
             "entity_types": ["Banks (authorized institutions)"],
             "document_extra": '{"sections": ["Circulars"]}',
+            "listed_in": "Guidance papers and circulars › Circulars",
             "document_content": '{"text": "' + "word " * 100 + '"}',
         }
     )
     assert new.tags == ("AML/CFT", "Banking", "Banks (authorized institutions)")
-    assert new.listed_under == "Circulars"
+    assert new.listed_under == "Guidance papers and circulars › Circulars"
     assert new.excerpt.endswith(" …") and len(new.excerpt) <= 242
     moved = dataclasses.replace(
         new,
@@ -314,8 +315,54 @@ def test_entries_say_what_they_are_without_naming_a_field_twice():
         {
             **change(2, "pages", "https://www.hkma.gov.hk/y.pdf", kind="removed"),
             "document_extra": '{"sections": ["Guidance papers"]}',
+            "listed_in": "Guidance papers",
             "document_last_seen": "2026-11-20T01:00:00+00:00",
         }
     )
     text = Digest(datetime(2026, 11, 22, tzinfo=UTC), [removed]).render_text()
-    assert "Removed from: Guidance papers" in text and "Last listed 2026-11-20" in text
+    assert "\n  Removed from: Guidance papers\n  Last listed 2026-11-20\n" in text
+    # A feed's item says where it was listed only when it left.
+    feed_item = {
+        **change(3, "rss", "https://www.hkma.gov.hk/c.pdf"),
+        "document_extra": '{"feed": "circulars"}',
+        "listed_in": listed_in("rss", {"feed": "circulars"}, None),
+    }
+    assert DigestEntry.from_change(feed_item).listed_under == ""
+    gone = DigestEntry.from_change({**feed_item, "kind": "removed"})
+    assert gone.listed_under == "the HKMA RSS feed “circulars”"
+
+
+@pytest.mark.parametrize(
+    "source, extra, page, where",
+    [
+        (
+            "pages",
+            {"sections": ["Circulars", "Guidance"]},
+            "AML/CFT",
+            "AML/CFT › Circulars, Guidance",
+        ),
+        ("pages", {"kind": "topic-page"}, None, ""),
+        (
+            "brdr",
+            {"doc_type": "CIR", "doc_type_desc": "Circular"},
+            None,
+            "the BRDR register, Circular",
+        ),
+        ("press_releases", {}, None, "the HKMA press-release API"),
+        ("unknown", {}, None, ""),
+    ],
+)
+def test_each_source_says_where_its_documents_are_listed(source, extra, page, where):
+    assert listed_in(source, extra, page) == where
+
+
+def test_a_consultation_says_when_it_closes_from_brdr_or_its_text():
+    record = {
+        **change(4, "brdr", "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20251201-1-EN"),
+        "document_extra": '{"doc_type": "CPR", "consultation": {"status": "OPEN", '
+        '"opens": "2025-12-01", "closes": "2026-01-31"}}',
+        "document_content": '{"consultation_closes": [{"date": "2026-02-15", "sentence": "x"}]}',
+    }
+    assert DigestEntry.from_change(record).closes == "2026-01-31"  # the register's word first
+    record["document_extra"] = '{"doc_type": "CPR"}'
+    assert DigestEntry.from_change(record).closes == "2026-02-15"

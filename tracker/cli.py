@@ -427,7 +427,8 @@ def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
     """Search titles and document texts, best match first; every term must match. A word
     also finds its other English forms (stablecoins: stablecoin-related); "a phrase" in
     double quotes is found as written; a word ending in * is a prefix (regul*). Nothing else
-    is syntax. Chinese works too.
+    is syntax. Chinese works too. When more than 10,000 documents match, the newest 10,000
+    are ranked (it says so on stderr): add words to narrow.
 
     Example: hkma-tracker search "money laundering" --limit 5
     """

@@ -46,7 +46,7 @@ from storage.outbox import (
     unsent_changes,
 )
 from tracker.config import Config
-from tracker.sources import DIGEST_GROUPS, digest_group, source_titles
+from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
 logger = logging.getLogger(__name__)
 LATE = timedelta(hours=1)  # a digest with changes queued longer ago than this says so
@@ -140,9 +140,10 @@ def build_digest(
             f"Delayed: these changes were detected from {oldest:%Y-%m-%d %H:%M} UTC on; "
             "an earlier delivery failed or was not yet due."
         )
-    for change in changes:  # which section of the digest it goes in: the source decides
+    for change in changes:  # its section of the digest, and where it is listed: the source
         extra = json.loads(change.get("document_extra") or "{}")
         change["digest_group"] = digest_group(change["source"], extra)
+        change["listed_in"] = listed_in(change["source"], extra, change.get("listing_title"))
     digest = Digest.of_changes(
         now,
         changes,

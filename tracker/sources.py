@@ -61,6 +61,9 @@ class Source:
     # Which digest section (DIGEST_GROUPS) its documents go in: by one field of a document's
     # `extra` (its feed, its BRDR document type), else the default.
     digest_group: tuple[str, dict[str, str], str] = ("", {}, "news")
+    # Where a digest says one of its documents is (or was) listed, from the document's
+    # `extra` and the title of its listing's page (None where the listing is no page).
+    listed_in: Callable[[dict[str, Any], str | None], str] = lambda extra, page: ""
 
     @property
     def incremental(self) -> bool:
@@ -99,6 +102,13 @@ def _brdr_check(spec: Spec) -> None:
         )
 
 
+def _page_sections(extra: dict[str, Any], page: str | None) -> str:
+    sections = ", ".join(extra.get("sections") or [])
+    if not sections:  # the page itself
+        return ""
+    return f"{page} › {sections}" if page else sections
+
+
 def _press_since(spec: Spec, last_healthy_at: str) -> str:
     overlap = timedelta(days=spec["overlap_days"])
     return (datetime.fromisoformat(last_healthy_at) - overlap).date().isoformat()
@@ -131,6 +141,7 @@ SOURCES: dict[str, Source] = {
                 "news",
             ),
             free_tables={"feeds": "hkma_url"},
+            listed_in=lambda extra, page: f"the HKMA RSS feed “{extra.get('feed', '?')}”",
         ),
         Source(
             name="pages",
@@ -149,6 +160,7 @@ SOURCES: dict[str, Source] = {
             listings=lambda spec: {url: url for url in spec["urls"]},
             options=lambda spec, full: {},
             digest_group=("", {}, "pages"),
+            listed_in=_page_sections,
         ),
         Source(
             name="brdr",
@@ -184,6 +196,9 @@ SOURCES: dict[str, Source] = {
             listings=_brdr_listings,
             options=_brdr_options,
             digest_group=("doc_type", {"CPR": "consultations"}, "instruments"),
+            listed_in=lambda extra, page: (
+                f"the BRDR register, {extra.get('doc_type_desc') or extra.get('doc_type', '?')}"
+            ),
             date_group="recent_date_group",
             register=True,
             check=_brdr_check,
@@ -203,6 +218,7 @@ SOURCES: dict[str, Source] = {
             listings=lambda spec: {"press-releases": spec["url"]},
             options=lambda spec, full: {"page_size": spec["page_size"]},
             since=_press_since,
+            listed_in=lambda extra, page: "the HKMA press-release API",
         ),
     )
 }
@@ -225,3 +241,9 @@ def digest_group(source: str, extra: dict[str, Any]) -> str:
         return "news"
     key, groups, default = described.digest_group
     return groups.get(str(extra.get(key, ""))) or default
+
+
+def listed_in(source: str, extra: dict[str, Any], page: str | None) -> str:
+    """Where a document of `source` is (or was last) listed, as a digest names it."""
+    described = SOURCES.get(source)
+    return described.listed_in(extra, page) if described else ""
