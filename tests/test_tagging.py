@@ -132,6 +132,18 @@ def test_taxonomy_errors_name_the_file_and_key(tmp_path):
     )
     with pytest.raises(TaxonomyError, match="functions: 'Scams' names both 'Fraud' and 'Scams'"):
         load_taxonomy(bad)
+    # In a double-quoted TOML string \b is a backspace: the pattern would never match.
+    for table in ('[functions.Fraud]\npatterns = ["\\bscam\\b"]\n', 'not_subject = ["\\bHKMA"]\n'):
+        bad.write_text(table, encoding="utf-8")
+        with pytest.raises(TaxonomyError, match=r"control character.*single quotes"):
+            load_taxonomy(bad)
+
+
+def test_the_shipped_patterns_match_what_they_are_written_for():
+    found = names(Taggable("IRRBB: revised SPM module"))["functions"]
+    assert "Risk" in found, found
+    found = names(Taggable("HKMA's Response to US Fed's Interest Rate Decision"))["functions"]
+    assert "Financial" in found, found
 
 
 def test_the_taxonomy_is_read_once_while_its_file_stays_the_same(tmp_path):

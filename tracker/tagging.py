@@ -61,6 +61,18 @@ def _term(text: str) -> Term:
     return Term(text, pattern, text.casefold())
 
 
+def _pattern(text: str, where: str) -> re.Pattern[str]:
+    if any(ord(c) < 32 for c in text):
+        raise TaxonomyError(
+            f"{where}: pattern {text!r} holds a control character: in a double-quoted TOML "
+            "string \\b is a backspace; write patterns in single quotes ('\\bword\\b')"
+        )
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise TaxonomyError(f"{where}: bad pattern {text!r}: {error}") from error
+
+
 @dataclass(frozen=True)
 class TagRule:
     kind: str
@@ -134,10 +146,7 @@ def _load_taxonomy(path: Path, mtime_ns: int, size: int) -> Taxonomy:
                 raise TaxonomyError(f"{where} must be a table")
             if bad := set(spec) - RULE_KEYS:
                 raise TaxonomyError(f"{where}: unknown key {sorted(bad)[0]!r}")
-            try:
-                patterns = tuple(Term(p, re.compile(p)) for p in spec.get("patterns", []))
-            except re.error as error:
-                raise TaxonomyError(f"{where}: bad pattern: {error}") from error
+            patterns = tuple(Term(p, _pattern(p, where)) for p in spec.get("patterns", []))
             rules.append(
                 TagRule(
                     kind=kind,
@@ -162,10 +171,8 @@ def _load_taxonomy(path: Path, mtime_ns: int, size: int) -> Taxonomy:
                         f"taxonomy {path}: {kind}: {alias!r} names both "
                         f"{spelled[alias.casefold()]!r} and {rule.name!r}"
                     )
-    try:
-        not_subject = tuple(re.compile(p) for p in data.get("not_subject", []))
-    except re.error as error:
-        raise TaxonomyError(f"taxonomy {path}: not_subject: bad pattern: {error}") from error
+    where = f"taxonomy {path}: not_subject"
+    not_subject = tuple(_pattern(p, where) for p in data.get("not_subject", []))
     return Taxonomy(
         not_subject=not_subject,
         version=str(data.get("version", "unversioned")),
