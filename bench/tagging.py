@@ -17,8 +17,9 @@ from tracker.tagging import Taggable, load_taxonomy, tag
 LABELLED = Path(__file__).parents[1] / "tests" / "labelled"
 # titles.toml was in view while the taxonomy's rules were written (in-sample figures);
 # heldout.toml was labelled first and never used for tuning (the honest figures).
-# fresh.toml and untouched.toml (issue 15): 100 each, each measured untouched once and then
-# used to generalise rules; untouched2.toml: 100 more after that, never used for tuning.
+# fresh.toml, untouched.toml, untouched2.toml and untouched3.toml (issue 15): each labelled
+# before the tagger ran on it, measured untouched once, then used to generalise rules
+# (tests/labelled/README.md has each one's untouched figures).
 SETS = (
     "titles.toml",
     "heldout.toml",
