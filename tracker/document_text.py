@@ -32,6 +32,7 @@ class PdfText:
 
 def _extract(path: str, memory_bytes: int, conn: Connection, parent: int) -> None:
     die_with_parent(parent)
+    os.nice(10)  # a crawl may still be fetching: it goes first, reading fills the idle CPU
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
     try:
         reader = PdfReader(path)
@@ -115,34 +116,38 @@ class PdfReaders:
             self.poll()
 
     def poll(self, wait_s: float = 0.0) -> None:
-        """Start what may start; take what finished, waiting up to `wait_s` for one."""
-        while self.pending and len(self.running) < self.workers and not _past(self.stop_at):
-            key, path = self.pending.pop(0)
-            self.running.append(_start(key, path, self.timeout_s, self.memory_mb))
-        if not self.running:
-            return
-        wake = min(job.ends_at for job in self.running)
-        if self.stop_at is not None:
-            wake = min(wake, self.stop_at)
-        wait_s = min(wait_s, max(0.0, wake - time.monotonic()))
-        ready = wait([job.receiver for job in self.running], timeout=wait_s)
-        for job in list(self.running):
-            if job.receiver in ready:
-                self.texts[job.key] = _result(job)
-            elif time.monotonic() >= job.ends_at:
-                reason = f"unparsable: text extraction took over {self.timeout_s:g} s"
-                self.texts[job.key] = PdfText(None, reason, timed_out=True)
-            elif _past(self.stop_at):
-                self.unread.append(job.key)
-            else:
-                continue
-            self.running.remove(job)
-            _stop(job)
+        """Start what may start and take what finishes, for up to `wait_s` (returning sooner
+        when nothing runs)."""
+        until = time.monotonic() + wait_s
+        while True:
+            while self.pending and len(self.running) < self.workers and not _past(self.stop_at):
+                key, path = self.pending.pop(0)
+                self.running.append(_start(key, path, self.timeout_s, self.memory_mb))
+            if not self.running:
+                return
+            wake = min(until, *(job.ends_at for job in self.running))
+            if self.stop_at is not None:
+                wake = min(wake, self.stop_at)
+            ready = wait([j.receiver for j in self.running], max(0.0, wake - time.monotonic()))
+            for job in list(self.running):
+                if job.receiver in ready:
+                    self.texts[job.key] = _result(job)
+                elif time.monotonic() >= job.ends_at:
+                    reason = f"unparsable: text extraction took over {self.timeout_s:g} s"
+                    self.texts[job.key] = PdfText(None, reason, timed_out=True)
+                elif _past(self.stop_at):
+                    self.unread.append(job.key)
+                else:
+                    continue
+                self.running.remove(job)
+                _stop(job)
+            if time.monotonic() >= until:
+                return
 
     def finish(self) -> tuple[dict[str, PdfText], list[str]]:
         """Every PDF's text (key -> text), and the keys the deadline left unread."""
         while self.running or (self.pending and not _past(self.stop_at)):
-            self.poll(wait_s=3600.0)
+            self.poll(wait_s=60.0)
         self.unread += [key for key, _ in self.pending]  # the deadline came before they started
         self.pending = []
         return self.texts, self.unread

@@ -138,7 +138,8 @@ def crawl(
     """Run `spiders` (name -> listings and options) in one child process; each one's result.
 
     The child is killed at `process_timeout`, or sooner at the run's deadline. Meanwhile
-    `while_running` is called every tenth of a second (to read what has arrived so far)."""
+    `while_running` is called about every tenth of a second (to read what has arrived so
+    far); it may take up to that tenth itself."""
     sources = list(spiders)
     job = {
         "output": str(workdir / "results"),
@@ -174,10 +175,11 @@ def crawl(
                 if time.monotonic() >= ends_at:
                     child.kill()
                     raise subprocess.TimeoutExpired(child.args, timeout)
+                tick_ends = min(time.monotonic() + 0.1, ends_at)
                 if while_running:
                     while_running()
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    child.wait(min(0.1, max(0.0, ends_at - time.monotonic())))
+                    child.wait(max(0.0, tick_ends - time.monotonic()))
         if child.returncode != 0:
             failure = f"crawl process exited with status {child.returncode}"
     except subprocess.TimeoutExpired:
@@ -517,7 +519,7 @@ def _read_arrived_pdfs(readers: PdfReaders, folder: Path, owners: dict[str, str]
         doc_id = owners.get(path.name)
         if doc_id and doc_id not in readers.added:
             readers.add(doc_id, path)
-    readers.poll()
+    readers.poll(wait_s=0.1)
 
 
 def _read_pdfs(
