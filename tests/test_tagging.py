@@ -240,6 +240,14 @@ def test_names_and_bylines_are_not_subjects(title, must, must_not):
             {"Capital", "Credit"},
             {"Risk"},
         ),
+        # tests/labelled/untouched4.toml: a tax act's name is no governance matter, the Basel
+        # Committee's name no capital one.
+        ("Foreign Account Tax Compliance Act in the US", {"AML/CFT", "Legal"}, {"Governance"}),
+        (
+            "Basel Committee on Banking Supervision revised the “General guide to account opening”",
+            {"AML/CFT"},
+            {"Capital"},
+        ),
     ],
 )
 def test_organisations_and_markets_are_not_the_subject_they_sound_like(title, must, must_not):
