@@ -26,7 +26,7 @@ KIND_ORDER = {"new": 0, "changed": 1, "removed": 2}
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
 SOON = timedelta(days=30)  # "takes effect within 30 days"
 
-_templates = Environment(
+TEMPLATES = Environment(
     loader=PackageLoader("alerts", "templates"),
     autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
     undefined=StrictUndefined,
@@ -50,7 +50,7 @@ def _unbroken_dates(text: str) -> Markup:
     return Markup("").join(parts)
 
 
-_templates.filters["dates_unbroken"] = _unbroken_dates
+TEMPLATES.filters["dates_unbroken"] = _unbroken_dates
 
 
 @dataclass(frozen=True)
@@ -314,10 +314,10 @@ class Digest:
         return f"HKMA tracker: {total} change{'s' if total != 1 else ''} ({counts})"
 
     def render_text(self) -> str:
-        return _templates.get_template("digest.txt").render(digest=self)
+        return TEMPLATES.get_template("digest.txt").render(digest=self)
 
     def render_html(self) -> str:
-        return _templates.get_template("digest.html").render(digest=self)
+        return TEMPLATES.get_template("digest.html").render(digest=self)
 
     def to_email(
         self, sender: str, recipients: list[str], message_id: str | None = None

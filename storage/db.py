@@ -742,3 +742,111 @@ def m015_fetch_indexes(db: sqlite_utils.Database) -> None:
     )
     # `status` counts linked documents by fetch state from this index alone.
     db.execute(f"CREATE INDEX documents_linked ON documents(fetch_status) WHERE {LINKED}")
+
+
+# A review's states; `open` until someone says otherwise (reviews.state's CHECK).
+REVIEW_STATES = ("open", "in review", "actioned", "not applicable")
+
+
+@migrations()
+def m016_deadlines_and_reviews(db: sqlite_utils.Database) -> None:
+    """What compliance teams do after a digest: `deadlines` (every known effective date and
+    consultation date of a document as it stands now), `reviews` (an append-only log of who
+    assessed which change, and what was decided) and `review_status` (each substantive change
+    with its latest review)."""
+    _execute_script(
+        db,
+        """
+        -- Dates documents state, as they stand now: a moved date moves here, a withdrawn one
+        -- goes. `standing` says whether the document is current, superseded or withdrawn.
+        CREATE VIEW deadlines AS
+            SELECT d.id AS document_id, d.source, d.title, d.url, 'takes effect' AS kind,
+                   e.key AS ordinal, e.value ->> '$.date' AS date,
+                   e.value ->> '$.sentence' AS evidence,
+                   d.status, coalesce(d.extra ->> '$.status', 'current') AS standing,
+                   d.functions, d.products
+            FROM documents d JOIN texts t ON t.id = d.text_id,
+                 json_each(t.document_content, '$.effective_dates') e
+            WHERE t.document_content IS NOT NULL
+            UNION ALL
+            SELECT d.id, d.source, d.title, d.url, 'consultation closes', 0,
+                   d.extra ->> '$.consultation.closes',
+                   'BRDR register (consultation ' ||
+                       coalesce(d.extra ->> '$.consultation.status', '?') || ')',
+                   d.status, coalesce(d.extra ->> '$.status', 'current'),
+                   d.functions, d.products
+            FROM documents d WHERE d.extra ->> '$.consultation.closes' IS NOT NULL
+            UNION ALL
+            SELECT d.id, d.source, d.title, d.url, 'consultation opens', 0,
+                   d.extra ->> '$.consultation.opens',
+                   'BRDR register (consultation ' ||
+                       coalesce(d.extra ->> '$.consultation.status', '?') || ')',
+                   d.status, coalesce(d.extra ->> '$.status', 'current'),
+                   d.functions, d.products
+            FROM documents d WHERE d.extra ->> '$.consultation.opens' IS NOT NULL
+            UNION ALL
+            -- From the document's own text only where the register gives no close date.
+            SELECT d.id, d.source, d.title, d.url, 'consultation closes', e.key,
+                   e.value ->> '$.date', e.value ->> '$.sentence',
+                   d.status, coalesce(d.extra ->> '$.status', 'current'),
+                   d.functions, d.products
+            FROM documents d JOIN texts t ON t.id = d.text_id,
+                 json_each(t.document_content, '$.consultation_closes') e
+            WHERE t.document_content IS NOT NULL
+              AND d.extra ->> '$.consultation.closes' IS NULL;
+
+        -- The same dates in every version of a document, so that a calendar can tell a moved
+        -- or withdrawn date from one never stated (what `deadlines` says, for each version).
+        CREATE VIEW version_deadlines AS
+            SELECT v.id AS version_id, v.document_id, 'takes effect' AS kind,
+                   e.key AS ordinal, e.value ->> '$.date' AS date
+            FROM versions v JOIN texts t ON t.id = v.text_id,
+                 json_each(t.document_content, '$.effective_dates') e
+            WHERE t.document_content IS NOT NULL
+            UNION ALL
+            SELECT v.id, v.document_id, 'consultation closes', 0,
+                   v.extra ->> '$.consultation.closes'
+            FROM versions v WHERE v.extra ->> '$.consultation.closes' IS NOT NULL
+            UNION ALL
+            SELECT v.id, v.document_id, 'consultation opens', 0,
+                   v.extra ->> '$.consultation.opens'
+            FROM versions v WHERE v.extra ->> '$.consultation.opens' IS NOT NULL
+            UNION ALL
+            SELECT v.id, v.document_id, 'consultation closes', e.key, e.value ->> '$.date'
+            FROM versions v JOIN texts t ON t.id = v.text_id,
+                 json_each(t.document_content, '$.consultation_closes') e
+            WHERE t.document_content IS NOT NULL
+              AND v.extra ->> '$.consultation.closes' IS NULL;
+
+        -- Who assessed which change and what was decided: rows are added, never changed or
+        -- deleted (the log is itself evidence). A change's review is its newest row.
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            change_id INTEGER NOT NULL REFERENCES changes(id),
+            state TEXT NOT NULL  -- REVIEW_STATES
+                CHECK (state IN ('open', 'in review', 'actioned', 'not applicable')),
+            owner TEXT,
+            note TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX reviews_change ON reviews(change_id, id);
+        CREATE TRIGGER reviews_no_update BEFORE UPDATE ON reviews BEGIN
+            SELECT RAISE(ABORT, 'reviews are append-only: add a review instead');
+        END;
+        CREATE TRIGGER reviews_no_delete BEFORE DELETE ON reviews BEGIN
+            SELECT RAISE(ABORT, 'reviews are append-only: add a review instead');
+        END;
+
+        -- Every substantive change (not the baseline, not cosmetic) with its review: open
+        -- until a review says otherwise.
+        CREATE VIEW review_status AS
+            SELECT c.id AS change_id, c.detected_at, c.kind, c.source, c.document_id,
+                   c.title, c.url, coalesce(r.state, 'open') AS state, r.owner, r.note,
+                   r.at AS reviewed_at, d.functions, d.products, d.entity_types
+            FROM changes c JOIN documents d ON d.id = c.document_id
+            LEFT JOIN reviews r ON r.id = (
+                SELECT max(id) FROM reviews WHERE change_id = c.id
+            )
+            WHERE c.baseline = 0 AND c.significance = 'substantive';
+        """,
+    )

@@ -441,6 +441,20 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+def tag_conditions(tags: dict[str, list[str]] | None, table: str) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) that a row of `table`, which has the tag columns,
+    carry at least one of the wanted tags of each kind (`tags`: kind -> tags)."""
+    where, params = [], []
+    for kind, wanted in (tags or {}).items():
+        if wanted and kind in KINDS:
+            where.append(
+                f"EXISTS (SELECT 1 FROM json_each({table}.{kind}) t "  # noqa: S608 - kind is one of KINDS
+                f"WHERE t.value IN ({','.join('?' * len(wanted))}))"
+            )
+            params.extend(wanted)
+    return where, params
+
+
 def _change_filter(
     since: str | None,
     sources: Iterable[str],
@@ -455,13 +469,9 @@ def _change_filter(
         where.append("c.significance = 'substantive'")
     if not include_baseline:
         where.append("NOT c.baseline")
-    for kind, wanted in (tags or {}).items():
-        if wanted and kind in KINDS:
-            where.append(
-                f"EXISTS (SELECT 1 FROM json_each(d.{kind}) t "  # noqa: S608 - kind is one of KINDS
-                f"WHERE t.value IN ({','.join('?' * len(wanted))}))"
-            )
-            params.extend(wanted)
+    tagged, tag_params = tag_conditions(tags, "d")
+    where += tagged
+    params += tag_params
     if since:
         where.append("c.detected_at >= ?")
         params.append(since)

@@ -46,6 +46,7 @@ CRAWL_MODULES = {
     "test_analyst",
     "test_brdr",
     "test_cli",
+    "test_compliance",
     "test_delivery",
     "test_demo",
     "test_digest_rendering",
@@ -107,3 +108,14 @@ folder = "{(tmp_path / "digests").as_posix()}"
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "history.db"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    why = "Chromium is not installed: `make browser` installs Debian's chromium (root, apt)"
+    if os.environ.get("HKMA_TRACKER_CI"):
+        pytest.fail(why)  # CI installs it first: missing there is a broken setup, not a skip
+    pytest.skip(why)

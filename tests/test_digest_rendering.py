@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
-import shutil
 import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,17 +19,6 @@ from alerts.digest import Digest
 
 NEW_BADGE = (0x2E, 0x7D, 0x32)  # the inline style of a NEW badge
 CHANGED_BADGE = (0xB2, 0x6A, 0x00)
-
-
-@pytest.fixture(scope="session")
-def chromium() -> str:
-    found = shutil.which("chromium") or shutil.which("chromium-browser")
-    if found:
-        return found
-    why = "Chromium is not installed: `make browser` installs Debian's chromium (root, apt)"
-    if os.environ.get("HKMA_TRACKER_CI"):
-        pytest.fail(why)  # CI installs it first: missing there is a broken setup, not a skip
-    pytest.skip(why)
 
 
 def screenshot(

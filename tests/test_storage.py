@@ -75,6 +75,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m013_narrow_rows",
         "m014_retags",
         "m015_fetch_indexes",
+        "m016_deadlines_and_reviews",
     ]
     assert {
         "runs",

@@ -706,3 +706,7 @@ def main() -> None:
         )
         sys.exit(int(ExitStatus.LOCKED))
     sys.exit(result if isinstance(result, int) else 0)
+
+
+# The compliance commands (deadlines, calendar, review, report) register themselves on `cli`.
+from tracker import cli_compliance  # noqa: E402, F401

@@ -258,6 +258,53 @@ def search_hits(hits: list[dict[str, Any]], as_json: bool) -> None:
             )
 
 
+def deadlines(rows: list[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            emit(row)
+        else:
+            echo(
+                f"{row['date']}  {row['kind']:19} {row['title']}\n{'':12}{row['document_id']}"
+                + (f"\n{'':12}\u201c{row['evidence']}\u201d" if row["evidence"] else "")
+            )
+
+
+def reviews(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            emit(row)
+        else:
+            lines = [
+                f"{row['change_id']:>6}  {row['state']:14} {hong_kong(row['detected_at'])} "
+                f"{row['kind']:8} {row['title']}",
+                f"{'':8}{row['document_id']}",
+            ]
+            if row["reviewed_at"]:
+                who = f" by {row['owner']}" if row["owner"] else ""
+                lines.append(f"{'':8}reviewed{who} {hong_kong(row['reviewed_at'])}")
+            if row["note"]:
+                lines.append(f"{'':8}{row['note']}")
+            echo("\n".join(lines))
+
+
+def review_added(row: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(row)
+    else:
+        who = f" by {row['owner']}" if row["owner"] else ""
+        echo(f"change {row['change_id']}: {row['state']}{who} (review {row['id']})")
+
+
+def review_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            emit(row)
+        else:
+            who = f" by {row['owner']}" if row["owner"] else ""
+            note = f": {row['note']}" if row["note"] else ""
+            echo(f"{hong_kong(row['at'])}  {row['state']}{who}{note}")
+
+
 def search_cut(shown: int, total: int, newest_ranked: int | None) -> str:
     """What a search left out, for stderr."""
     line = f"{shown} of {total} shown (--limit shows more)"

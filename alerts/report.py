@@ -1,0 +1,99 @@
+"""The attestation report an auditor receives: one printable HTML file, or CSV, or JSON.
+
+It renders what `tracker.compliance.attestation_report` assembled (plain data): every check per
+source with the stretches that went without a healthy one, every substantive change with its
+review, the deadlines, and what the tracker covers and does not."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import datetime
+from typing import Any
+
+from alerts.digest import HONG_KONG, TEMPLATES
+
+CSV_COLUMNS = (
+    "section", "source", "at", "until", "state", "detail", "document_id", "title", "url",
+    "owner", "note", "reviewed_at",
+)  # fmt: skip
+
+
+def hkt(moment: str | None, missing: str = "") -> str:
+    """An ISO time as Hong Kong time, marked; `missing` when there is none."""
+    if not moment:
+        return missing
+    return datetime.fromisoformat(moment).astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M HKT")
+
+
+TEMPLATES.filters["hkt"] = hkt
+
+
+def report_html(report: dict[str, Any]) -> str:
+    """One self-contained, printable HTML page (no scripts, no outside resources)."""
+    return TEMPLATES.get_template("report.html").render(report=report)
+
+
+def report_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+
+
+def report_csv(report: dict[str, Any]) -> str:
+    """One row per check gone wrong, gap, change and deadline, its section first."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for source in report["sources"]:
+        name = source["source"]
+        writer.writerow(
+            {
+                "section": "checks",
+                "source": name,
+                "at": report["period"]["from"],
+                "until": report["period"]["to"],
+                "detail": f"{source['checks']} checks, {source['healthy']} healthy",
+            }
+        )
+        for check in source["unhealthy"]:
+            writer.writerow(
+                {
+                    "section": "unhealthy check",
+                    "source": name,
+                    "at": check["finished_at"],
+                    "detail": check["reason"],
+                }
+            )
+        for gap in source["gaps"]:
+            writer.writerow(
+                {
+                    "section": "gap",
+                    "source": name,
+                    "at": gap["from"],
+                    "until": gap["to"] or "",
+                    "detail": f"{gap['missed']} scheduled checks without a healthy result",
+                }
+            )
+    for change in report["changes"]:
+        writer.writerow(
+            {
+                "section": "change",
+                "source": change["source"],
+                "at": change["detected_at"],
+                "state": change["state"],
+                "detail": change["kind"],
+                **{k: change[k] for k in ("document_id", "title", "url", "owner", "note")},
+                "reviewed_at": change["reviewed_at"],
+            }
+        )
+    for deadline in report["deadlines"]:
+        writer.writerow(
+            {
+                "section": "deadline",
+                "source": deadline["source"],
+                "at": deadline["date"],
+                "detail": f"{deadline['kind']}: {deadline['evidence'] or ''}",
+                **{k: deadline[k] for k in ("document_id", "title", "url")},
+            }
+        )
+    return out.getvalue()

@@ -1,0 +1,162 @@
+"""What compliance teams keep after a digest: deadlines as documents state them now, the review
+log of each substantive change, and what an attestation report reads (the `deadlines`,
+`reviews` and `review_status` of m016)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import sqlite_utils
+
+from storage.db import REVIEW_STATES, utc_now
+from storage.history import tag_conditions
+from storage.records import KINDS
+
+
+class ReviewProblem(ValueError):
+    """A review that cannot be recorded; the message names what is wrong."""
+
+
+def _record(row: dict[str, Any]) -> dict[str, Any]:
+    for kind in KINDS:
+        if isinstance(row.get(kind), str):
+            row[kind] = json.loads(row[kind])
+    return row
+
+
+def deadlines(
+    db: sqlite_utils.Database,
+    since: str | None = None,
+    until: str | None = None,
+    tags: dict[str, list[str]] | None = None,
+    current_only: bool = True,
+) -> list[dict[str, Any]]:
+    """Deadlines (YYYY-MM-DD `since` to `until`, both included), soonest first. `current_only`:
+    of active documents that are neither superseded nor withdrawn."""
+    where, params = tag_conditions(tags, "dl")
+    if current_only:
+        where.append("dl.status = 'active' AND dl.standing = 'current'")
+    for bound, op in ((since, ">="), (until, "<=")):
+        if bound:
+            where.append(f"dl.date {op} ?")
+            params.append(bound)
+    sql = "SELECT dl.* FROM deadlines dl"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY dl.date, dl.document_id, dl.kind, dl.ordinal"
+    return [_record(row) for row in db.query(sql, params)]
+
+
+def add_review(
+    db: sqlite_utils.Database,
+    change_id: int,
+    state: str,
+    owner: str | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """Append a review of a substantive change; the row as stored."""
+    if state not in REVIEW_STATES:
+        raise ReviewProblem(f"review state {state!r}: expected one of {', '.join(REVIEW_STATES)}")
+    change = db.execute(
+        "SELECT baseline, significance FROM changes WHERE id = ?", [change_id]
+    ).fetchone()
+    if change is None:
+        raise ReviewProblem(f"change {change_id}: no such change event")
+    if change[0] or change[1] != "substantive":
+        why = "a listing's first reading (baseline)" if change[0] else "a cosmetic change"
+        raise ReviewProblem(f"change {change_id}: {why} needs no review")
+    row = {"change_id": change_id, "state": state, "owner": owner, "note": note, "at": utc_now()}
+    db.table("reviews").insert(row)
+    return {"id": db.execute("SELECT last_insert_rowid()").fetchone()[0], **row}
+
+
+def review_status(
+    db: sqlite_utils.Database,
+    open_only: bool = False,
+    tags: dict[str, list[str]] | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Substantive changes with their current review, oldest first. `open_only`: those not
+    yet actioned or found not applicable (open or in review)."""
+    where, params = tag_conditions(tags, "r")
+    if open_only:
+        where.append("r.state IN ('open', 'in review')")
+    for bound, op in ((since, ">="), (until, "<")):
+        if bound:
+            where.append(f"r.detected_at {op} ?")
+            params.append(bound)
+    sql = "SELECT r.* FROM review_status r"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    return (_record(row) for row in db.query(sql + " ORDER BY r.change_id", params))
+
+
+def review_log(db: sqlite_utils.Database, change_id: int) -> list[dict[str, Any]]:
+    """Every review of a change, oldest first."""
+    return list(db.query("SELECT * FROM reviews WHERE change_id = ? ORDER BY id", [change_id]))
+
+
+def open_reviews(
+    db: sqlite_utils.Database, tags: dict[str, list[str]] | None = None
+) -> tuple[int, str | None]:
+    """How many substantive changes (carrying any of `tags`) are still open or in review, and
+    when the oldest of them was detected."""
+    where, params = tag_conditions(tags, "r")
+    where.append("r.state IN ('open', 'in review')")
+    sql = "SELECT count(*), min(r.detected_at) FROM review_status r WHERE "
+    count, oldest = db.execute(sql + " AND ".join(where), params).fetchone()
+    return int(count), oldest
+
+
+def source_runs_between(db: sqlite_utils.Database, start: str, end: str) -> list[dict[str, Any]]:
+    """Every check of every source that finished in [start, end), oldest first."""
+    return list(
+        db.query(
+            "SELECT s.run_id, s.source, s.healthy, s.reason, s.items, s.new, s.changed, "
+            "s.removed, s.finished_at, s.sweep, r.command FROM source_runs s "
+            "JOIN runs r ON r.id = s.run_id "
+            "WHERE s.finished_at >= ? AND s.finished_at < ? ORDER BY s.finished_at, s.source",
+            [start, end],
+        )
+    )
+
+
+def last_healthy_before(db: sqlite_utils.Database, source: str, moment: str) -> str | None:
+    """When `source` last finished a healthy check before `moment`."""
+    row = db.execute(
+        "SELECT max(finished_at) FROM source_runs WHERE source = ? AND healthy AND finished_at < ?",
+        [source, moment],
+    ).fetchone()
+    return row[0] if row else None
+
+
+def deadline_histories(
+    db: sqlite_utils.Database, tags: dict[str, list[str]] | None = None
+) -> dict[tuple[str, str, int], list[str | None]]:
+    """Every deadline any version of a document stated (of documents carrying any of `tags`):
+    (document id, kind, ordinal) -> its date in each of the document's versions, oldest
+    first (None where that version stated none)."""
+    where, params = tag_conditions(tags, "d")
+    sql = (
+        "SELECT v.id, v.document_id, vd.kind, vd.ordinal, vd.date FROM versions v "
+        "JOIN documents d ON d.id = v.document_id "
+        "LEFT JOIN version_deadlines vd ON vd.version_id = v.id "
+        "WHERE v.document_id IN (SELECT document_id FROM version_deadlines)"
+    )
+    if where:
+        sql += " AND " + " AND ".join(where)
+    versions: dict[str, list[int]] = {}
+    stated: dict[tuple[str, str, int], dict[int, str]] = {}
+    for version_id, document_id, kind, ordinal, date in db.execute(sql + " ORDER BY v.id", params):
+        ids = versions.setdefault(document_id, [])
+        if not ids or ids[-1] != version_id:
+            ids.append(version_id)
+        if kind is not None:
+            stated.setdefault((document_id, kind, ordinal), {})[version_id] = date
+    return {
+        key: [dates.get(version_id) for version_id in versions[key[0]]]
+        for key, dates in stated.items()
+    }

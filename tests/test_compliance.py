@@ -1,0 +1,418 @@
+"""From alert to decision: deadlines, the calendar, the review log and the attestation report,
+over a history made by real runs against 127.0.0.1: BRDR records shaped as the register's API
+gives them (consultation status and dates in epoch milliseconds, ../shared/hkma-sources.md) and
+a circular whose PDF states when it takes effect."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import sqlite3
+import subprocess
+from datetime import UTC, datetime
+
+import icalendar
+import pytest
+import vobject
+from click.testing import CliRunner
+
+from storage.db import open_db
+from tracker.cli import cli
+from tracker.compliance import source_checks
+from tracker.config import load_config
+from tracker.demo_apis import CIRCULAR, BrdrFake, DocumentsFake, load, make_pdf
+from tracker.loopback import Override, RecordedSite
+
+CONSULTATION = "20261120-1-EN"
+CIRCULAR_ID = "20261118-2-EN"
+CIRCULAR_PDF = f"/eng/doc-ldg/docId/getPdf/{CIRCULAR_ID}/{CIRCULAR_ID}.pdf"
+
+
+def epoch_ms(day: str) -> int:
+    """The API's form of a date: midnight in Hong Kong, in milliseconds since 1970."""
+    return int(datetime.fromisoformat(f"{day}T00:00:00+08:00").timestamp() * 1000)
+
+
+def records() -> list[dict]:
+    """Two records derived from the demo register's first: a consultation paper open until
+    15 January 2027, and a circular (its PDF says it takes effect on 1 March 2027)."""
+    base = load("brdr-records.json")[0]
+    consultation = {
+        **copy.deepcopy(base),
+        "docId": CONSULTATION,
+        "engDocId": CONSULTATION,
+        "chiDocId": CONSULTATION.replace("-EN", "-TC"),
+        "docLongTitle": "Consultation on enhancements to the Banking Ordinance",
+        "docTypeCode": "CPR",
+        "docTypeDesc": "CPR - Consultation Paper",
+        "issueDateStr": "20 Nov 2026",
+        "issueDate": epoch_ms("2026-11-20"),
+        "consultStsCode": "OPEN",
+        "consultOpenDate": epoch_ms("2026-11-20"),
+        "consultClsDate": epoch_ms("2027-01-15"),
+    }
+    circular = {
+        **copy.deepcopy(base),
+        "docId": CIRCULAR_ID,
+        "engDocId": CIRCULAR_ID,
+        "chiDocId": CIRCULAR_ID.replace("-EN", "-TC"),
+        "docLongTitle": "Guidance on combating high-end money laundering",
+        "docTypeCode": "CIR",
+        "docTypeDesc": "CIR - Circular",
+        "issueDateStr": "18 Nov 2026",
+        "issueDate": epoch_ms("2026-11-18"),
+    }
+    return [consultation, circular]
+
+
+class History:
+    """A BRDR register served from 127.0.0.1 and the tracker run against it, day by day."""
+
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        self.db = tmp_path / "h.db"
+        self.config = tmp_path / "c.toml"
+        self.fake = BrdrFake(records())
+        self.config.write_text(
+            "[crawl]\ndownload_delay = 0\nretries = 0\n"
+            '[sources.brdr]\ndoc_types = ["CIR", "CPR"]\n'
+            "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
+            "[sources.press_releases]\nenabled = false\n"
+            f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
+            encoding="utf-8",
+        )
+
+    def record(self, doc_id: str) -> dict:
+        return next(r for r in self.fake.records if r["docId"] == doc_id)
+
+    def run(self, pdf_lines: list[str]) -> None:
+        with RecordedSite(self.tmp) as brdr:
+            brdr.handlers[BrdrFake.path] = self.fake
+            brdr.fallback = DocumentsFake()
+            brdr.overrides[CIRCULAR_PDF] = Override(
+                body=make_pdf(pdf_lines), content_type="application/pdf"
+            )
+            result = self.cli(
+                "run", "--full-sweep", "--mirror", f"https://brdr.hkma.gov.hk={brdr.base_url}"
+            )
+        assert result.exit_code == 0, result.output
+
+    def cli(self, *args: str):
+        return CliRunner().invoke(cli, ["--config", str(self.config), "--db", str(self.db), *args])
+
+    def lines(self, *args: str) -> list[dict]:
+        result = self.cli(*args, "--json")
+        assert result.exit_code == 0, result.output
+        return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def effective(day: str) -> list[str]:
+    return [line.replace("1 March 2026", day) for line in CIRCULAR]
+
+
+@pytest.fixture
+def history(tmp_path):
+    history = History(tmp_path)
+    history.run(effective("1 March 2027"))
+    return history
+
+
+def calendar(history: History, name: str = "d.ics") -> tuple[bytes, dict[str, icalendar.Event]]:
+    path = history.tmp / name
+    result = history.cli("calendar", "--ics", str(path))
+    assert result.exit_code == 0, result.output
+    data = path.read_bytes()
+    parsed = icalendar.Calendar.from_ical(data)
+    events = {str(e["UID"]): e for e in parsed.walk("VEVENT")}
+    # A second, independent parser reads the same events, dates and states.
+    other = vobject.readOne(data.decode("utf-8"))
+    assert {
+        (v.uid.value, v.dtstart.value, v.sequence.value, v.status.value) for v in other.vevent_list
+    } == {
+        (uid, e.decoded("DTSTART"), str(int(e["SEQUENCE"])), str(e["STATUS"]))
+        for uid, e in events.items()
+    }
+    return data, events
+
+
+CLOSES = "Consultation closes: Consultation on enhancements to the Banking Ordinance"
+OPENS = "Consultation opens: Consultation on enhancements to the Banking Ordinance"
+TAKES_EFFECT = "Takes effect: Guidance on combating high-end money laundering"
+
+
+def by_summary(events: dict[str, icalendar.Event]) -> dict[str, icalendar.Event]:
+    return {str(e["SUMMARY"]): e for e in events.values()}
+
+
+def test_deadlines_from_the_register_and_from_the_pdf(history):
+    rows = history.lines("deadlines", "--days", "400")
+    found = {(r["kind"], r["date"], r["document_id"]) for r in rows}
+    assert found == {
+        ("consultation closes", "2027-01-15", f"brdr:doc:{CONSULTATION[:-3]}"),
+        ("takes effect", "2027-03-01", f"brdr:doc:{CIRCULAR_ID[:-3]}"),
+    }  # the consultation opened before today: not upcoming
+    takes_effect = next(r for r in rows if r["kind"] == "takes effect")
+    assert takes_effect["evidence"] == "The revised requirements will take effect on 1 March 2027."
+    assert history.lines("deadlines", "--days", "60") == [
+        r for r in rows if r["date"] < "2027-01-29"
+    ]
+    none = history.cli("deadlines", "--days", "400", "--function", "Fraud")
+    assert none.exit_code == 0 and none.stderr.startswith("no deadline")
+    wrong = history.cli("deadlines", "--function", "Nonsense")
+    assert wrong.exit_code == 2 and "AML/CFT" in wrong.stderr  # names the known ones
+
+
+def test_the_calendar_updates_rather_than_duplicates_and_cancels_what_no_longer_stands(history):
+    data, first = calendar(history)
+    assert b"\r\n" in data and all(len(line) <= 75 for line in data.split(b"\r\n"))  # folded
+    events = by_summary(first)
+    # The consultation paper's own PDF (the demo's stand-in) states a date of its own too.
+    assert {CLOSES, OPENS, TAKES_EFFECT} <= set(events)
+    closes = events[CLOSES]
+    assert closes.decoded("DTSTART") == datetime(2027, 1, 15).date()  # all day
+    assert int(closes["SEQUENCE"]) == 0 and str(closes["STATUS"]) == "CONFIRMED"
+    assert {str(a.decoded("TRIGGER")) for a in closes.walk("VALARM")} == {
+        "-30 days, 0:00:00",
+        "-7 days, 0:00:00",
+    }
+    assert str(closes["URL"]).endswith(CONSULTATION)
+
+    # Day 2: the consultation is extended. Same UIDs; the moved one's SEQUENCE goes up.
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
+    history.run(effective("1 March 2027"))
+    _, second = calendar(history)
+    assert set(second) == set(first)
+    moved = by_summary(second)[CLOSES]
+    assert moved.decoded("DTSTART") == datetime(2027, 2, 15).date()
+    assert int(moved["SEQUENCE"]) == 1
+    assert int(by_summary(second)[TAKES_EFFECT]["SEQUENCE"]) == 0
+
+    # Day 3: the circular is superseded: its event is sent as cancelled, not dropped.
+    history.record(CIRCULAR_ID)["supersessionDate"] = epoch_ms("2026-11-28")
+    history.run(effective("1 March 2027"))
+    _, third = calendar(history)
+    assert set(third) == set(first)
+    gone = by_summary(third)[TAKES_EFFECT]
+    assert str(gone["STATUS"]) == "CANCELLED" and int(gone["SEQUENCE"]) == 1
+    assert not list(gone.walk("VALARM"))
+    assert "Cancelled: the document is superseded." in str(gone["DESCRIPTION"])
+    upcoming = {(r["kind"], r["date"]) for r in history.lines("deadlines", "--days", "400")}
+    assert upcoming == {("consultation closes", "2027-02-15")}  # superseded: no longer due
+
+
+def test_reviews_are_an_append_only_log_that_survives_retag_and_new_versions(history):
+    assert history.lines("review", "list") == []  # the first reading is a baseline
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
+    history.run(effective("1 March 2027"))
+    (change,) = history.lines("review", "list", "--open")
+    assert change["state"] == "open" and change["document_id"].endswith(CONSULTATION[:-3])
+
+    first = history.cli(
+        "review", "set", str(change["change_id"]), "in review", "--owner", "J. Chan"
+    )
+    assert first.exit_code == 0, first.output
+    decided = history.lines(
+        "review", "set", str(change["change_id"]), "actioned", "--owner", "J. Chan",
+        "--note", "Response drafted; deadline in the team calendar",
+    )  # fmt: skip
+    assert decided[0]["state"] == "actioned"
+    assert history.lines("review", "list", "--open") == []
+    log = history.lines("review", "log", str(change["change_id"]))
+    assert [r["state"] for r in log] == ["in review", "actioned"]
+
+    with sqlite3.connect(history.db) as conn, pytest.raises(sqlite3.IntegrityError, match="append"):
+        conn.execute("UPDATE reviews SET state = 'open'")
+    with sqlite3.connect(history.db) as conn, pytest.raises(sqlite3.IntegrityError, match="append"):
+        conn.execute("DELETE FROM reviews")
+
+    assert history.cli("retag").exit_code == 0
+    assert history.lines("review", "log", str(change["change_id"])) == log
+
+    # A new version of the document opens a new review; the decided one stays decided.
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-03-01")
+    history.run(effective("1 March 2027"))
+    reviews = {r["change_id"]: r["state"] for r in history.lines("review", "list")}
+    assert reviews[change["change_id"]] == "actioned"
+    assert list(reviews.values()).count("open") == 1
+
+    for bad, why in (
+        (["review", "set", "999999", "actioned"], "change 999999: no such change event"),
+        (["review", "set", str(change["change_id"]), "done"], "'done' is not one of"),
+    ):
+        result = history.cli(*bad)
+        assert result.exit_code == 2 and why in result.output, result.output
+    baseline = open_db(history.db).execute("SELECT min(id) FROM changes").fetchone()[0]
+    result = history.cli("review", "set", str(baseline), "actioned")
+    assert result.exit_code == 2 and "baseline" in result.output
+
+
+def _set_finished(db_path, run_id: int, moment: str) -> None:
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("UPDATE source_runs SET finished_at = ? WHERE run_id = ?", [moment, run_id])
+        conn.execute("UPDATE changes SET detected_at = ? WHERE run_id = ?", [moment, run_id])
+        conn.execute(
+            "UPDATE runs SET started_at = ?, finished_at = ? WHERE id = ?", [moment, moment, run_id]
+        )
+
+
+def test_the_report_shows_every_check_the_gap_and_every_decision(history, tmp_path):
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
+    history.run(effective("1 March 2027"))
+    history.fake.failing_pages.add(("CIR", 1))  # the register fails: an unhealthy check
+    with RecordedSite(tmp_path) as brdr:
+        brdr.handlers[BrdrFake.path] = history.fake
+        brdr.fallback = DocumentsFake()
+        failed = history.cli("run", "--mirror", f"https://brdr.hkma.gov.hk={brdr.base_url}")
+    assert failed.exit_code == 3, failed.output
+    history.fake.failing_pages.clear()
+    history.run(effective("1 March 2027"))
+    change_id = history.lines("review", "list")[0]["change_id"]
+    history.cli("review", "set", str(change_id), "not applicable", "--owner", "A. Wong",
+                "--note", "We do not offer the product")  # fmt: skip
+
+    # The checks, as an hourly weekday schedule would have made them on Monday 2026-11-23.
+    runs = [r[0] for r in sqlite3.connect(history.db).execute("SELECT id FROM runs ORDER BY id")]
+    times = ["2026-11-23T00:20:00+00:00", "2026-11-23T01:20:00+00:00",
+             "2026-11-23T02:20:00+00:00", "2026-11-23T04:20:00+00:00"]  # fmt: skip
+    for run_id, moment in zip(runs, times, strict=True):
+        _set_finished(history.db, run_id, moment)
+
+    report = json.loads(
+        history.cli(
+            "report", "--from", "2026-11-23", "--to", "2026-11-23", "--format", "json"
+        ).stdout
+    )
+    (brdr_checks,) = report["sources"]
+    assert (brdr_checks["checks"], brdr_checks["healthy"]) == (4, 3)
+    assert "503" in brdr_checks["unhealthy"][0]["reason"], brdr_checks["unhealthy"]
+    # Healthy at 09:20 and 12:20 HKT: the 10:15 and 11:15 checks brought nothing healthy; and
+    # no check came after 12:20, though seven more were scheduled (13:15 to 19:15).
+    gaps = brdr_checks["gaps"]
+    assert gaps == [
+        {
+            "from": "2026-11-23T01:20:00+00:00",
+            "to": "2026-11-23T04:20:00+00:00",
+            "missed": 2,
+            "first_missed": "2026-11-23T10:15:00+08:00",
+        },
+        {
+            "from": "2026-11-23T04:20:00+00:00",
+            "to": None,
+            "missed": 7,
+            "first_missed": "2026-11-23T13:15:00+08:00",
+        },
+    ]
+    decided = next(c for c in report["changes"] if c["change_id"] == change_id)
+    assert (decided["state"], decided["owner"], decided["note"]) == (
+        "not applicable", "A. Wong", "We do not offer the product"
+    )  # fmt: skip
+    assert report["totals"]["gaps"] == len(gaps) >= 1
+    assert report["coverage"]["watched"] == ["Banking Regulatory Document Repository: CIR, CPR"]
+    assert any("other regulators" in line for line in report["coverage"]["not_watched"])
+
+    rows = list(
+        csv.DictReader(
+            io.StringIO(
+                history.cli(
+                    "report", "--from", "2026-11-23", "--to", "2026-11-23", "--format", "csv"
+                ).stdout
+            )
+        )
+    )
+    assert {r["section"] for r in rows} >= {
+        "checks",
+        "unhealthy check",
+        "gap",
+        "change",
+        "deadline",
+    }
+    html = tmp_path / "q.html"
+    made = history.cli(
+        "report", "--from", "2026-11-23", "--to", "2026-11-23", "--output", str(html)
+    )
+    assert made.exit_code == 0 and "gaps" in made.stdout
+    page = html.read_text(encoding="utf-8")
+    assert "We do not offer the product" in page and "<script" not in page
+    assert "2 scheduled checks without a healthy result" in page
+
+    wrong = history.cli("report", "--from", "2026-11-30", "--to", "2026-11-23")
+    assert wrong.exit_code == 2 and "before --from" in wrong.output
+
+
+def test_gaps_follow_the_schedule_not_the_clock(tmp_path):
+    """No healthy check from Friday evening to Monday morning is no gap on a weekday
+    schedule; a missed Monday morning is."""
+    db = open_db(tmp_path / "g.db", create=True)
+    config = load_config(None)
+    with db.conn:
+        for run_id, moment, healthy in (
+            (1, "2026-11-20T11:20:00+00:00", 1),  # Friday 19:20 HKT, the day's last check
+            (2, "2026-11-23T00:20:00+00:00", 1),  # Monday 08:20 HKT, the first
+            (3, "2026-11-23T03:20:00+00:00", 1),  # Monday 11:20: 09:15 and 10:15 missed
+        ):
+            db.execute(
+                "INSERT INTO runs (id, command, started_at, finished_at, status) "
+                "VALUES (?, 'run', ?, ?, 'ok')",
+                [run_id, moment, moment],
+            )
+            db.execute(
+                "INSERT INTO source_runs (run_id, source, healthy, reason, items, new, changed, "
+                "removed, requests, bytes, stats, finished_at) "
+                "VALUES (?, 'brdr', ?, '', 1, 0, 0, 0, 1, 1, '{}', ?)",
+                [run_id, healthy, moment],
+            )
+    start = datetime(2026, 11, 20, 11, 0, tzinfo=UTC)
+    end = datetime(2026, 11, 23, 3, 30, tzinfo=UTC)
+    brdr = next(c for c in source_checks(db, config, start, end) if c.source == "brdr")
+    assert brdr.checks == 3
+    assert [g["missed"] for g in brdr.gaps] == [2]
+    assert brdr.gaps[0]["from"] == "2026-11-23T00:20:00+00:00"
+
+
+def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromium, tmp_path):
+    from pypdf import PdfReader
+
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
+    history.run(effective("1 March 2027"))
+    change_id = history.lines("review", "list")[0]["change_id"]
+    history.cli("review", "set", str(change_id), "actioned", "--note", "Response sent <b>late</b>")
+    today = datetime.now(UTC).date().isoformat()
+    html = tmp_path / "report.html"
+    made = history.cli("report", "--from", "2026-11-01", "--to", today, "--output", str(html))
+    assert made.exit_code == 0, made.output
+    pdf = tmp_path / "report.pdf"
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            "--no-pdf-header-footer",
+            f"--print-to-pdf={pdf}",
+            html.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+    reader = PdfReader(pdf)
+    text = " ".join(page.extract_text() for page in reader.pages)
+    assert len(reader.pages) >= 1
+    width, height = (float(v) for v in reader.pages[0].mediabox.upper_right)
+    assert (round(width), round(height)) == (595, 842)  # A4, as the page's @page asks
+    for expected in (
+        "attestation report",
+        "Checks per source",
+        "Banking Regulatory Document Repository",
+        "Response sent <b>late</b>",  # escaped: printed as written, not as markup
+        "Consultation on enhancements to the Banking Ordinance",
+        "Deadlines from the period",
+    ):
+        assert expected in " ".join(text.split()), expected

@@ -1,0 +1,241 @@
+"""From alert to auditable decision: the deadlines calendar and the attestation report.
+
+Storage keeps the facts (`deadlines`, `version_deadlines`, the `reviews` log, every check in
+`source_runs`); this module decides what they mean for a compliance team: which calendar events
+stand, moved or were cancelled, and which stretches of a period went without the healthy checks
+the schedule promised."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from typing import Any
+
+import sqlite_utils
+
+from alerts.calendar import CalendarEntry
+from storage.compliance import (
+    deadline_histories,
+    deadlines,
+    last_healthy_before,
+    review_status,
+    source_runs_between,
+)
+from storage.history import find_document
+from tracker.config import Config
+from tracker.schedule import job_deadline, job_for_source, jobs_of
+from tracker.sources import SOURCES
+
+logger = logging.getLogger(__name__)
+
+KIND_TITLES = {
+    "takes effect": "Takes effect",
+    "consultation closes": "Consultation closes",
+    "consultation opens": "Consultation opens",
+}
+
+
+def event_uid(document_id: str, kind: str, ordinal: int) -> str:
+    """A deadline's calendar UID: the same for the same document's same deadline in every
+    export, wherever it is made."""
+    digest = hashlib.sha256(f"{document_id}|{kind}|{ordinal}".encode()).hexdigest()[:32]
+    return f"{digest}@hkma-tracker"
+
+
+def _day(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def calendar_entries(
+    db: sqlite_utils.Database, tags: dict[str, list[str]] | None = None
+) -> list[CalendarEntry]:
+    """One entry per deadline any version of a document stated: standing, moved (its SEQUENCE
+    counts the moves) or cancelled (the document superseded, withdrawn or removed, or the date
+    no longer stated)."""
+    current = {
+        (row["document_id"], row["kind"], row["ordinal"]): row
+        for row in deadlines(db, tags=tags, current_only=False)
+    }
+    entries = []
+    for (document_id, kind, ordinal), dates in sorted(deadline_histories(db, tags).items()):
+        stated = [d for d in dates if d]
+        moves = sum(1 for a, b in pairwise(stated) if a != b)
+        row = current.get((document_id, kind, ordinal))
+        document = row or find_document(db, document_id) or {}
+        standing_now = bool(
+            row and row["status"] == "active" and row["standing"] == "current" and dates[-1]
+        )
+        day = _day(stated[-1])
+        if day is None:
+            logger.warning("calendar: %s: %s date %r unreadable", document_id, kind, stated[-1])
+            continue
+        title = str(document.get("title") or document_id)
+        why = "" if standing_now else _why_cancelled(row, dates[-1])
+        evidence = (row or {}).get("evidence") or ""
+        entries.append(
+            CalendarEntry(
+                uid=event_uid(document_id, kind, ordinal),
+                day=day,
+                summary=f"{KIND_TITLES.get(kind, kind)}: {title}",
+                description="\n".join(
+                    part
+                    for part in (
+                        why,
+                        f"“{evidence}”" if evidence else "",
+                        f"{document.get('url', '')}",
+                        f"HKMA tracker document {document_id}",
+                    )
+                    if part
+                ),
+                url=str(document.get("url") or ""),
+                sequence=moves + (0 if standing_now else 1),
+                cancelled=not standing_now,
+            )
+        )
+    return entries
+
+
+def _why_cancelled(row: dict[str, Any] | None, latest: str | None) -> str:
+    if row is None or not latest:
+        return "Cancelled: the document no longer states this date."
+    if row["status"] != "active":
+        return "Cancelled: the document is no longer listed."
+    return f"Cancelled: the document is {row['standing']}."
+
+
+@dataclass
+class SourceChecks:
+    """A source's checks in a period: how many, which were unhealthy, and the stretches in
+    which a scheduled check brought no healthy result."""
+
+    source: str
+    title: str
+    checks: int = 0
+    healthy: int = 0
+    unhealthy: list[dict[str, Any]] = field(default_factory=list)
+    gaps: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _parse(moment: str) -> datetime:
+    parsed = datetime.fromisoformat(moment)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _missed(job: Any, after: datetime, before: datetime, grace: timedelta) -> list[datetime]:
+    """Scheduled fire times in (after, before - grace]: checks that should have finished, with
+    their grace, before `before`."""
+    fires: list[datetime] = []
+    when = after
+    while True:
+        when = job.trigger.get_next_fire_time(None, when + timedelta(seconds=1))
+        if when is None or when + grace > before:
+            return fires
+        fires.append(when)
+
+
+def source_checks(
+    db: sqlite_utils.Database, config: Config, start: datetime, end: datetime
+) -> list[SourceChecks]:
+    """Every check of every enabled source in [start, end), and the gaps: stretches between
+    healthy checks in which at least one scheduled check (given the run deadline to finish)
+    brought no healthy result."""
+    jobs = jobs_of(config)
+    grace = timedelta(seconds=job_deadline(config))
+    runs = source_runs_between(db, start.isoformat(), end.isoformat())
+    report = []
+    for source in config.enabled_sources():
+        checks = SourceChecks(source, SOURCES[source].title)
+        healthy_at = []
+        for run in (r for r in runs if r["source"] == source):
+            checks.checks += 1
+            if run["healthy"]:
+                checks.healthy += 1
+                healthy_at.append(_parse(run["finished_at"]))
+            else:
+                checks.unhealthy.append(run)
+        job = job_for_source(jobs, source)
+        if job is not None:
+            before = last_healthy_before(db, source, start.isoformat())
+            previous = max(_parse(before), start) if before else start
+            for moment in [*healthy_at, end]:
+                missed = _missed(job, previous, min(moment, end), grace)
+                if missed:
+                    checks.gaps.append(
+                        {
+                            "from": previous.isoformat(),
+                            "to": moment.isoformat() if moment < end else None,
+                            "missed": len(missed),
+                            "first_missed": missed[0].isoformat(),
+                        }
+                    )
+                previous = moment
+        report.append(checks)
+    return report
+
+
+def attestation_report(
+    db: sqlite_utils.Database,
+    config: Config,
+    start: datetime,
+    end: datetime,
+    tags: dict[str, list[str]] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """What an auditor asks of [start, end): every check per source with its gaps, every
+    substantive change with its review, the deadlines from the period's start on, and what the
+    tracker covers."""
+    now = now or datetime.now(UTC)
+    changes = list(review_status(db, tags=tags, since=start.isoformat(), until=end.isoformat()))
+    upcoming = deadlines(db, since=start.date().isoformat(), tags=tags)
+    checks = source_checks(db, config, start, end)
+    return {
+        "period": {"from": start.isoformat(), "to": end.isoformat()},
+        "generated_at": now.isoformat(),
+        "filters": {kind: wanted for kind, wanted in (tags or {}).items() if wanted},
+        "coverage": coverage(config),
+        "sources": [checks_record(c) for c in checks],
+        "changes": changes,
+        "deadlines": upcoming,
+        "totals": {
+            "checks": sum(c.checks for c in checks),
+            "unhealthy_checks": sum(len(c.unhealthy) for c in checks),
+            "gaps": sum(len(c.gaps) for c in checks),
+            "changes": len(changes),
+            "open": sum(1 for c in changes if c["state"] in ("open", "in review")),
+        },
+    }
+
+
+def checks_record(checks: SourceChecks) -> dict[str, Any]:
+    return {
+        "source": checks.source,
+        "title": checks.title,
+        "checks": checks.checks,
+        "healthy": checks.healthy,
+        "unhealthy": checks.unhealthy,
+        "gaps": checks.gaps,
+    }
+
+
+def coverage(config: Config) -> dict[str, list[str]]:
+    """What the tracker watches with this config, and what it does not."""
+    watched = [
+        f"{SOURCES[name].title}: {', '.join(config.listings(name))}"
+        for name in config.enabled_sources()
+    ]
+    return {
+        "watched": watched,
+        "not_watched": [
+            "Sources not listed above (other regulators, HKMA pages not configured, "
+            "Chinese-only publications).",
+            "Changes that appear and are undone between two checks.",
+            "Text in images or scanned PDFs, and attachments other than PDF and HTML.",
+            "Whether a change applies to your institution: that is each review's decision.",
+        ],
+    }
