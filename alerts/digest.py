@@ -25,6 +25,11 @@ _BRDR_DOC_ID = re.compile(
 KIND_ORDER = {"new": 0, "changed": 1, "removed": 2}
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
 SOON = timedelta(days=30)  # "takes effect within 30 days"
+# Fields whose change moves a deadline; and the attached calendar's file name.
+DEADLINE_FIELDS = {
+    "document.effective_dates", "document.consultation_closes", "extra.consultation",
+}  # fmt: skip
+CALENDAR_FILE = "hkma-deadlines.ics"
 
 TEMPLATES = Environment(
     loader=PackageLoader("alerts", "templates"),
@@ -192,6 +197,11 @@ class Digest:
     # (`DigestEntry.group`); one without a section is listed under its source.
     group_titles: dict[str, str] = dataclasses.field(default_factory=dict)
     audience: str = ""  # whose digest, in words: the subscriber's filters
+    # The subscriber's substantive changes still open (not yet reviewed), and when the oldest
+    # of them was detected (ISO).
+    open_reviews: int = 0
+    oldest_open: str = ""
+    calendar: bytes | None = None  # the deadlines calendar (.ics), attached to the email
 
     @classmethod
     def of_changes(
@@ -202,6 +212,8 @@ class Digest:
         source_titles: dict[str, str] | None = None,
         group_titles: dict[str, str] | None = None,
         audience: str = "",
+        open_reviews: tuple[int, str | None] = (0, None),
+        calendar: bytes | None = None,
     ) -> Digest:
         """A digest of change events. A publication that several sources announce as new (the
         circulars feed, a topic page and BRDR; the press feed and the press API) is one entry
@@ -246,6 +258,9 @@ class Digest:
             dict(source_titles or {}),
             dict(group_titles or {}),
             audience,
+            open_reviews[0],
+            open_reviews[1] or "",
+            calendar,
         )
 
     def _section(self, entry: DigestEntry) -> tuple[int, str]:
@@ -284,12 +299,30 @@ class Digest:
         soon = sorted((e.effective, e.title) for e in self.entries if within(e.effective))
         closing = sorted((e.closes, e.title) for e in self.entries if within(e.closes))
         by_function = Counter(f for e in self.entries for f in e.functions)
+        days_open = (
+            (self.created_at - datetime.fromisoformat(self.oldest_open)).days
+            if self.open_reviews and self.oldest_open
+            else 0
+        )
         return {
             "kinds": self.counts(),
             "functions": dict(sorted(by_function.items(), key=lambda kv: (-kv[1], kv[0]))),
             "effective_soon": soon,
             "closing_soon": closing,
+            "open_reviews": self.open_reviews,
+            "days_open": days_open,
         }
+
+    @property
+    def deadlines_changed(self) -> bool:
+        """Whether an entry brings, moves or ends a deadline (a calendar worth attaching)."""
+        return any(
+            e.effective
+            or e.closes
+            or any(f in DEADLINE_FIELDS for f in e.fields)
+            or (e.standing and e.kind == "changed")
+            for e in self.entries
+        )
 
     @property
     def generated(self) -> str:
@@ -333,6 +366,10 @@ class Digest:
         message["Message-ID"] = message_id or make_msgid(domain="hkma-tracker.local")
         message.set_content(self.render_text())
         message.add_alternative(self.render_html(), subtype="html")
+        if self.calendar:
+            message.add_attachment(
+                self.calendar, maintype="text", subtype="calendar", filename=CALENDAR_FILE
+            )
         return message
 
     def payload(self, fmt: str) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from typing import Any
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FILTER_KEYS = ("functions", "products", "entity_types", "sources", "kinds", "keywords")
-SUBSCRIBER_KEYS = {"name", "emails", "webhook", "webhook_format", "cadence", "include_cosmetic"}
+SUBSCRIBER_KEYS = {
+    "name", "emails", "webhook", "webhook_format", "cadence", "include_cosmetic", "calendar",
+}  # fmt: skip
 SUBSCRIBER_KEYS |= set(FILTER_KEYS)
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 _CADENCE = re.compile(
@@ -92,6 +94,7 @@ class Subscriber:
     webhook_format: str = "json"
     cadence: Cadence = Cadence("run")
     include_cosmetic: bool = False
+    calendar: bool = False  # attach the deadlines calendar when a digest's deadlines changed
     functions: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
     entity_types: tuple[str, ...] = ()
@@ -171,9 +174,10 @@ def parse_subscribers(entries: Any, vocabularies: dict[str, Vocabulary]) -> list
             values["cadence"] = parse_cadence(str(entry.get("cadence", "run")))
         except ValueError as error:
             raise SubscriberError(f"{label}: cadence: {error}") from None
-        if not isinstance(entry.get("include_cosmetic", False), bool):
-            raise SubscriberError(f"{label}: include_cosmetic must be true or false")
-        values["include_cosmetic"] = entry.get("include_cosmetic", False)
+        for flag in ("include_cosmetic", "calendar"):
+            if not isinstance(entry.get(flag, False), bool):
+                raise SubscriberError(f"{label}: {flag} must be true or false")
+            values[flag] = entry.get(flag, False)
         webhook = entry.get("webhook")
         if webhook is not None and (
             not isinstance(webhook, str) or not webhook.startswith(("https://", "http://"))

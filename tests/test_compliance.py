@@ -80,7 +80,9 @@ class History:
             '[sources.brdr]\ndoc_types = ["CIR", "CPR"]\n'
             "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
             "[sources.press_releases]\nenabled = false\n"
-            f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
+            f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n'
+            '[[subscribers]]\nname = "policy"\nemails = ["policy@example.org"]\n'
+            "calendar = true\n",
             encoding="utf-8",
         )
 
@@ -416,3 +418,18 @@ def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromiu
         "Deadlines from the period",
     ):
         assert expected in " ".join(text.split()), expected
+
+
+def test_a_digest_says_what_is_still_open_and_brings_the_calendar_when_dates_moved(history):
+    from email import message_from_bytes, policy
+
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
+    history.run(effective("1 March 2027"))
+    (eml,) = sorted((history.tmp / "digests").glob("*-policy.eml"))
+    email = message_from_bytes(eml.read_bytes(), policy=policy.default)
+    text = email.get_body(("plain",)).get_content()
+    assert "Still to review in your scope: 1 change, the oldest open 0 days" in text
+    (attached,) = list(email.iter_attachments())
+    assert attached.get_filename() == "hkma-deadlines.ics"
+    events = icalendar.Calendar.from_ical(attached.get_content()).walk("VEVENT")
+    assert CLOSES in {str(e["SUMMARY"]) for e in events}

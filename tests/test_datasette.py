@@ -30,6 +30,7 @@ INPUTS = {
     "changes_by_product": [("bank", "Banking"), ("mortgage", "Mortgages")],
     "changes_by_entity_type": [("banks", "Banks (authorized institutions)")],
     "rule_timeline": [("spm:IC-6", "IC-6"), ("spm:'; DROP TABLE links; --", None)],
+    "review_log": [("1", None), ("'; DROP TABLE reviews; --", None)],
 }
 PARAMETER = {
     "search": "query",
@@ -37,6 +38,7 @@ PARAMETER = {
     "changes_by_product": "product",
     "changes_by_entity_type": "entity_type",
     "rule_timeline": "key",
+    "review_log": "change_id",
 }
 
 

@@ -66,7 +66,10 @@ def test_the_help_examples_and_the_canned_queries_work_on_the_demo_database(demo
 
     async def answers():
         ds = datasette_app.Datasette([db])
-        params = "function=AML&product=banking&entity_type=banks&key=spm:IC-6&query=laundering"
+        params = (
+            "function=AML&product=banking&entity_type=banks&key=spm:IC-6&query=laundering"
+            "&change_id=1&from_date=2020-01-01&to_date=2099-12-31"
+        )
         return {
             name: (await ds.client.get(f"/demo/{name}.json?{params}&_shape=array")).json()
             for name in QUERIES
@@ -76,6 +79,8 @@ def test_the_help_examples_and_the_canned_queries_work_on_the_demo_database(demo
 
     rows = asyncio.run(answers())
     empty = {name for name, found in rows.items() if not found}
-    # Nothing is unreadable in the demo, and no effective date of its PDFs lies ahead.
-    assert empty <= {"unreadable_documents", "upcoming_effective_dates"}, empty
+    # Nothing is unreadable in the demo, no effective date of its PDFs lies ahead, and no
+    # change has been reviewed yet.
+    assert empty <= {"unreadable_documents", "upcoming_deadlines", "review_log"}, empty
+    assert rows["checks_in_period"] and rows["open_reviews"]
     assert json.dumps(rows["superseded_rules"]).count("superseded") >= 1

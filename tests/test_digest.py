@@ -253,8 +253,11 @@ def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
         "functions": {"AML/CFT": 2, "Financial": 1, "Fraud": 1},
         "effective_soon": [("2026-12-01", "Older circular")],  # not the past, not March
         "closing_soon": [("2026-12-19", "Consultation paper")],
+        "open_reviews": 0,
+        "days_open": 0,
     }
     text, html = MIXED.render_text(), MIXED.render_html()
+    assert "Still to review" not in text + html
     for part in (text, html):
         assert part.index("Takes effect 2026-12-01") < part.index("Newer circular")
         assert part.index("Consultation closes 2026-12-19") < part.index("Newer circular")
@@ -262,6 +265,25 @@ def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
         assert "aml-team (functions: AML/CFT)" in part
     order = [text.index(title) for title in ("== Circulars", "== Consultations", "== Topic")]
     assert order == sorted(order)  # the plain text mirrors the HTML's order
+
+
+def test_the_summary_says_what_is_still_to_review_and_the_calendar_rides_along():
+    waiting = dataclasses.replace(
+        MIXED, open_reviews=3, oldest_open="2026-11-08T03:00:00+00:00", calendar=b"BEGIN:VCALENDAR"
+    )
+    assert (waiting.summary()["open_reviews"], waiting.summary()["days_open"]) == (3, 14)
+    for part in (waiting.render_text(), waiting.render_html()):
+        assert "3 changes, the oldest open 14 days" in part
+        assert "Deadlines calendar attached (hkma-deadlines.ics)" in part
+    email = waiting.to_email("tracker@example.org", ["officer@example.org"])
+    (attached,) = list(email.iter_attachments())
+    assert attached.get_content_type() == "text/calendar"
+    assert attached.get_filename() == "hkma-deadlines.ics"
+    assert email.get_body(("plain",)) is not None and email.get_body(("html",)) is not None
+    assert MIXED.deadlines_changed  # it brings dates that take effect and close
+    assert not dataclasses.replace(MIXED, entries=MIXED.entries[:1]).deadlines_changed  # news
+    removed = dataclasses.replace(MIXED, entries=MIXED.entries[-1:])
+    assert removed.deadlines_changed  # a removed document's date is cancelled
 
 
 def test_words_and_dates_are_never_broken_only_urls_may_wrap():

@@ -34,6 +34,8 @@ TABLES = {
     "the evidence.",
     "links": "Keys each document is linked to: spm:<module>, ref:<circular reference>, "
     "brdr:<docId>.",
+    "reviews": "Who assessed which change and what was decided; append-only (a change's review "
+    "is its newest row; review_status shows each substantive change with it).",
 }
 
 _TAGS = (
@@ -70,11 +72,30 @@ QUERIES: dict[str, dict[str, str]] = {
         "title": "Changes tagged with an entity type (a name or alias, e.g. banks)",
         "sql": _by_tag("entity_types"),
     },
-    "upcoming_effective_dates": {
-        "title": "Effective dates announced inside documents, from today",
-        "sql": "SELECT e.value ->> 'date' AS effective, d.title, e.value ->> 'sentence' AS "
-        "sentence, d.url FROM documents_full d, json_each(d.document_content, "
-        "'$.effective_dates') e WHERE effective >= date('now') ORDER BY effective",
+    "upcoming_deadlines": {
+        "title": "Deadlines from today: effective dates and consultation dates of current "
+        "documents, with the sentence or register field that states them",
+        "sql": "SELECT dl.date, dl.kind, dl.title, dl.evidence, hkma_names(dl.functions) AS "
+        "functions, dl.url FROM deadlines dl WHERE dl.date >= date('now', '+8 hours') "
+        "AND dl.status = 'active' AND dl.standing = 'current' ORDER BY dl.date",
+    },
+    "open_reviews": {
+        "title": "Substantive changes not yet decided (open or in review), oldest first",
+        "sql": "SELECT r.change_id, r.detected_at, r.kind, r.title, r.state, r.owner, r.note, "
+        "hkma_names(r.functions) AS functions, r.url FROM review_status r "
+        "WHERE r.state IN ('open', 'in review') ORDER BY r.change_id",
+    },
+    "review_log": {
+        "title": "Every review of a change (its id as `changes` and digests show it)",
+        "sql": "SELECT r.at, r.state, r.owner, r.note, c.title, c.url FROM reviews r "
+        "JOIN changes c ON c.id = r.change_id WHERE r.change_id = :change_id ORDER BY r.id",
+    },
+    "checks_in_period": {
+        "title": "Every check of every source between two dates (as `hkma-tracker report`)",
+        "sql": "SELECT s.finished_at, s.source, s.healthy, s.reason, s.items, s.new, s.changed, "
+        "s.removed, r.command FROM source_runs s JOIN runs r ON r.id = s.run_id "
+        "WHERE s.finished_at >= :from_date AND s.finished_at < date(:to_date, '+1 day') "
+        "ORDER BY s.finished_at",
     },
     "superseded_rules": {
         "title": "Documents superseded or withdrawn, and by what",

@@ -25,10 +25,12 @@ from typing import Any
 
 import sqlite_utils
 
+from alerts.calendar import calendar_bytes
 from alerts.channels import Channel, DeliveryError, FileChannel, SmtpChannel, WebhookChannel
 from alerts.digest import Digest, notice_payload
 from alerts.subscribers import EVERYONE, Subscriber
 from spiders.normalize import is_loopback_host
+from storage.compliance import review_status
 from storage.db import write_transaction
 from storage.outbox import (
     failing_deliveries,
@@ -45,6 +47,7 @@ from storage.outbox import (
     unhealthy_streak,
     unsent_changes,
 )
+from tracker.compliance import calendar_entries
 from tracker.config import Config
 from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
@@ -151,7 +154,12 @@ def build_digest(
         source_titles(),
         DIGEST_GROUPS,
         "" if subscriber is EVERYONE else subscriber.describe(),
+        open_reviews_of(db, subscriber),
     )
+    if subscriber.calendar and digest.deadlines_changed:
+        tags = {"functions": list(subscriber.functions), "products": list(subscriber.products)}
+        ics = calendar_bytes(calendar_entries(db, tags), "HKMA deadlines", now)
+        digest = dataclasses.replace(digest, calendar=ics)
     message_id = make_msgid(idstring=subscriber.name, domain=_domain(config))
     if subscriber.webhook:
         channel, recipients = "webhook", [subscriber.webhook]
@@ -171,6 +179,13 @@ def build_digest(
         payload=digest.payload(subscriber.webhook_format),
         change_ids=[c["id"] for c in changes],
     )
+
+
+def open_reviews_of(db: sqlite_utils.Database, subscriber: Subscriber) -> tuple[int, str | None]:
+    """How many substantive changes in the subscriber's scope are still open (or in review),
+    and when the oldest of them was detected."""
+    waiting = [r for r in review_status(db, open_only=True) if subscriber.matches(r)]
+    return len(waiting), min((r["detected_at"] for r in waiting), default=None)
 
 
 def operator_message(
