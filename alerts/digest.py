@@ -163,7 +163,15 @@ class DigestEntry:
     @property
     def href(self) -> str:
         """The link target, only ever http(s): a title is text, a link must not run code."""
-        return self.url if self.url.startswith(("https://", "http://")) else "#"
+        return safe_href(self.url)
+
+
+def safe_href(url: str) -> str:
+    """`url` if it is http(s), else "#": a link in a digest or report never runs code."""
+    return url if url.startswith(("https://", "http://")) else "#"
+
+
+TEMPLATES.filters["href"] = safe_href
 
 
 def standing(extra: dict[str, Any]) -> str:

@@ -39,10 +39,25 @@ def report_json(report: dict[str, Any]) -> str:
     return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
 
 
+class _SpreadsheetSafe(csv.DictWriter):
+    """A cell that a spreadsheet would read as a formula (=, +, -, @) starts with a quote:
+    an auditor opens this file in Excel, and a note typed by anyone must stay text."""
+
+    def writerow(self, rowdict: Any) -> Any:
+        return super().writerow(
+            {
+                k: f"'{v}"
+                if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r")
+                else v
+                for k, v in rowdict.items()
+            }
+        )
+
+
 def report_csv(report: dict[str, Any]) -> str:
     """One row per check gone wrong, gap, change and deadline, its section first."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer = _SpreadsheetSafe(out, CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for source in report["sources"]:
         name = source["source"]

@@ -433,3 +433,31 @@ def test_a_digest_says_what_is_still_open_and_brings_the_calendar_when_dates_mov
     assert attached.get_filename() == "hkma-deadlines.ics"
     events = icalendar.Calendar.from_ical(attached.get_content()).walk("VEVENT")
     assert CLOSES in {str(e["SUMMARY"]) for e in events}
+
+
+def test_the_report_escapes_hostile_text_and_links_only_to_the_web():
+    from alerts.report import report_csv, report_html
+
+    hostile = "<script>alert(1)</script>"
+    change = {
+        "change_id": 7, "detected_at": "2026-11-23T01:00:00+00:00", "kind": "new",
+        "source": "rss", "document_id": "rss:x", "title": hostile, "url": "javascript:alert(1)",
+        "state": "open", "owner": hostile, "note": "=HYPERLINK(\"x\")", "reviewed_at": None,
+        "functions": [hostile], "products": [],
+    }  # fmt: skip
+    report = {
+        "period": {"from": "2026-11-23T00:00:00+00:00", "to": "2026-11-24T00:00:00+00:00"},
+        "generated_at": "2026-11-29T00:00:00+00:00",
+        "filters": {},
+        "coverage": {"watched": [hostile], "not_watched": []},
+        "sources": [],
+        "changes": [change],
+        "deadlines": [],
+        "totals": {"checks": 0, "unhealthy_checks": 0, "gaps": 0, "changes": 1, "open": 1},
+    }
+    page = report_html(report)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert 'href="#"' in page and "javascript:" not in page
+    rows = list(csv.DictReader(io.StringIO(report_csv(report))))
+    assert rows[0]["title"] == hostile  # CSV carries text as it is
+    assert rows[0]["note"] == '\'=HYPERLINK("x")'  # but never a formula a spreadsheet runs
