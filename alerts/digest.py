@@ -209,6 +209,7 @@ class Digest:
     # of them was detected (ISO).
     open_reviews: int = 0
     oldest_open: str = ""
+    open_reviews_at_least: bool = False  # the count stopped there: "N or more"
     calendar: bytes | None = None  # the deadlines calendar (.ics), attached to the email
 
     @classmethod
@@ -266,9 +267,9 @@ class Digest:
             dict(source_titles or {}),
             dict(group_titles or {}),
             audience,
-            open_reviews[0],
-            open_reviews[1] or "",
-            calendar,
+            open_reviews=open_reviews[0],
+            oldest_open=open_reviews[1] or "",
+            calendar=calendar,
         )
 
     def _section(self, entry: DigestEntry) -> tuple[int, str]:
@@ -318,6 +319,11 @@ class Digest:
             "effective_soon": soon,
             "closing_soon": closing,
             "open_reviews": self.open_reviews,
+            "open_reviews_words": (
+                f"{self.open_reviews} or more changes"
+                if self.open_reviews_at_least
+                else f"{self.open_reviews} change{'s' if self.open_reviews != 1 else ''}"
+            ),
             "days_open": days_open,
         }
 

@@ -275,6 +275,7 @@ def measure_no_change(db_path: Path, versions: int) -> dict[str, Any]:
 
 
 def measure_search(db_path: Path) -> dict[str, Any]:
+    from storage.compliance import deadlines, open_reviews
     from storage.search import search
 
     db = open_readonly(db_path)
@@ -291,6 +292,14 @@ def measure_search(db_path: Path) -> dict[str, Any]:
         times.sort()
         figures[f"{name}_p50_ms"] = statistics.median(times)
         figures[f"{name}_p95_ms"] = times[int(len(times) * 0.95) - 1]
+    # What a digest adds for each subscriber: its open reviews; and the upcoming deadlines.
+    for name, query in (
+        ("open_reviews_ms", lambda: open_reviews(db, "digest")),
+        ("deadlines_ms", lambda: deadlines(db, "2026-01-01", "2027-12-31")),
+    ):
+        started = time.perf_counter()
+        query()
+        figures[name] = (time.perf_counter() - started) * 1000
     return figures
 
 

@@ -99,16 +99,29 @@ def review_log(db: sqlite_utils.Database, change_id: int) -> list[dict[str, Any]
     return list(db.query("SELECT * FROM reviews WHERE change_id = ? ORDER BY id", [change_id]))
 
 
-def open_reviews(
-    db: sqlite_utils.Database, tags: dict[str, list[str]] | None = None
-) -> tuple[int, str | None]:
-    """How many substantive changes (carrying any of `tags`) are still open or in review, and
-    when the oldest of them was detected."""
-    where, params = tag_conditions(tags, "r")
-    where.append("r.state IN ('open', 'in review')")
-    sql = "SELECT count(*), min(r.detected_at) FROM review_status r WHERE "
-    count, oldest = db.execute(sql + " AND ".join(where), params).fetchone()
-    return int(count), oldest
+OPEN_COUNT_CAP = 1000  # a digest counts open changes up to this ("1000 or more")
+
+
+def open_reviews(db: sqlite_utils.Database, subscriber: str) -> tuple[int, str | None]:
+    """How many of the substantive changes queued for `subscriber` are still open or in
+    review (counted up to OPEN_COUNT_CAP), and when the oldest of them was detected. Reads the
+    subscriber's changes in order and stops early: its cost follows what is open, not the
+    history."""
+    still_open = (
+        "FROM outbox_items o JOIN changes c ON c.id = o.change_id "
+        "WHERE o.subscriber = ? AND NOT c.baseline AND c.significance = 'substantive' "
+        "AND coalesce((SELECT r.state FROM reviews r WHERE r.change_id = c.id "
+        "ORDER BY r.id DESC LIMIT 1), 'open') IN ('open', 'in review')"
+    )
+    count = db.execute(
+        f"SELECT count(*) FROM (SELECT 1 {still_open} LIMIT ?)",  # noqa: S608 - no input in it
+        [subscriber, OPEN_COUNT_CAP],
+    ).fetchone()[0]
+    oldest = db.execute(
+        f"SELECT c.detected_at {still_open} ORDER BY o.change_id LIMIT 1",
+        [subscriber],
+    ).fetchone()
+    return int(count), oldest[0] if oldest else None
 
 
 def source_runs_between(db: sqlite_utils.Database, start: str, end: str) -> list[dict[str, Any]]:

@@ -748,75 +748,73 @@ def m015_fetch_indexes(db: sqlite_utils.Database) -> None:
 REVIEW_STATES = ("open", "in review", "actioned", "not applicable")
 
 
+# The dates a version states, as rows of `version_deadlines`: effective dates read from its
+# document's text (with the sentence), BRDR's consultation open and close dates, and close dates
+# from the text where the register gives none. `{version}` (a condition) chooses the versions.
+_VERSION_DEADLINES = """
+    SELECT v.id, v.document_id, 'takes effect', e.key, e.value ->> '$.date',
+           e.value ->> '$.sentence'
+    FROM versions v JOIN texts t ON t.id = v.text_id,
+         json_each(t.document_content, '$.effective_dates') e
+    WHERE {version} AND t.document_content IS NOT NULL
+    UNION ALL
+    SELECT v.id, v.document_id, 'consultation closes', 0, v.extra ->> '$.consultation.closes',
+           'BRDR register (consultation ' ||
+               coalesce(v.extra ->> '$.consultation.status', '?') || ')'
+    FROM versions v WHERE {version} AND v.extra ->> '$.consultation.closes' IS NOT NULL
+    UNION ALL
+    SELECT v.id, v.document_id, 'consultation opens', 0, v.extra ->> '$.consultation.opens',
+           'BRDR register (consultation ' ||
+               coalesce(v.extra ->> '$.consultation.status', '?') || ')'
+    FROM versions v WHERE {version} AND v.extra ->> '$.consultation.opens' IS NOT NULL
+    UNION ALL
+    SELECT v.id, v.document_id, 'consultation closes', e.key, e.value ->> '$.date',
+           e.value ->> '$.sentence'
+    FROM versions v JOIN texts t ON t.id = v.text_id,
+         json_each(t.document_content, '$.consultation_closes') e
+    WHERE {version} AND t.document_content IS NOT NULL
+      AND v.extra ->> '$.consultation.closes' IS NULL
+"""
+
+
 @migrations()
 def m016_deadlines_and_reviews(db: sqlite_utils.Database) -> None:
-    """What compliance teams do after a digest: `deadlines` (every known effective date and
-    consultation date of a document as it stands now), `reviews` (an append-only log of who
-    assessed which change, and what was decided) and `review_status` (each substantive change
-    with its latest review)."""
-    _execute_script(
-        db,
-        """
-        -- Dates documents state, as they stand now: a moved date moves here, a withdrawn one
-        -- goes. `standing` says whether the document is current, superseded or withdrawn.
-        CREATE VIEW deadlines AS
-            SELECT d.id AS document_id, d.source, d.title, d.url, 'takes effect' AS kind,
-                   e.key AS ordinal, e.value ->> '$.date' AS date,
-                   e.value ->> '$.sentence' AS evidence,
-                   d.status, coalesce(d.extra ->> '$.status', 'current') AS standing,
-                   d.functions, d.products
-            FROM documents d JOIN texts t ON t.id = d.text_id,
-                 json_each(t.document_content, '$.effective_dates') e
-            WHERE t.document_content IS NOT NULL
-            UNION ALL
-            SELECT d.id, d.source, d.title, d.url, 'consultation closes', 0,
-                   d.extra ->> '$.consultation.closes',
-                   'BRDR register (consultation ' ||
-                       coalesce(d.extra ->> '$.consultation.status', '?') || ')',
-                   d.status, coalesce(d.extra ->> '$.status', 'current'),
-                   d.functions, d.products
-            FROM documents d WHERE d.extra ->> '$.consultation.closes' IS NOT NULL
-            UNION ALL
-            SELECT d.id, d.source, d.title, d.url, 'consultation opens', 0,
-                   d.extra ->> '$.consultation.opens',
-                   'BRDR register (consultation ' ||
-                       coalesce(d.extra ->> '$.consultation.status', '?') || ')',
-                   d.status, coalesce(d.extra ->> '$.status', 'current'),
-                   d.functions, d.products
-            FROM documents d WHERE d.extra ->> '$.consultation.opens' IS NOT NULL
-            UNION ALL
-            -- From the document's own text only where the register gives no close date.
-            SELECT d.id, d.source, d.title, d.url, 'consultation closes', e.key,
-                   e.value ->> '$.date', e.value ->> '$.sentence',
-                   d.status, coalesce(d.extra ->> '$.status', 'current'),
-                   d.functions, d.products
-            FROM documents d JOIN texts t ON t.id = d.text_id,
-                 json_each(t.document_content, '$.consultation_closes') e
-            WHERE t.document_content IS NOT NULL
-              AND d.extra ->> '$.consultation.closes' IS NULL;
+    """What compliance teams do after a digest: `version_deadlines` (the dates each version
+    states, written with the version, so that reading them costs what states dates, not what
+    is stored), `deadlines` (those of each document as it stands now), `reviews` (an
+    append-only log of who assessed which change, and what was decided) and `review_status`
+    (each substantive change with its latest review)."""
+    columns = "(version_id, document_id, kind, ordinal, date, evidence)"
+    script = """
+        CREATE TABLE version_deadlines (
+            version_id INTEGER NOT NULL REFERENCES versions(id),
+            document_id TEXT NOT NULL,
+            kind TEXT NOT NULL,             -- takes effect, consultation opens, ... closes
+            ordinal INTEGER NOT NULL,       -- which of the document's dates of that kind
+            date TEXT,                      -- YYYY-MM-DD
+            evidence TEXT,                  -- the sentence, or the register field
+            PRIMARY KEY (version_id, kind, ordinal)
+        );
+        CREATE INDEX version_deadlines_document ON version_deadlines(document_id, version_id);
+        INSERT INTO version_deadlines COLUMNS EVERY_VERSION;
+        CREATE TRIGGER version_deadlines_insert AFTER INSERT ON versions BEGIN
+            INSERT INTO version_deadlines COLUMNS NEW_VERSION;
+        END;
 
-        -- The same dates in every version of a document, so that a calendar can tell a moved
-        -- or withdrawn date from one never stated (what `deadlines` says, for each version).
-        CREATE VIEW version_deadlines AS
-            SELECT v.id AS version_id, v.document_id, 'takes effect' AS kind,
-                   e.key AS ordinal, e.value ->> '$.date' AS date
-            FROM versions v JOIN texts t ON t.id = v.text_id,
-                 json_each(t.document_content, '$.effective_dates') e
-            WHERE t.document_content IS NOT NULL
-            UNION ALL
-            SELECT v.id, v.document_id, 'consultation closes', 0,
-                   v.extra ->> '$.consultation.closes'
-            FROM versions v WHERE v.extra ->> '$.consultation.closes' IS NOT NULL
-            UNION ALL
-            SELECT v.id, v.document_id, 'consultation opens', 0,
-                   v.extra ->> '$.consultation.opens'
-            FROM versions v WHERE v.extra ->> '$.consultation.opens' IS NOT NULL
-            UNION ALL
-            SELECT v.id, v.document_id, 'consultation closes', e.key, e.value ->> '$.date'
-            FROM versions v JOIN texts t ON t.id = v.text_id,
-                 json_each(t.document_content, '$.consultation_closes') e
-            WHERE t.document_content IS NOT NULL
-              AND v.extra ->> '$.consultation.closes' IS NULL;
+        -- Each document's dates as it stands now (its latest version): a moved date moves
+        -- here, a withdrawn one goes. `standing`: current, superseded or withdrawn.
+        CREATE VIEW deadlines AS
+            SELECT d.id AS document_id, d.source, d.title, d.url, vd.kind, vd.ordinal,
+                   vd.date, vd.evidence, d.status,
+                   coalesce(d.extra ->> '$.status', 'current') AS standing,
+                   d.functions, d.products
+            FROM version_deadlines vd JOIN documents d ON d.id = vd.document_id
+            WHERE vd.version_id = (
+                SELECT max(v.id) FROM versions v WHERE v.document_id = vd.document_id
+            );
+
+        -- A subscriber's changes in order, for what a digest says is still open.
+        CREATE INDEX outbox_subscriber ON outbox_items(subscriber, change_id);
 
         -- Who assessed which change and what was decided: rows are added, never changed or
         -- deleted (the log is itself evidence). A change's review is its newest row.
@@ -848,5 +846,11 @@ def m016_deadlines_and_reviews(db: sqlite_utils.Database) -> None:
                 SELECT max(id) FROM reviews WHERE change_id = c.id
             )
             WHERE c.baseline = 0 AND c.significance = 'substantive';
-        """,
-    )
+        """
+    for word, sql in (
+        ("COLUMNS", columns),
+        ("EVERY_VERSION", _VERSION_DEADLINES.replace("{version}", "1")),
+        ("NEW_VERSION", _VERSION_DEADLINES.replace("{version}", "v.id = new.id")),
+    ):
+        script = script.replace(word, sql)
+    _execute_script(db, script)

@@ -254,6 +254,7 @@ def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
         "effective_soon": [("2026-12-01", "Older circular")],  # not the past, not March
         "closing_soon": [("2026-12-19", "Consultation paper")],
         "open_reviews": 0,
+        "open_reviews_words": "0 changes",
         "days_open": 0,
     }
     text, html = MIXED.render_text(), MIXED.render_html()
@@ -275,6 +276,8 @@ def test_the_summary_says_what_is_still_to_review_and_the_calendar_rides_along()
     for part in (waiting.render_text(), waiting.render_html()):
         assert "3 changes, the oldest open 14 days" in part
         assert "Deadlines calendar attached (hkma-deadlines.ics)" in part
+    many = dataclasses.replace(waiting, open_reviews=1000, open_reviews_at_least=True)
+    assert "1000 or more changes, the oldest open 14 days" in many.render_text()
     email = waiting.to_email("tracker@example.org", ["officer@example.org"])
     (attached,) = list(email.iter_attachments())
     assert attached.get_content_type() == "text/calendar"

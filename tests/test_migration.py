@@ -141,3 +141,20 @@ def test_listing_hashes_let_a_crawl_decide_without_reading_text(upgraded):
             assert doc.listing_hash == full.listing_hash()
             assert "snapshot" not in doc.__dict__  # nothing read the text
             assert doc.head == full.head
+
+
+def test_deadlines_stated_before_the_upgrade_are_found_after_it(upgraded):
+    path, _ = upgraded
+    open_db(path).close()
+    stated = rows(
+        path,
+        "SELECT v.id, e.value ->> '$.date' FROM versions v JOIN texts t ON t.id = v.text_id, "
+        "json_each(t.document_content, '$.effective_dates') e ORDER BY 1, 2",
+    )
+    found = rows(
+        path,
+        "SELECT version_id, date FROM version_deadlines WHERE kind = 'takes effect' ORDER BY 1, 2",
+    )
+    assert stated and found == stated
+    current = rows(path, "SELECT count(*) FROM deadlines WHERE kind = 'takes effect'")[0][0]
+    assert 0 < current <= len(found)

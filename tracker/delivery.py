@@ -30,7 +30,7 @@ from alerts.channels import Channel, DeliveryError, FileChannel, SmtpChannel, We
 from alerts.digest import Digest, notice_payload
 from alerts.subscribers import EVERYONE, Subscriber
 from spiders.normalize import is_loopback_host
-from storage.compliance import review_status
+from storage.compliance import OPEN_COUNT_CAP, open_reviews
 from storage.db import write_transaction
 from storage.outbox import (
     failing_deliveries,
@@ -154,8 +154,10 @@ def build_digest(
         source_titles(),
         DIGEST_GROUPS,
         "" if subscriber is EVERYONE else subscriber.describe(),
-        open_reviews_of(db, subscriber),
+        open_reviews(db, subscriber.name),
     )
+    if digest.open_reviews >= OPEN_COUNT_CAP:  # counted no further
+        digest = dataclasses.replace(digest, open_reviews_at_least=True)
     if subscriber.calendar and digest.deadlines_changed:
         tags = {"functions": list(subscriber.functions), "products": list(subscriber.products)}
         ics = calendar_bytes(calendar_entries(db, tags), "HKMA deadlines", now)
@@ -179,13 +181,6 @@ def build_digest(
         payload=digest.payload(subscriber.webhook_format),
         change_ids=[c["id"] for c in changes],
     )
-
-
-def open_reviews_of(db: sqlite_utils.Database, subscriber: Subscriber) -> tuple[int, str | None]:
-    """How many substantive changes in the subscriber's scope are still open (or in review),
-    and when the oldest of them was detected."""
-    waiting = [r for r in review_status(db, open_only=True) if subscriber.matches(r)]
-    return len(waiting), min((r["detected_at"] for r in waiting), default=None)
 
 
 def operator_message(
