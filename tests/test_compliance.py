@@ -23,6 +23,7 @@ from tracker.cli import cli
 from tracker.compliance import source_checks
 from tracker.config import load_config
 from tracker.demo_apis import CIRCULAR, BrdrFake, DocumentsFake, load, make_pdf
+from tracker.lock import run_lock
 from tracker.loopback import Override, RecordedSite
 
 CONSULTATION = "20261120-1-EN"
@@ -211,9 +212,10 @@ def test_reviews_are_an_append_only_log_that_survives_retag_and_new_versions(his
     (change,) = history.lines("review", "list", "--open")
     assert change["state"] == "open" and change["document_id"].endswith(CONSULTATION[:-3])
 
-    first = history.cli(
-        "review", "set", str(change["change_id"]), "in review", "--owner", "J. Chan"
-    )
+    with run_lock(history.db):  # a run in progress does not keep an officer waiting
+        first = history.cli(
+            "review", "set", str(change["change_id"]), "in review", "--owner", "J. Chan"
+        )
     assert first.exit_code == 0, first.output
     decided = history.lines(
         "review", "set", str(change["change_id"]), "actioned", "--owner", "J. Chan",
@@ -433,6 +435,18 @@ def test_a_digest_says_what_is_still_open_and_brings_the_calendar_when_dates_mov
     assert attached.get_filename() == "hkma-deadlines.ics"
     events = icalendar.Calendar.from_ical(attached.get_content()).walk("VEVENT")
     assert CLOSES in {str(e["SUMMARY"]) for e in events}
+
+
+def test_a_calendar_or_report_that_cannot_be_written_is_one_line_naming_the_file(history):
+    for args in (
+        ["calendar", "--ics", str(history.tmp / "missing" / "d.ics")],
+        ["report", "--from", "2026-11-01", "--to", "2026-11-30", "--output",
+         str(history.tmp / "missing" / "r.html")],
+    ):  # fmt: skip
+        result = history.cli(*args)
+        assert result.exit_code == 2, result.output
+        assert "missing" in result.output and "cannot write" in result.output
+        assert "Traceback" not in result.output
 
 
 def test_the_report_escapes_hostile_text_and_links_only_to_the_web():

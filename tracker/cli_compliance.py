@@ -22,9 +22,9 @@ from storage.compliance import (
     review_log,
     review_status,
 )
-from storage.db import REVIEW_STATES, write_transaction
+from storage.db import REVIEW_STATES, check_database, open_db, write_transaction
 from tracker import render
-from tracker.cli import Context, UsageProblem, cli, exclusive_db, json_option
+from tracker.cli import Context, UsageProblem, cli, json_option, usable_database
 from tracker.compliance import attestation_report, calendar_entries
 from tracker.config import vocabularies
 
@@ -160,12 +160,18 @@ def review_set(
 
     Example: hkma-tracker review set 42 actioned --owner "J. Chan" --note "Policy updated"
     """
-    with exclusive_db(obj) as db:
-        try:
-            with write_transaction(db):
-                row = add_review(db, change_id, state, owner, note)
-        except ReviewProblem as error:
-            raise UsageProblem(str(error)) from None
+    # Not behind the run lock: one small insert waits for a run's write at most the busy
+    # timeout, where the lock would make an officer wait for the whole run.
+    with usable_database():
+        check_database(Path(obj.db_path), create=False)
+        db = open_db(obj.db_path)
+    try:
+        with write_transaction(db):
+            row = add_review(db, change_id, state, owner, note)
+    except ReviewProblem as error:
+        raise UsageProblem(str(error)) from None
+    finally:
+        db.close()
     render.review_added(row, as_json)
 
 
