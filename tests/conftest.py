@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,27 @@ def chromium() -> str:
     if os.environ.get("HKMA_TRACKER_CI"):
         pytest.fail(why)  # CI installs it first: missing there is a broken setup, not a skip
     pytest.skip(why)
+
+
+def headless_chromium(chromium: str, page: Path, profile: Path, *action: str) -> None:
+    """Open `page` in headless Chromium, offline and without a first-run profile, and do
+    `action` (--screenshot=..., --print-to-pdf=...)."""
+    subprocess.run(
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            *action,
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )

@@ -10,13 +10,13 @@ import csv
 import io
 import json
 import sqlite3
-import subprocess
 from datetime import UTC, datetime
 
 import icalendar
 import pytest
 import vobject
 from click.testing import CliRunner
+from conftest import headless_chromium
 
 from storage.db import open_db
 from tracker.cli import cli
@@ -387,24 +387,8 @@ def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromiu
     made = history.cli("report", "--from", "2026-11-01", "--to", today, "--output", str(html))
     assert made.exit_code == 0, made.output
     pdf = tmp_path / "report.pdf"
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--no-pdf-header-footer",
-            f"--print-to-pdf={pdf}",
-            html.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
+    headless_chromium(
+        chromium, html, tmp_path / "profile", "--no-pdf-header-footer", f"--print-to-pdf={pdf}"
     )
     reader = PdfReader(pdf)
     text = " ".join(page.extract_text() for page in reader.pages)

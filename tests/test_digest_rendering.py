@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from conftest import headless_chromium
 from PIL import Image
 
 from alerts.digest import Digest
@@ -24,26 +25,13 @@ CHANGED_BADGE = (0xB2, 0x6A, 0x00)
 def screenshot(
     chromium: str, html: Path, png: Path, width: int = 390, height: int = 844
 ) -> Image.Image:
-    subprocess.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            f"--user-data-dir={png.parent / 'profile'}",
-            f"--window-size={width},{height}",
-            f"--screenshot={png}",
-            html.as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=True,
+    headless_chromium(
+        chromium,
+        html,
+        png.parent / "profile",
+        "--hide-scrollbars",
+        f"--window-size={width},{height}",
+        f"--screenshot={png}",
     )
     return Image.open(png).convert("RGB")
 
