@@ -19,6 +19,22 @@ class ReviewProblem(ValueError):
     """A review that cannot be recorded; the message names what is wrong."""
 
 
+def _filters(
+    tags: dict[str, list[str]] | None,
+    table: str,
+    column: str,
+    *bounds: tuple[str | None, str],
+) -> tuple[str, list[Any]]:
+    """A WHERE clause (never empty) and its parameters: `table` carries any of the wanted
+    `tags`, and `column` keeps each given (value, operator) bound."""
+    where, params = tag_conditions(tags, table)
+    for value, op in bounds:
+        if value:
+            where.append(f"{column} {op} ?")
+            params.append(value)
+    return " AND ".join(where) or "1", params
+
+
 def _record(row: dict[str, Any]) -> dict[str, Any]:
     for kind in KINDS:
         if isinstance(row.get(kind), str):
@@ -35,16 +51,10 @@ def deadlines(
 ) -> list[dict[str, Any]]:
     """Deadlines (YYYY-MM-DD `since` to `until`, both included), soonest first. `current_only`:
     of active documents that are neither superseded nor withdrawn."""
-    where, params = tag_conditions(tags, "dl")
+    where, params = _filters(tags, "dl", "dl.date", (since, ">="), (until, "<="))
     if current_only:
-        where.append("dl.status = 'active' AND dl.standing = 'current'")
-    for bound, op in ((since, ">="), (until, "<=")):
-        if bound:
-            where.append(f"dl.date {op} ?")
-            params.append(bound)
-    sql = "SELECT dl.* FROM deadlines dl"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+        where += " AND dl.status = 'active' AND dl.standing = 'current'"
+    sql = "SELECT dl.* FROM deadlines dl WHERE " + where  # noqa: S608 - values are parameters
     sql += " ORDER BY dl.date, dl.document_id, dl.kind, dl.ordinal"
     return [_record(row) for row in db.query(sql, params)]
 
@@ -81,16 +91,10 @@ def review_status(
 ) -> Iterator[dict[str, Any]]:
     """Substantive changes with their current review, oldest first. `open_only`: those not
     yet actioned or found not applicable (open or in review)."""
-    where, params = tag_conditions(tags, "r")
+    where, params = _filters(tags, "r", "r.detected_at", (since, ">="), (until, "<"))
     if open_only:
-        where.append("r.state IN ('open', 'in review')")
-    for bound, op in ((since, ">="), (until, "<")):
-        if bound:
-            where.append(f"r.detected_at {op} ?")
-            params.append(bound)
-    sql = "SELECT r.* FROM review_status r"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
+        where += " AND r.state IN ('open', 'in review')"
+    sql = "SELECT r.* FROM review_status r WHERE " + where  # noqa: S608 - values are parameters
     return (_record(row) for row in db.query(sql + " ORDER BY r.change_id", params))
 
 

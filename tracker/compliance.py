@@ -7,6 +7,7 @@ the schedule promised."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ def attestation_report(
         "generated_at": now.isoformat(),
         "filters": {kind: wanted for kind, wanted in (tags or {}).items() if wanted},
         "coverage": coverage(config),
-        "sources": [checks_record(c) for c in checks],
+        "sources": [dataclasses.asdict(c) for c in checks],
         "changes": changes,
         "deadlines": upcoming,
         "totals": {
@@ -209,17 +210,6 @@ def attestation_report(
             "changes": len(changes),
             "open": sum(1 for c in changes if c["state"] in ("open", "in review")),
         },
-    }
-
-
-def checks_record(checks: SourceChecks) -> dict[str, Any]:
-    return {
-        "source": checks.source,
-        "title": checks.title,
-        "checks": checks.checks,
-        "healthy": checks.healthy,
-        "unhealthy": checks.unhealthy,
-        "gaps": checks.gaps,
     }
 
 
