@@ -10,7 +10,7 @@ import csv
 import io
 import json
 import sqlite3
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import icalendar
 import pytest
@@ -18,6 +18,7 @@ import vobject
 from click.testing import CliRunner
 from conftest import headless_chromium
 
+from spiders.normalize import HONG_KONG
 from storage.db import open_db
 from tracker.cli import cli
 from tracker.compliance import source_checks
@@ -31,14 +32,23 @@ CIRCULAR_ID = "20261118-2-EN"
 CIRCULAR_PDF = f"/eng/doc-ldg/docId/getPdf/{CIRCULAR_ID}/{CIRCULAR_ID}.pdf"
 
 
-def epoch_ms(day: str) -> int:
+def epoch_ms(day: str | date) -> int:
     """The API's form of a date: midnight in Hong Kong, in milliseconds since 1970."""
     return int(datetime.fromisoformat(f"{day}T00:00:00+08:00").timestamp() * 1000)
 
 
+# Deadlines counted from the day the tests run, so that they stay ahead of it.
+TODAY = datetime.now(HONG_KONG).date()
+OPENS_ON = TODAY - timedelta(days=9)  # past: never upcoming
+CLOSES_ON = TODAY + timedelta(days=47)
+EXTENDED_TO = TODAY + timedelta(days=78)
+EXTENDED_AGAIN = TODAY + timedelta(days=92)
+EFFECTIVE_ON = TODAY + timedelta(days=100)
+
+
 def records() -> list[dict]:
     """Two records derived from the demo register's first: a consultation paper open until
-    15 January 2027, and a circular (its PDF says it takes effect on 1 March 2027)."""
+    CLOSES_ON, and a circular whose PDF says it takes effect on EFFECTIVE_ON."""
     base = load("brdr-records.json")[0]
     consultation = {
         **copy.deepcopy(base),
@@ -51,8 +61,8 @@ def records() -> list[dict]:
         "issueDateStr": "20 Nov 2026",
         "issueDate": epoch_ms("2026-11-20"),
         "consultStsCode": "OPEN",
-        "consultOpenDate": epoch_ms("2026-11-20"),
-        "consultClsDate": epoch_ms("2027-01-15"),
+        "consultOpenDate": epoch_ms(OPENS_ON),
+        "consultClsDate": epoch_ms(CLOSES_ON),
     }
     circular = {
         **copy.deepcopy(base),
@@ -111,14 +121,15 @@ class History:
         return [json.loads(line) for line in result.stdout.splitlines()]
 
 
-def effective(day: str) -> list[str]:
-    return [line.replace("1 March 2026", day) for line in CIRCULAR]
+def effective(day: date) -> list[str]:
+    """The circular's lines, taking effect on `day` ("1 March 2027" as a circular writes it)."""
+    return [line.replace("1 March 2026", f"{day.day} {day:%B %Y}") for line in CIRCULAR]
 
 
 @pytest.fixture
 def history(tmp_path):
     history = History(tmp_path)
-    history.run(effective("1 March 2027"))
+    history.run(effective(EFFECTIVE_ON))
     return history
 
 
@@ -153,13 +164,15 @@ def test_deadlines_from_the_register_and_from_the_pdf(history):
     rows = history.lines("deadlines", "--days", "400")
     found = {(r["kind"], r["date"], r["document_id"]) for r in rows}
     assert found == {
-        ("consultation closes", "2027-01-15", f"brdr:doc:{CONSULTATION[:-3]}"),
-        ("takes effect", "2027-03-01", f"brdr:doc:{CIRCULAR_ID[:-3]}"),
+        ("consultation closes", CLOSES_ON.isoformat(), f"brdr:doc:{CONSULTATION[:-3]}"),
+        ("takes effect", EFFECTIVE_ON.isoformat(), f"brdr:doc:{CIRCULAR_ID[:-3]}"),
     }  # the consultation opened before today: not upcoming
     takes_effect = next(r for r in rows if r["kind"] == "takes effect")
-    assert takes_effect["evidence"] == "The revised requirements will take effect on 1 March 2027."
+    assert takes_effect["evidence"] == (
+        f"The revised requirements will take effect on {EFFECTIVE_ON.day} {EFFECTIVE_ON:%B %Y}."
+    )
     assert history.lines("deadlines", "--days", "60") == [
-        r for r in rows if r["date"] < "2027-01-29"
+        r for r in rows if r["date"] <= (TODAY + timedelta(days=60)).isoformat()
     ]
     none = history.cli("deadlines", "--days", "400", "--function", "Fraud")
     assert none.exit_code == 0 and none.stderr.startswith("no deadline")
@@ -174,7 +187,7 @@ def test_the_calendar_updates_rather_than_duplicates_and_cancels_what_no_longer_
     # The consultation paper's own PDF (the demo's stand-in) states a date of its own too.
     assert {CLOSES, OPENS, TAKES_EFFECT} <= set(events)
     closes = events[CLOSES]
-    assert closes.decoded("DTSTART") == datetime(2027, 1, 15).date()  # all day
+    assert closes.decoded("DTSTART") == CLOSES_ON  # a date: all day
     assert int(closes["SEQUENCE"]) == 0 and str(closes["STATUS"]) == "CONFIRMED"
     assert {str(a.decoded("TRIGGER")) for a in closes.walk("VALARM")} == {
         "-30 days, 0:00:00",
@@ -183,18 +196,18 @@ def test_the_calendar_updates_rather_than_duplicates_and_cancels_what_no_longer_
     assert str(closes["URL"]).endswith(CONSULTATION)
 
     # Day 2: the consultation is extended. Same UIDs; the moved one's SEQUENCE goes up.
-    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
-    history.run(effective("1 March 2027"))
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms(EXTENDED_TO)
+    history.run(effective(EFFECTIVE_ON))
     _, second = calendar(history)
     assert set(second) == set(first)
     moved = by_summary(second)[CLOSES]
-    assert moved.decoded("DTSTART") == datetime(2027, 2, 15).date()
+    assert moved.decoded("DTSTART") == EXTENDED_TO
     assert int(moved["SEQUENCE"]) == 1
     assert int(by_summary(second)[TAKES_EFFECT]["SEQUENCE"]) == 0
 
     # Day 3: the circular is superseded: its event is sent as cancelled, not dropped.
-    history.record(CIRCULAR_ID)["supersessionDate"] = epoch_ms("2026-11-28")
-    history.run(effective("1 March 2027"))
+    history.record(CIRCULAR_ID)["supersessionDate"] = epoch_ms(TODAY)
+    history.run(effective(EFFECTIVE_ON))
     _, third = calendar(history)
     assert set(third) == set(first)
     gone = by_summary(third)[TAKES_EFFECT]
@@ -202,13 +215,13 @@ def test_the_calendar_updates_rather_than_duplicates_and_cancels_what_no_longer_
     assert not list(gone.walk("VALARM"))
     assert "Cancelled: the document is superseded." in str(gone["DESCRIPTION"])
     upcoming = {(r["kind"], r["date"]) for r in history.lines("deadlines", "--days", "400")}
-    assert upcoming == {("consultation closes", "2027-02-15")}  # superseded: no longer due
+    assert upcoming == {("consultation closes", EXTENDED_TO.isoformat())}  # superseded: gone
 
 
 def test_reviews_are_an_append_only_log_that_survives_retag_and_new_versions(history):
     assert history.lines("review", "list") == []  # the first reading is a baseline
-    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
-    history.run(effective("1 March 2027"))
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms(EXTENDED_TO)
+    history.run(effective(EFFECTIVE_ON))
     (change,) = history.lines("review", "list", "--open")
     assert change["state"] == "open" and change["document_id"].endswith(CONSULTATION[:-3])
 
@@ -235,8 +248,8 @@ def test_reviews_are_an_append_only_log_that_survives_retag_and_new_versions(his
     assert history.lines("review", "log", str(change["change_id"])) == log
 
     # A new version of the document opens a new review; the decided one stays decided.
-    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-03-01")
-    history.run(effective("1 March 2027"))
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms(EXTENDED_AGAIN)
+    history.run(effective(EFFECTIVE_ON))
     reviews = {r["change_id"]: r["state"] for r in history.lines("review", "list")}
     assert reviews[change["change_id"]] == "actioned"
     assert list(reviews.values()).count("open") == 1
@@ -262,8 +275,8 @@ def _set_finished(db_path, run_id: int, moment: str) -> None:
 
 
 def test_the_report_shows_every_check_the_gap_and_every_decision(history, tmp_path):
-    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
-    history.run(effective("1 March 2027"))
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms(EXTENDED_TO)
+    history.run(effective(EFFECTIVE_ON))
     history.fake.failing_pages.add(("CIR", 1))  # the register fails: an unhealthy check
     with RecordedSite(tmp_path) as brdr:
         brdr.handlers[BrdrFake.path] = history.fake
@@ -271,7 +284,7 @@ def test_the_report_shows_every_check_the_gap_and_every_decision(history, tmp_pa
         failed = history.cli("run", "--mirror", f"https://brdr.hkma.gov.hk={brdr.base_url}")
     assert failed.exit_code == 3, failed.output
     history.fake.failing_pages.clear()
-    history.run(effective("1 March 2027"))
+    history.run(effective(EFFECTIVE_ON))
     change_id = history.lines("review", "list")[0]["change_id"]
     history.cli("review", "set", str(change_id), "not applicable", "--owner", "A. Wong",
                 "--note", "We do not offer the product")  # fmt: skip
@@ -378,8 +391,8 @@ def test_gaps_follow_the_schedule_not_the_clock(tmp_path):
 def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromium, tmp_path):
     from pypdf import PdfReader
 
-    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
-    history.run(effective("1 March 2027"))
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms(EXTENDED_TO)
+    history.run(effective(EFFECTIVE_ON))
     change_id = history.lines("review", "list")[0]["change_id"]
     history.cli("review", "set", str(change_id), "actioned", "--note", "Response sent <b>late</b>")
     today = datetime.now(UTC).date().isoformat()
@@ -409,8 +422,8 @@ def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromiu
 def test_a_digest_says_what_is_still_open_and_brings_the_calendar_when_dates_moved(history):
     from email import message_from_bytes, policy
 
-    history.record(CONSULTATION)["consultClsDate"] = epoch_ms("2027-02-15")
-    history.run(effective("1 March 2027"))
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms(EXTENDED_TO)
+    history.run(effective(EFFECTIVE_ON))
     (eml,) = sorted((history.tmp / "digests").glob("*-policy.eml"))
     email = message_from_bytes(eml.read_bytes(), policy=policy.default)
     text = email.get_body(("plain",)).get_content()
