@@ -25,6 +25,10 @@ _BRDR_DOC_ID = re.compile(
 KIND_ORDER = {"new": 0, "changed": 1, "removed": 2}
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
 SOON = timedelta(days=30)  # "takes effect within 30 days"
+# The section of binding instruments that reach a filtered subscriber without a tag it filters
+# on (the caller puts such entries in it: `DigestEntry.group`).
+UNTAGGED = "untagged"
+UNTAGGED_TITLE = "Not tagged for your filters: may concern you"
 # Fields whose change moves a deadline; and the attached calendar's file name.
 DEADLINE_FIELDS = {
     "document.effective_dates", "document.consultation_closes", "extra.consultation",
@@ -82,6 +86,9 @@ class DigestEntry:
     listed_under: str = ""  # a topic-page row's page and sections; where a removed one was
     excerpt: str = ""  # a new document: the start of its text
     last_seen: str = ""  # a removed one: the day it was last listed
+    # Why it is in this subscriber's digest, where a reader may wonder: "No function tag: no
+    # rule matched its title or text", "Tagged AML/CFT by J. Chan on 2026-12-02".
+    why: str = ""
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -119,6 +126,7 @@ class DigestEntry:
             else "",
             excerpt=_excerpt(document.get("text") or "") if change["kind"] == "new" else "",
             last_seen=str(change.get("document_last_seen") or "")[:10],
+            why=str(change.get("why") or ""),
         )
 
     @property
@@ -315,6 +323,7 @@ class Digest:
         )
         return {
             "kinds": self.counts(),
+            "untagged": sum(e.group == UNTAGGED for e in self.entries),
             "functions": dict(sorted(by_function.items(), key=lambda kv: (-kv[1], kv[0]))),
             "effective_soon": soon,
             "closing_soon": closing,

@@ -101,6 +101,17 @@ def report_csv(report: dict[str, Any]) -> str:
                 "reviewed_at": change["reviewed_at"],
             }
         )
+    for change in report.get("untagged", []):
+        writer.writerow(
+            {
+                "section": "untagged instrument",
+                "source": change["source"],
+                "at": change["detected_at"],
+                "state": change["state"],
+                "detail": f"{change['kind']}: no function tag",
+                **{k: change[k] for k in ("document_id", "title", "url")},
+            }
+        )
     for deadline in report["deadlines"]:
         writer.writerow(
             {

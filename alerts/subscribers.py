@@ -13,7 +13,10 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 FILTER_KEYS = ("functions", "products", "entity_types", "sources", "kinds", "keywords")
 SUBSCRIBER_KEYS = {
     "name", "emails", "webhook", "webhook_format", "cadence", "include_cosmetic", "calendar",
+    "untagged",
 }  # fmt: skip
+TAG_FILTERS = ("functions", "products", "entity_types")
+UNTAGGED_CHOICES = ("include", "exclude")
 SUBSCRIBER_KEYS |= set(FILTER_KEYS)
 _EMAIL = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 _CADENCE = re.compile(
@@ -87,6 +90,31 @@ def parse_cadence(text: str) -> Cadence:
 
 
 @dataclass(frozen=True)
+class Route:
+    """Why a change goes to a subscriber: `via` "everything" (no filter), "filters" (every
+    filter given matched: `matched` names the tag or value of each), "untagged" (a binding
+    instrument without a tag of the filtered kinds: `untagged` names them) or "correction"
+    (an officer's tag made it match)."""
+
+    via: str
+    matched: dict[str, list[str]]
+    untagged: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"via": self.via, "matched": self.matched, "untagged": list(self.untagged)}
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """Why a change does not go to a subscriber: the filter and what the change had."""
+
+    filter: str
+    wanted: tuple[str, ...]
+    had: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True)
 class Subscriber:
     name: str
     emails: tuple[str, ...] = ()
@@ -95,6 +123,9 @@ class Subscriber:
     cadence: Cadence = Cadence("run")
     include_cosmetic: bool = False
     calendar: bool = False  # attach the deadlines calendar when a digest's deadlines changed
+    # A binding instrument that the rules gave no tag of a filtered kind: sent in its own
+    # section ("include") or filtered out like any other change ("exclude").
+    untagged: str = "include"
     functions: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
     entity_types: tuple[str, ...] = ()
@@ -109,28 +140,51 @@ class Subscriber:
             for key in FILTER_KEYS
             if (values := getattr(self, key))
         ]
+        if self.untagged == "include" and any(getattr(self, k) for k in TAG_FILTERS):
+            chosen.append("and binding instruments the rules could not tag")
         return self.name + (f" ({'; '.join(chosen)})" if chosen else " (everything)")
 
     def matches(self, change: dict[str, Any]) -> bool:
-        """Whether a change event (with its document's tags) is for this subscriber. Within a
-        filter any value may match; every filter given must."""
+        """Whether a change event (with its document's tags) is for this subscriber."""
+        return isinstance(self.route(change), Route)
+
+    def route(self, change: dict[str, Any]) -> Route | Exclusion:
+        """Whether and why a change event (with its document's tags, and `binding`: whether
+        it is a binding instrument or consultation) is for this subscriber. Within a filter
+        any value may match; every filter given must. A binding instrument with no tag of a
+        filtered kind passes that filter as untagged, unless `untagged = "exclude"`."""
         if change.get("baseline"):
-            return False
+            return Exclusion("baseline", (), (), "a listing's first reading is not sent")
         if change.get("significance") == "cosmetic" and not self.include_cosmetic:
-            return False
-        for kind in ("functions", "products", "entity_types"):
-            wanted = getattr(self, kind)
-            if wanted and not set(wanted) & set(change.get(kind) or []):
-                return False
-        if self.sources and change["source"] not in self.sources:
-            return False
-        if self.kinds and change["kind"] not in self.kinds:
-            return False
+            return Exclusion("include_cosmetic", (), (), "a cosmetic change")
+        matched: dict[str, list[str]] = {}
+        untagged = []
+        for kind in TAG_FILTERS:
+            wanted, had = getattr(self, kind), tuple(change.get(kind) or [])
+            if not wanted:
+                continue
+            if shared := [t for t in wanted if t in had]:
+                matched[kind] = shared
+            elif not had and change.get("binding") and self.untagged == "include":
+                untagged.append(kind)
+            else:
+                reason = "has none of them" if had else "has no tag of this kind"
+                return Exclusion(kind, wanted, had, reason)
+        for key, value in (("sources", change["source"]), ("kinds", change["kind"])):
+            wanted = getattr(self, key)
+            if wanted and value not in wanted:
+                return Exclusion(key, wanted, (value,), "not one of them")
+            if wanted:
+                matched[key] = [value]
         if self.keywords:
             haystack = f"{change['title']} {change.get('diff', '')}".casefold()
-            if not any(k.casefold() in haystack for k in self.keywords):
-                return False
-        return True
+            found = [k for k in self.keywords if k.casefold() in haystack]
+            if not found:
+                return Exclusion("keywords", self.keywords, (), "none in its title or change")
+            matched["keywords"] = found
+        if untagged:
+            return Route("untagged", matched, tuple(untagged))
+        return Route("filters" if matched else "everything", matched)
 
 
 # Everyone gets everything substantive when no subscriber is configured (the file channel).
@@ -174,6 +228,10 @@ def parse_subscribers(entries: Any, vocabularies: dict[str, Vocabulary]) -> list
             values["cadence"] = parse_cadence(str(entry.get("cadence", "run")))
         except ValueError as error:
             raise SubscriberError(f"{label}: cadence: {error}") from None
+        untagged = entry.get("untagged", "include")
+        if untagged not in UNTAGGED_CHOICES:
+            raise SubscriberError(f'{label}: untagged must be "include" or "exclude"')
+        values["untagged"] = untagged
         for flag in ("include_cosmetic", "calendar"):
             if not isinstance(entry.get(flag, False), bool):
                 raise SubscriberError(f"{label}: {flag} must be true or false")

@@ -98,6 +98,23 @@ def review_status(
     return (_record(row) for row in db.query(sql + " ORDER BY r.change_id", params))
 
 
+def untagged_changes(
+    db: sqlite_utils.Database,
+    binding: str,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[dict[str, Any]]:
+    """Substantive changes (with their review) to binding instruments whose documents carry
+    no function tag in force: what a filter on functions could not route by its tags.
+    `binding`: the SQL condition on a document `d`'s source and extra that says it binds."""
+    where, params = _filters(None, "r", "r.detected_at", (since, ">="), (until, "<"))
+    sql = (
+        "SELECT r.* FROM review_status r JOIN documents d ON d.id = r.document_id "  # noqa: S608
+        f"WHERE {where} AND {binding} AND r.functions = '[]' ORDER BY r.change_id"
+    )
+    return [_record(row) for row in db.query(sql, params)]
+
+
 def review_log(db: sqlite_utils.Database, change_id: int) -> list[dict[str, Any]]:
     """Every review of a change, oldest first."""
     return list(db.query("SELECT * FROM reviews WHERE change_id = ? ORDER BY id", [change_id]))

@@ -854,3 +854,46 @@ def m016_deadlines_and_reviews(db: sqlite_utils.Database) -> None:
     ):
         script = script.replace(word, sql)
     _execute_script(db, script)
+
+
+@migrations()
+def m017_routes_and_tag_corrections(db: sqlite_utils.Database) -> None:
+    """Why each change went to each subscriber (`outbox_items.route`), and the tags people
+    set: `tag_corrections`, an append-only log of tags added to or removed from a document by
+    an officer, which every later tagging of the document (a new version, `retag`) applies;
+    `documents.corrections` holds those in force ({kind: {tag: {action, by, at, note}}})."""
+    _execute_script(
+        db,
+        """
+        ALTER TABLE outbox_items ADD COLUMN route TEXT;  -- JSON: via, and what matched
+        CREATE TABLE tag_corrections (
+            id INTEGER PRIMARY KEY,
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            kind TEXT NOT NULL,             -- functions, products, entity_types
+            tag TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('add', 'remove')),
+            by TEXT NOT NULL,
+            note TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE INDEX tag_corrections_document ON tag_corrections(document_id, id);
+        CREATE TRIGGER tag_corrections_no_update BEFORE UPDATE ON tag_corrections BEGIN
+            SELECT RAISE(ABORT, 'tag corrections are append-only: add a correction instead');
+        END;
+        CREATE TRIGGER tag_corrections_no_delete BEFORE DELETE ON tag_corrections BEGIN
+            SELECT RAISE(ABORT, 'tag corrections are append-only: add a correction instead');
+        END;
+        ALTER TABLE documents ADD COLUMN corrections TEXT NOT NULL DEFAULT '{}';
+        DROP VIEW document_tags;
+        -- One row per tag in force; `set_by`: the officer who added it (NULL: the tagger's).
+        CREATE VIEW document_tags AS
+            SELECT d.id AS document_id, k.kind, t.value AS tag,
+                   json_extract(d.corrections, '$.' || k.kind || '."' || t.value || '".by')
+                       AS set_by
+            FROM documents d
+            JOIN (SELECT 'functions' AS kind UNION ALL SELECT 'products'
+                  UNION ALL SELECT 'entity_types') k
+            JOIN json_each(CASE k.kind WHEN 'functions' THEN d.functions
+                           WHEN 'products' THEN d.products ELSE d.entity_types END) t;
+        """,
+    )

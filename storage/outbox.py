@@ -23,29 +23,46 @@ FIRST_RETRY = timedelta(minutes=5)
 LONGEST_WAIT = timedelta(minutes=50)
 
 
-def queue_changes(
-    db: sqlite_utils.Database, run_id: int, subscribers_of: Callable[[dict[str, Any]], list[str]]
-) -> int:
-    """Queue this run's change events for the subscribers `subscribers_of` names for each.
-    Call in the transaction that recorded them, so that no change is ever stored without being
-    queued."""
+# Per change (with its document's tags and extra): each subscriber it goes to, and why.
+Router = Callable[[dict[str, Any]], list[tuple[str, dict[str, Any]]]]
+
+
+def queue_changes(db: sqlite_utils.Database, run_id: int, routes_of: Router) -> int:
+    """Queue this run's change events for the subscribers `routes_of` names for each, with
+    why each goes there. Call in the transaction that recorded them, so that no change is
+    ever stored without being queued."""
     changes = [
         change_record(row)
         for row in db.query(
-            "SELECT c.*, d.functions, d.products, d.entity_types FROM changes c "
+            "SELECT c.*, d.functions, d.products, d.entity_types, "
+            "d.extra AS document_extra FROM changes c "
             "JOIN documents d ON d.id = c.document_id WHERE c.run_id = ? "
             "AND NOT EXISTS (SELECT 1 FROM outbox_items o WHERE o.change_id = c.id)",
             [run_id],
         )
     ]
     now = utc_now()
+    return queue_routes(db, [(c["id"], *route) for c in changes for route in routes_of(c)], now)
+
+
+def queue_routes(
+    db: sqlite_utils.Database, routes: list[tuple[int, str, dict[str, Any]]], now: str
+) -> int:
+    """Queue changes (id, subscriber, why) not yet queued for that subscriber; how many were.
+    A change is queued once per subscriber, whatever asks again."""
     rows = [
-        {"change_id": c["id"], "subscriber": name, "queued_at": now, "message": None}
-        for c in changes
-        for name in subscribers_of(c)
+        {
+            "change_id": change_id,
+            "subscriber": name,
+            "queued_at": now,
+            "message": None,
+            "route": json.dumps(route, ensure_ascii=False),
+        }
+        for change_id, name, route in routes
     ]
+    before = db.execute("SELECT total_changes()").fetchone()[0]
     db.table("outbox_items").insert_all(rows, batch_size=1000, ignore=True)
-    return len(rows)
+    return int(db.execute("SELECT total_changes()").fetchone()[0] - before)
 
 
 def unsent_changes(db: sqlite_utils.Database, subscriber: str) -> list[dict[str, Any]]:
@@ -54,8 +71,9 @@ def unsent_changes(db: sqlite_utils.Database, subscriber: str) -> list[dict[str,
         change_record(row)
         for row in db.query(
             "SELECT c.*, d.functions, d.products, d.entity_types, d.extra AS document_extra, "
-            "d.last_seen_at AS document_last_seen, p.title AS listing_title, "
-            "t.document_content, o.queued_at FROM outbox_items o "
+            "d.corrections, d.last_seen_at AS document_last_seen, p.title AS listing_title, "
+            "t.document_content, t.text AS listing_text, o.queued_at, o.route "
+            "FROM outbox_items o "
             "JOIN changes c ON c.id = o.change_id JOIN documents d ON d.id = c.document_id "
             "JOIN texts t ON t.id = d.text_id "
             # The listing's own document, where the listing is a page (topic pages).

@@ -464,11 +464,16 @@ def test_the_report_escapes_hostile_text_and_links_only_to_the_web():
         "sources": [],
         "changes": [change],
         "deadlines": [],
-        "totals": {"checks": 0, "unhealthy_checks": 0, "gaps": 0, "changes": 1, "open": 1},
-    }
+        "untagged": [{**change, "functions": []}],
+        "totals": {
+            "checks": 0, "unhealthy_checks": 0, "gaps": 0, "changes": 1, "open": 1, "untagged": 1,
+        },
+    }  # fmt: skip
     page = report_html(report)
+    assert "Binding instruments without a function tag" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'href="#"' in page and "javascript:" not in page
     rows = list(csv.DictReader(io.StringIO(report_csv(report))))
+    assert [r["section"] for r in rows] == ["change", "untagged instrument"]
     assert rows[0]["title"] == hostile  # CSV carries text as it is
     assert rows[0]["note"] == '\'=HYPERLINK("x")'  # but never a formula a spreadsheet runs

@@ -637,3 +637,107 @@ def test_retries_come_at_the_next_run_and_never_more_than_an_hour_apart(tmp_path
         waits.append(int((dt.datetime.fromisoformat(due) - now).total_seconds() // 60))
     assert waits == [5, 10, 20, 40, 50, 50, 50]
     assert db.execute("SELECT first_failed_at FROM messages").fetchone()[0] == now.isoformat()
+
+
+def add_feed_item(site, feed: str, title: str, link: str) -> None:
+    """One more item at the top of a served feed (a real title, a day-2 variant)."""
+    path = site.root / "eng/other-information/rss" / f"rss_{feed}.xml"
+    item = (
+        f"<item><title>{title}</title><link>{link}</link>"
+        "<pubDate>Thu, 30 Jul 2026 00:00:00 +0800</pubDate><description /></item>"
+    )
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("<item>", item + "<item>", 1), encoding="utf-8")
+
+
+# Real titles no rule tags with a function (tests/labelled/untouched.toml, second.toml).
+UNTAGGED_CIRCULAR = "Launch of Banking Regulatory Document Repository (BRDR)"
+UNTAGGED_SPEECH = "Speech at The Hong Kong Management Association 2010 HKMA Quality Award Dinner"
+CYBER_SUBSCRIBERS = """
+[[subscribers]]
+name = "cyber"
+emails = ["cyber@example.com"]
+functions = ["Cybersecurity"]
+
+[[subscribers]]
+name = "cyber-strict"
+emails = ["strict@example.com"]
+functions = ["cyber"]
+untagged = "exclude"
+"""
+
+
+def test_a_filtered_subscriber_gets_the_circular_no_rule_tags_and_not_the_speech(
+    site, tmp_path, db_path, mailbox
+):
+    config = write_config(tmp_path, site, smtp_table(mailbox.port), CYBER_SUBSCRIBERS)
+    run(config, db_path)
+    use_day(site, 2)
+    add_feed_item(
+        site,
+        "circulars",
+        UNTAGGED_CIRCULAR,
+        "https://www.hkma.gov.hk/media/eng/doc/key-information/guidelines-and-circular/2025/20250331e1.pdf",
+    )
+    add_feed_item(
+        site,
+        "speeches",
+        UNTAGGED_SPEECH,
+        "https://www.hkma.gov.hk/eng/news-and-media/speeches/2010/11/20101126-1/",
+    )
+    assert run(config, db_path).exit_status == ExitStatus.OK
+
+    (cyber,) = digests_for(mailbox, "cyber@example.com")
+    text = cyber.get_body(("plain",)).get_content()
+    tagged, untagged = text.split("== Not tagged for your filters: may concern you ==")
+    assert "Joint Circular on the Cross-Sectoral Cyber Mapping Exercise" in tagged
+    assert UNTAGGED_CIRCULAR not in tagged
+    assert UNTAGGED_CIRCULAR in untagged
+    assert "No function tag: no rule matched its title" in untagged
+    assert UNTAGGED_SPEECH not in text  # news follows the filter as before
+    assert "Not tagged for your filters: 1 binding instrument the rules could not tag" in text
+    assert "and binding instruments the rules could not tag" in text  # whose digest, in words
+    html = cyber.get_body(("html",)).get_content()
+    assert "Not tagged for your filters: may concern you" in html and UNTAGGED_CIRCULAR in html
+
+    (strict,) = digests_for(mailbox, "strict@example.com")
+    text = strict.get_body(("plain",)).get_content()
+    assert "Cross-Sectoral Cyber Mapping" in text
+    assert UNTAGGED_CIRCULAR not in text and "Not tagged" not in text
+
+    routes = dict(
+        query(
+            db_path,
+            "SELECT o.subscriber, json_extract(o.route, '$.via') FROM outbox_items o "
+            "JOIN changes c ON c.id = o.change_id WHERE c.title = ?",
+            [UNTAGGED_CIRCULAR],
+        )
+    )
+    assert routes == {"cyber": "untagged"}
+
+    # Operators and auditors see them counted, whatever a filter would show.
+    cli_args = ["--config", str(tmp_path / "c.toml"), "--db", str(db_path)]
+    status = CliRunner().invoke(cli, [*cli_args, "status"])
+    assert "binding instruments without a function tag: 1 changes in the last 30 days" in (
+        status.output
+    )
+    today = dt.datetime.now(dt.UTC).date()
+    report = CliRunner().invoke(
+        cli,
+        [
+            *cli_args,
+            "report",
+            "--from",
+            today.isoformat(),
+            "--to",
+            today.isoformat(),
+            "--function",
+            "Cybersecurity",
+            "--format",
+            "json",
+        ],
+    )
+    data = json.loads(report.output)
+    assert data["totals"]["untagged"] == 1
+    assert [c["title"] for c in data["untagged"]] == [UNTAGGED_CIRCULAR]
+    assert UNTAGGED_CIRCULAR not in [c["title"] for c in data["changes"]]

@@ -250,6 +250,7 @@ def test_sections_come_as_an_officer_files_them_and_newest_first_within():
 def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
     assert MIXED.summary() == {
         "kinds": {"new": 4, "changed": 1, "removed": 1},
+        "untagged": 0,
         "functions": {"AML/CFT": 2, "Financial": 1, "Fraud": 1},
         "effective_soon": [("2026-12-01", "Older circular")],  # not the past, not March
         "closing_soon": [("2026-12-19", "Consultation paper")],

@@ -76,6 +76,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m014_retags",
         "m015_fetch_indexes",
         "m016_deadlines_and_reviews",
+        "m017_routes_and_tag_corrections",
     ]
     assert {
         "runs",

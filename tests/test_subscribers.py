@@ -10,7 +10,14 @@ from email.policy import SMTP
 import pytest
 
 from alerts.digest import Digest
-from alerts.subscribers import Subscriber, SubscriberError, parse_cadence, parse_subscribers
+from alerts.subscribers import (
+    Exclusion,
+    Route,
+    Subscriber,
+    SubscriberError,
+    parse_cadence,
+    parse_subscribers,
+)
 from tracker.config import vocabularies
 from tracker.tagging import load_taxonomy
 
@@ -48,6 +55,10 @@ KNOWN = vocabularies(load_taxonomy())
         ),
         ({"name": "aml"}, "subscriber 'aml': give emails or a webhook"),
         ({"name": "aml", "webhook": "ftp://x"}, "webhook must be an http(s) URL"),
+        (
+            {"name": "aml", "emails": ["a@example.com"], "untagged": "drop"},
+            'subscriber \'aml\': untagged must be "include" or "exclude"',
+        ),
     ],
 )
 def test_bad_subscribers_name_the_subscriber_and_key(entry, message):
@@ -116,6 +127,64 @@ CHANGE = {
 )
 def test_filters(subscriber, change, matches):
     assert subscriber.matches({**CHANGE, **change}) is matches
+
+
+# A circular no rule could tag (tests/labelled/second.toml: "Strengthening Security Controls
+# for Internet Banking Services" got no function), and a speech no rule could tag.
+UNTAGGED_CIRCULAR = {**CHANGE, "source": "rss", "functions": [], "binding": True}
+UNTAGGED_SPEECH = {**UNTAGGED_CIRCULAR, "binding": False}
+CYBER = Subscriber("cyber", functions=("Cybersecurity",))
+
+
+@pytest.mark.parametrize(
+    ("subscriber", "change", "route"),
+    [
+        (CYBER, UNTAGGED_CIRCULAR, Route("untagged", {}, ("functions",))),
+        (
+            Subscriber("s", functions=("Cybersecurity",), products=("Banking",)),
+            UNTAGGED_CIRCULAR,
+            Route("untagged", {"products": ["Banking"]}, ("functions",)),
+        ),
+        (
+            CYBER,
+            UNTAGGED_SPEECH,
+            Exclusion("functions", ("Cybersecurity",), (), "has no tag of this kind"),
+        ),
+        (
+            Subscriber("s", functions=("Cybersecurity",), untagged="exclude"),
+            UNTAGGED_CIRCULAR,
+            Exclusion("functions", ("Cybersecurity",), (), "has no tag of this kind"),
+        ),
+        # Tagged, only not with what the subscriber wants: the filter works as before.
+        (
+            CYBER,
+            {**UNTAGGED_CIRCULAR, "functions": ["Credit"]},
+            Exclusion("functions", ("Cybersecurity",), ("Credit",), "has none of them"),
+        ),
+        # Another filter still applies to an untagged one.
+        (
+            Subscriber("s", functions=("Cybersecurity",), sources=("brdr",)),
+            UNTAGGED_CIRCULAR,
+            Exclusion("sources", ("brdr",), ("rss",), "not one of them"),
+        ),
+        (
+            Subscriber("s", functions=("Fraud", "AML/CFT")),
+            CHANGE,
+            Route("filters", {"functions": ["AML/CFT"]}),
+        ),
+        (Subscriber("s"), UNTAGGED_CIRCULAR, Route("everything", {})),
+    ],
+)
+def test_routes_say_why_a_change_goes_or_not(subscriber, change, route):
+    assert subscriber.route(change) == route
+
+
+def test_a_filtered_subscriber_is_told_it_gets_untagged_instruments():
+    assert CYBER.describe() == (
+        "cyber (functions: Cybersecurity; and binding instruments the rules could not tag)"
+    )
+    exclude = Subscriber("cyber", functions=("Cybersecurity",), untagged="exclude")
+    assert exclude.describe() == "cyber (functions: Cybersecurity)"
 
 
 @pytest.mark.parametrize(

@@ -24,11 +24,12 @@ from storage.compliance import (
     last_healthy_before,
     review_status,
     source_runs_between,
+    untagged_changes,
 )
 from storage.history import find_document
 from tracker.config import Config
 from tracker.schedule import job_deadline, job_for_source, jobs_of
-from tracker.sources import SOURCES
+from tracker.sources import SOURCES, binding_sql
 
 logger = logging.getLogger(__name__)
 
@@ -192,9 +193,11 @@ def attestation_report(
     substantive change with its review, the deadlines from the period's start on, and what the
     tracker covers."""
     now = now or datetime.now(UTC)
-    changes = list(review_status(db, tags=tags, since=start.isoformat(), until=end.isoformat()))
+    period = start.isoformat(), end.isoformat()
+    changes = list(review_status(db, tags=tags, since=period[0], until=period[1]))
     upcoming = deadlines(db, since=start.date().isoformat(), tags=tags)
     checks = source_checks(db, config, start, end)
+    untagged = untagged_changes(db, binding_sql("d.source", "d.extra"), *period)
     return {
         "period": {"from": start.isoformat(), "to": end.isoformat()},
         "generated_at": now.isoformat(),
@@ -203,7 +206,9 @@ def attestation_report(
         "sources": [dataclasses.asdict(c) for c in checks],
         "changes": changes,
         "deadlines": upcoming,
+        "untagged": untagged,
         "totals": {
+            "untagged": len(untagged),
             "checks": sum(c.checks for c in checks),
             "unhealthy_checks": sum(len(c.unhealthy) for c in checks),
             "gaps": sum(len(c.gaps) for c in checks),

@@ -17,6 +17,7 @@ from datasette import hookimpl
 
 from storage.search import fts_query
 from tracker.config import vocabularies
+from tracker.sources import binding_sql
 from tracker.tagging import load_taxonomy
 
 # The tables that make a database the tracker's.
@@ -117,6 +118,17 @@ QUERIES: dict[str, dict[str, str]] = {
         "snippet, d.url FROM documents_fts f JOIN documents d ON d.rowid = f.rowid "
         "WHERE documents_fts MATCH hkma_fts(:query) ORDER BY bm25(documents_fts, 0, 5.0, 1.0, "
         "1.0) LIMIT 50",
+    },
+    "untagged_instruments": {
+        "title": "Changes to binding instruments (circulars, guidelines, SPM modules, codes, "
+        "consultations) that no rule tagged with a function: filtered subscribers get them "
+        "in their digest's untagged section",
+        # The condition is built from the source descriptors, no input: not an injection.
+        "sql": "SELECT r.change_id, r.detected_at, r.kind, r.title, r.state, "  # noqa: S608
+        "hkma_names(r.products) AS products, r.document_id, r.url FROM review_status r "
+        "JOIN documents d ON d.id = r.document_id "
+        f"WHERE r.functions = '[]' AND {binding_sql('d.source', 'd.extra')} "
+        "ORDER BY r.change_id DESC",
     },
     "unreadable_documents": {
         "title": "Linked documents that could not be read, and why",

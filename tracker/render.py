@@ -131,6 +131,13 @@ def status(report: dict[str, Any], as_json: bool) -> None:
         for failing in report["delivery_failing"]:
             emit({"type": "delivery", **failing})
         emit({"type": "linked_documents", **report["linked_documents"]})
+        emit(
+            {
+                "type": "untagged_instruments",
+                "since": report["untagged_since"],
+                "changes": report["untagged_instruments"],
+            }
+        )
         for name, sent in report["last_digest"].items():
             emit({"type": "subscriber", "name": name, "last_digest_sent_at": sent})
         return
@@ -157,6 +164,11 @@ def status(report: dict[str, Any], as_json: bool) -> None:
     if not report["documents_read"]:
         linked = "not read ([documents] enabled = false)"
     echo(f"linked documents: {linked or 'none'}")
+    untagged = report["untagged_instruments"]
+    echo(
+        f"binding instruments without a function tag: {untagged} changes in the last 30 days"
+        + (" (Datasette: untagged_instruments; `hkma-tracker tag set` to tag)" if untagged else "")
+    )
     for name, sent in report["last_digest"].items():
         echo(f"subscriber {name}: last digest sent {hong_kong(sent)}")
 

@@ -35,6 +35,8 @@ DIGEST_GROUPS = {
     "pages": "Topic pages",
     "news": "Press releases, speeches and LegCo papers",
 }
+# Sections of what binds or is asked: a filtered subscriber gets their untagged changes too.
+BINDING_GROUPS = ("instruments", "consultations")
 
 
 class SourceConfigError(ValueError):
@@ -247,3 +249,27 @@ def listed_in(source: str, extra: dict[str, Any], page: str | None) -> str:
     """Where a document of `source` is (or was last) listed, as a digest names it."""
     described = SOURCES.get(source)
     return described.listed_in(extra, page) if described else ""
+
+
+def binding(source: str, extra: dict[str, Any]) -> bool:
+    """Whether a document of `source` is a binding instrument or a consultation (a circular,
+    guideline, SPM module, code, consultation paper or conclusions): its digest section."""
+    return source in SOURCES and digest_group(source, extra) in BINDING_GROUPS
+
+
+def binding_sql(source: str = "source", extra: str = "extra") -> str:
+    """`binding` as an SQL condition on a row's `source` and `extra` columns."""
+    conditions = []
+    for described in SOURCES.values():
+        key, groups, default = described.digest_group
+        name = f"{source} = '{described.name}'"
+        if default in BINDING_GROUPS:
+            others = sorted(v for v, g in groups.items() if g not in BINDING_GROUPS)
+            if others:
+                quoted = ", ".join(f"'{v}'" for v in others)
+                name += f" AND coalesce(json_extract({extra}, '$.{key}'), '') NOT IN ({quoted})"
+            conditions.append(f"({name})")
+        elif bound := sorted(v for v, g in groups.items() if g in BINDING_GROUPS):
+            quoted = ", ".join(f"'{v}'" for v in bound)
+            conditions.append(f"({name} AND json_extract({extra}, '$.{key}') IN ({quoted}))")
+    return "(" + " OR ".join(conditions or ["0"]) + ")"

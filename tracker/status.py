@@ -3,11 +3,12 @@ and whether it is overdue (the dead-man check); the outbox; the last digest per 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlite_utils
 
+from storage.compliance import untagged_changes
 from storage.db import write_transaction
 from storage.history import (
     last_healthy_run_at,
@@ -19,7 +20,7 @@ from storage.outbox import failing_deliveries, last_sent_at, outbox_counts
 from tracker.config import Config
 from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts, subscribers_of
 from tracker.schedule import job_for_source, jobs_of
-from tracker.sources import SOURCES
+from tracker.sources import SOURCES, binding_sql
 
 
 def stale_sources(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, str]:
@@ -67,8 +68,12 @@ def _last_healthy_run(db: sqlite_utils.Database, source: str) -> datetime | None
     return datetime.fromisoformat(last) if last else None
 
 
+UNTAGGED_WINDOW = timedelta(days=30)  # what `status` counts of untagged instruments
+
+
 def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
     now = datetime.now(UTC)
+    since = (now - UNTAGGED_WINDOW).replace(microsecond=0).isoformat()
     jobs, stale = jobs_of(config), stale_sources(db, config, now)
     sources = []
     for row in source_status(db):
@@ -84,6 +89,10 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         "linked_documents": linked_document_states(db),
         "documents_read": config.documents.enabled,
         "outbox": outbox_counts(db),
+        "untagged_instruments": len(
+            untagged_changes(db, binding_sql("d.source", "d.extra"), since=since)
+        ),
+        "untagged_since": since,
         "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
     }
 
