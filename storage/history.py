@@ -438,6 +438,15 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     for kind in KINDS:
         if kind in record:
             record[kind] = json.loads(record[kind])
+    if isinstance(record.get("corrections"), str):
+        record["corrections"] = json.loads(record["corrections"])
+        # The tags in force that a person set (the rest are the tagger's).
+        record["tags_set_by"] = [
+            f"{name} (by {c['by']}, {c['at'][:10]})"
+            for named in record["corrections"].values()
+            for name, c in named.items()
+            if c["action"] == "add"
+        ]
     return record
 
 
@@ -500,7 +509,8 @@ def list_changes(
     (an export of the whole history holds one row at a time)."""
     where, params = _change_filter(since, sources, kinds, include_cosmetic, include_baseline, tags)
     sql = (
-        f"SELECT c.*, d.functions, d.products, d.entity_types {_CHANGES}{where} ORDER BY c.id DESC"
+        "SELECT c.*, d.functions, d.products, d.entity_types, d.corrections "
+        f"{_CHANGES}{where} ORDER BY c.id DESC"
     )
     if limit is not None:
         sql += " LIMIT ?"
@@ -530,6 +540,35 @@ def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:
     return rows[0] if len(rows) == 1 else None
 
 
+CHANGE_WITH_DOCUMENT = (
+    "SELECT c.*, d.functions, d.products, d.entity_types, d.extra AS document_extra, "
+    "d.corrections, t.document_content, t.text AS listing_text FROM changes c "
+    "JOIN documents d ON d.id = c.document_id JOIN texts t ON t.id = d.text_id "
+)
+
+
+def change_with_document(db: sqlite_utils.Database, change_id: int) -> dict[str, Any] | None:
+    """A change event with its document's tags in force, extra, corrections and text."""
+    rows = [
+        change_record(r) for r in db.query(CHANGE_WITH_DOCUMENT + "WHERE c.id = ?", [change_id])
+    ]
+    return rows[0] if rows else None
+
+
+def latest_substantive_change(db: sqlite_utils.Database, document_id: str) -> dict[str, Any] | None:
+    """A document's newest change event that subscribers are sent (not the baseline, not
+    cosmetic), as `change_with_document` gives it."""
+    rows = [
+        change_record(r)
+        for r in db.query(
+            CHANGE_WITH_DOCUMENT + "WHERE c.document_id = ? AND NOT c.baseline "
+            "AND c.significance = 'substantive' ORDER BY c.id DESC LIMIT 1",
+            [document_id],
+        )
+    ]
+    return rows[0] if rows else None
+
+
 def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, Any]:
     versions = list(
         db.query(
@@ -551,7 +590,7 @@ def document_history(db: sqlite_utils.Database, document_id: str) -> dict[str, A
     changes = [
         change_record(row)
         for row in db.query(
-            "SELECT c.*, d.functions, d.products, d.entity_types FROM changes c "
+            "SELECT c.*, d.functions, d.products, d.entity_types, d.corrections FROM changes c "
             "JOIN documents d ON d.id = c.document_id WHERE c.document_id = ? ORDER BY c.id",
             [document_id],
         )

@@ -65,6 +65,18 @@ def queue_routes(
     return int(db.execute("SELECT total_changes()").fetchone()[0] - before)
 
 
+def routes_of_change(db: sqlite_utils.Database, change_id: int) -> list[dict[str, Any]]:
+    """Each subscriber a change was queued for: when, why, and the message it went in."""
+    return list(
+        db.query(
+            "SELECT o.subscriber, o.queued_at, o.route, o.message, m.status AS message_status, "
+            "m.sent_at FROM outbox_items o LEFT JOIN messages m ON m.id = o.message "
+            "WHERE o.change_id = ? ORDER BY o.subscriber",
+            [change_id],
+        )
+    )
+
+
 def unsent_changes(db: sqlite_utils.Database, subscriber: str) -> list[dict[str, Any]]:
     """Changes queued for `subscriber` and not yet in a message, with what a digest shows."""
     return [
@@ -231,7 +243,8 @@ def last_message_at(db: sqlite_utils.Database, subscriber: str, kind: str) -> da
 
 
 def outbox_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Per subscriber: changes waiting for a message, and messages waiting to be sent."""
+    """Messages waiting to be sent; per subscriber, how many changes wait for a message; and
+    each waiting change with why it was queued for that subscriber (its route)."""
     waiting = dict(
         db.execute(
             "SELECT subscriber, count(*) FROM outbox_items WHERE message IS NULL GROUP BY 1"
@@ -254,6 +267,14 @@ def outbox_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     ]
     rows += [
         {"type": "queued", "subscriber": name, "changes": count} for name, count in waiting.items()
+    ]
+    rows += [
+        {"type": "queued_change", **row, "route": json.loads(row["route"] or "null")}
+        for row in db.query(
+            "SELECT o.subscriber, o.change_id, c.title, o.queued_at, o.route FROM outbox_items o "
+            "JOIN changes c ON c.id = o.change_id WHERE o.message IS NULL "
+            "ORDER BY o.subscriber, o.change_id"
+        )
     ]
     return rows
 

@@ -715,8 +715,35 @@ def test_a_filtered_subscriber_gets_the_circular_no_rule_tags_and_not_the_speech
     )
     assert routes == {"cyber": "untagged"}
 
-    # Operators and auditors see them counted, whatever a filter would show.
+    # Why did (or didn't) each subscriber get it?
     cli_args = ["--config", str(tmp_path / "c.toml"), "--db", str(db_path)]
+
+    def route(title):
+        (change,) = query(
+            db_path, "SELECT id FROM changes WHERE title = ? AND NOT baseline", [title]
+        )
+        result = CliRunner().invoke(cli, [*cli_args, "route", str(change[0]), "--json"])
+        assert result.exit_code == 0, result.output
+        return {a["subscriber"]: a for a in map(json.loads, result.output.splitlines())}
+
+    untagged = route(UNTAGGED_CIRCULAR)
+    assert untagged["cyber"]["via"] == "untagged" and untagged["cyber"]["queued"]["message"]
+    assert untagged["cyber"]["why"] == "No function tag: no rule matched its title"
+    assert not untagged["cyber-strict"]["would_go"] and "queued" not in untagged["cyber-strict"]
+    assert untagged["cyber-strict"]["why"] == (
+        "The functions filter wants Cybersecurity; the change has no tag of this kind"
+    )
+    matched = route("Joint Circular on the Cross-Sectoral Cyber Mapping Exercise")
+    assert matched["cyber"]["via"] == "filters"
+    assert matched["cyber"]["matched"] == {"functions": ["Cybersecurity"]}
+    assert matched["cyber"]["evidence"] == {
+        "functions: Cybersecurity": ["strong 'cyber' in the title"]
+    }
+    assert matched["aml-team"]["why"].startswith("The functions filter wants AML/CFT; the change")
+    text = CliRunner().invoke(cli, [*cli_args, "route", "1", "--subscriber", "nobody"])
+    assert text.exit_code == 2 and "no subscriber 'nobody'" in text.output
+
+    # Operators and auditors see them counted, whatever a filter would show.
     status = CliRunner().invoke(cli, [*cli_args, "status"])
     assert "binding instruments without a function tag: 1 changes in the last 30 days" in (
         status.output
@@ -741,3 +768,118 @@ def test_a_filtered_subscriber_gets_the_circular_no_rule_tags_and_not_the_speech
     assert data["totals"]["untagged"] == 1
     assert [c["title"] for c in data["untagged"]] == [UNTAGGED_CIRCULAR]
     assert UNTAGGED_CIRCULAR not in [c["title"] for c in data["changes"]]
+
+
+def test_an_officers_tag_routes_the_change_once_and_holds_across_retag_and_versions(
+    site, tmp_path, db_path, mailbox
+):
+    subscribers = """
+[[subscribers]]
+name = "everyone"
+emails = ["all@example.com"]
+
+[[subscribers]]
+name = "aml"
+emails = ["aml-only@example.com"]
+functions = ["AML/CFT"]
+untagged = "exclude"
+"""
+    config = write_config(tmp_path, site, smtp_table(mailbox.port), subscribers)
+    cli_args = ["--config", str(tmp_path / "c.toml"), "--db", str(db_path)]
+
+    def hkma(*args):
+        return CliRunner().invoke(cli, [*cli_args, *args])
+
+    run(config, db_path)
+    use_day(site, 2)
+    link = "https://www.hkma.gov.hk/media/eng/doc/key-information/guidelines-and-circular/2025/20250331e1.pdf"
+    add_feed_item(site, "circulars", UNTAGGED_CIRCULAR, link)
+    run(config, db_path)
+    assert (
+        UNTAGGED_CIRCULAR
+        in digests_for(mailbox, "all@example.com")[0].get_body(("plain",)).get_content()
+    )
+    assert not any(
+        UNTAGGED_CIRCULAR in m.get_body(("plain",)).get_content()
+        for m in digests_for(mailbox, "aml-only@example.com")
+    )
+    (document,) = query(db_path, "SELECT id FROM documents WHERE title = ?", [UNTAGGED_CIRCULAR])[0]
+
+    unknown = hkma("tag", "set", document, "--add", "Money stuff", "--by", "J. Chan")
+    assert unknown.exit_code == 2
+    assert "'Money stuff' is not one of the known names" in unknown.output
+    assert "AML/CFT" in unknown.output  # it names the known ones
+    ambiguous = hkma("tag", "set", document, "--add", "bank", "--by", "J. Chan")
+    assert ambiguous.exit_code == 2 and "products:bank or entity_types:bank" in ambiguous.output
+
+    added = hkma("tag", "set", document, "--add", "aml", "--by", "J. Chan", "--note", "KYC")
+    assert added.exit_code == 0, added.output
+    assert "queued for the next digest of: aml" in added.output
+    again = hkma("tag", "set", document, "--add", "AML/CFT", "--by", "J. Chan")
+    assert "no subscriber newly matches" in again.output
+    waiting = [json.loads(line) for line in hkma("outbox", "--json").output.splitlines()]
+    (queued,) = [w for w in waiting if w["type"] == "queued_change"]
+    assert (queued["subscriber"], queued["route"]["via"]) == ("aml", "correction")
+    assert queued["route"]["correction"]["by"] == "J. Chan"
+
+    before = len(mailbox.messages)
+    sent = hkma("digest", "--send")
+    assert sent.exit_code == 0, sent.output
+    (aml,) = [m for rcpt, m in mailbox.messages[before:] if "aml-only@example.com" in rcpt]
+    assert len(mailbox.messages) == before + 1  # once, and to no one else
+    text = aml.get_body(("plain",)).get_content()
+    assert UNTAGGED_CIRCULAR in text
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    assert f"Tagged AML/CFT by J. Chan on {today}" in text
+
+    # Why did aml get it, and why did it not before?
+    (change,) = query(
+        db_path,
+        "SELECT id FROM changes WHERE document_id = ? AND NOT baseline ORDER BY id DESC",
+        [document],
+    )[0:1]
+    routed = hkma("route", str(change[0]), "--json")
+    answers = {a["subscriber"]: a for a in map(json.loads, routed.output.splitlines())}
+    assert answers["aml"]["queued"]["route"]["via"] == "correction"
+    # The newest correction of a tag is the one in force (the second, without a note).
+    assert answers["aml"]["evidence"] == {"functions: AML/CFT": [f"set by J. Chan on {today}"]}
+    assert answers["everyone"]["via"] == "everything"
+    text_route = hkma("route", str(change[0]), "--subscriber", "aml").output
+    assert "after a tag correction" in text_route and "set by J. Chan" in text_route
+
+    # A tag the rules gave, removed by an officer.
+    (cyber,) = query(db_path, "SELECT id FROM documents WHERE title LIKE 'Joint Circular on%'")[0]
+    removed = hkma("tag", "set", cyber, "--remove", "Cybersecurity", "--by", "A. Lee")
+    assert removed.exit_code == 0, removed.output
+
+    # Corrections hold across retag and a new version of the document.
+    assert hkma("retag").exit_code == 0
+    path = site.root / "eng/other-information/rss/rss_circulars.xml"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace(UNTAGGED_CIRCULAR, UNTAGGED_CIRCULAR + " (Revised)"), "utf-8")
+    run(config, db_path)
+
+    def tags_of(doc):
+        return json.loads(
+            query(db_path, "SELECT functions FROM documents WHERE id = ?", [doc])[0][0]
+        )
+
+    assert "AML/CFT" in tags_of(document)
+    assert "Cybersecurity" not in tags_of(cyber)
+    assert query(
+        db_path, "SELECT set_by FROM document_tags WHERE document_id = ? AND tag = 'AML/CFT'",
+        [document],
+    ) == [("J. Chan",)]  # fmt: skip
+    revised = digests_for(mailbox, "aml-only@example.com")[-1].get_body(("plain",)).get_content()
+    assert UNTAGGED_CIRCULAR + " (Revised)" in revised  # the new version routes by the tag
+    assert f"Tagged AML/CFT by J. Chan on {today}" in revised
+
+    log = hkma("tag", "log", document)
+    assert "J. Chan added function AML/CFT: KYC" in log.output
+    corrections = hkma("tag", "corrections", "--json")
+    assert [json.loads(line)["action"] for line in corrections.output.splitlines()] == [
+        "add", "add", "remove",
+    ]  # fmt: skip
+    for statement in ("UPDATE tag_corrections SET by = 'x'", "DELETE FROM tag_corrections"):
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            query(db_path, statement)

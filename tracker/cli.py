@@ -57,16 +57,16 @@ from tracker.delivery import (
     deliver,
     preview_digests,
     send_test_alert,
-    subscribers_of,
 )
 from tracker.exit_codes import ExitStatus
 from tracker.lock import RunLocked, run_lock
 from tracker.render import echo
+from tracker.routing import subscribers_of
 from tracker.rules import links_of, rule_key, timeline
 from tracker.run import UnknownSourceError, run
 from tracker.schedule import job_list, serve
 from tracker.status import dead_man_check, status_report
-from tracker.tagging import Taggable, Tagger, tag
+from tracker.tagging import Tagger
 
 logger = logging.getLogger("hkma-tracker")
 
@@ -376,31 +376,6 @@ def export(obj: Context, fmt: str, **filters: Any) -> None:
     render.export(_select_changes(obj, **filters), fmt)
 
 
-@cli.command("tag")
-@click.option("--title", required=True, help="The title to tag.")
-@click.option(
-    "--text-file",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A file with the document's text.",
-)
-@click.option("--source", default="", help="Tag as from this source (rss, pages, brdr, ...).")
-@click.option("--feed", default="", help="Tag as from this RSS feed (circulars, ...).")
-@json_option
-@click.pass_obj
-def tag_command(
-    obj: Context, title: str, text_file: Path | None, source: str, feed: str, as_json: bool
-) -> None:
-    """Show the tags the taxonomy gives a text, with the evidence for each: for taxonomy
-    authors testing a rule.
-
-    Example: hkma-tracker tag --title "Guidance on combating high-end money laundering"
-    """
-    text = text_file.read_text(encoding="utf-8") if text_file else ""
-    taxonomy = obj.config().taxonomy
-    extra = {"feed": feed} if feed else {}
-    render.tags(tag(Taggable(title, text, source, extra=extra), taxonomy), taxonomy, as_json)
-
-
 @cli.command("retag")
 @json_option
 @click.pass_obj
@@ -708,5 +683,6 @@ def main() -> None:
     sys.exit(result if isinstance(result, int) else 0)
 
 
-# The compliance commands (deadlines, calendar, review, report) register themselves on `cli`.
-from tracker import cli_compliance  # noqa: E402, F401
+# The compliance commands (deadlines, calendar, review, report) and the tag and route commands
+# register themselves on `cli`.
+from tracker import cli_compliance, cli_tags  # noqa: E402, F401

@@ -28,12 +28,11 @@ import sqlite_utils
 from alerts.calendar import calendar_bytes
 from alerts.channels import Channel, DeliveryError, FileChannel, SmtpChannel, WebhookChannel
 from alerts.digest import UNTAGGED, UNTAGGED_TITLE, Digest, notice_payload
-from alerts.subscribers import EVERYONE, Route, Subscriber
+from alerts.subscribers import EVERYONE, Subscriber
 from spiders.normalize import is_loopback_host
 from storage.compliance import OPEN_COUNT_CAP, open_reviews
 from storage.db import write_transaction
 from storage.outbox import (
-    Router,
     failing_deliveries,
     inherit_failure,
     last_delivery_alert,
@@ -50,7 +49,8 @@ from storage.outbox import (
 )
 from tracker.compliance import calendar_entries
 from tracker.config import Config
-from tracker.sources import DIGEST_GROUPS, binding, digest_group, listed_in, source_titles
+from tracker.routing import explain, routes_of, subscribers_of
+from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
 logger = logging.getLogger(__name__)
 LATE = timedelta(hours=1)  # a digest with changes queued longer ago than this says so
@@ -61,10 +61,6 @@ class DeliveryReport:
     sent: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     built: int = 0
-
-
-def subscribers_of(config: Config) -> tuple[Subscriber, ...]:
-    return config.subscribers or (EVERYONE,)
 
 
 @dataclass(frozen=True)
@@ -98,83 +94,6 @@ def _text_part(eml: bytes) -> str:
     message = message_from_bytes(bytes(eml), policy=policy.default)
     body = message.get_body(("plain",))
     return str(body.get_content()) if body is not None else ""
-
-
-def routed(change: dict[str, Any]) -> dict[str, Any]:
-    """A change as subscribers' filters read it: with `binding` (a binding instrument or
-    consultation, whose untagged changes filtered subscribers still get)."""
-    extra = change.get("document_extra")
-    extra = json.loads(extra) if isinstance(extra, str) else extra or {}
-    return {**change, "binding": binding(change["source"], extra)}
-
-
-def routes_of(subscribers: tuple[Subscriber, ...]) -> Router:
-    def route(change: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-        change = routed(change)
-        return [
-            (s.name, found.as_dict())
-            for s in subscribers
-            if isinstance(found := s.route(change), Route)
-        ]
-
-    return route
-
-
-KIND_WORDS = {"functions": "function", "products": "product", "entity_types": "entity type"}
-
-
-def _or(words: list[str]) -> str:
-    return ", ".join(words[:-1]) + " or " + words[-1] if len(words) > 1 else words[0]
-
-
-def untagged_why(change: dict[str, Any], kinds: list[str]) -> str:
-    """Why a binding instrument has no tag of `kinds`, in an officer's words: what the rules
-    read of it and found nothing in."""
-    extra = _loaded(change.get("document_extra"))
-    document = _loaded(change.get("document_content"))
-    read = ["title"]
-    if change.get("listing_text") or document.get("text"):
-        read.append("text")
-    if topics := extra.get("topics"):
-        read.append(f"BRDR topics ({', '.join(map(str, topics))})")
-    return f"No {' or '.join(KIND_WORDS[k] for k in kinds)} tag: no rule matched its {_or(read)}"
-
-
-def tagged_by(change: dict[str, Any], matched: dict[str, list[str]]) -> str:
-    """Which of the tags a change matched on a person set: "Tagged AML/CFT by J. Chan on
-    2026-12-02" ("" when none)."""
-    corrections = _loaded(change.get("corrections"))
-    found = [
-        f"Tagged {name} by {c['by']} on {c['at'][:10]}"
-        for kind, names in matched.items()
-        for name in names
-        if (c := corrections.get(kind, {}).get(name)) and c["action"] == "add"
-    ]
-    return "; ".join(found)
-
-
-def explain(subscriber: Subscriber, change: dict[str, Any]) -> tuple[str, bool]:
-    """Why a queued change is in a subscriber's digest (words, "" where its tags say it), and
-    whether it goes in the untagged section. Decided again with the document's tags as they
-    are now (its text may have been read since it was queued, or an officer tagged it); a
-    change the filters now exclude keeps the reason it was queued for."""
-    now = subscriber.route(routed(change))
-    if isinstance(now, Route):
-        via, matched, kinds = now.via, now.matched, list(now.untagged)
-    else:
-        queued = _loaded(change.get("route"))
-        via, matched, kinds = queued.get("via", ""), queued.get("matched", {}), []
-        if via == "untagged":
-            words = " or ".join(KIND_WORDS[k] for k in queued["untagged"])
-            return f"Queued while it had no {words} tag", True
-    if via == "untagged":
-        return untagged_why(change, kinds), True
-    return tagged_by(change, matched), False
-
-
-def _loaded(value: Any) -> dict[str, Any]:
-    loaded = json.loads(value) if isinstance(value, str) else value
-    return loaded if isinstance(loaded, dict) else {}
 
 
 def queue_for_subscribers(db: sqlite_utils.Database, config: Config, run_id: int) -> int:

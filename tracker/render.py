@@ -18,6 +18,7 @@ from alerts.digest import standing
 from spiders.normalize import HONG_KONG, UNPRINTABLE
 from storage.records import Snapshot
 from tracker.detect import changed_fields, describe_change
+from tracker.routing import KIND_WORDS
 from tracker.run import RunReport
 from tracker.tagging import Taxonomy
 
@@ -110,6 +111,8 @@ def changes(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
         else:
             fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
             tags = ", ".join(change["functions"] + change["products"])
+            if change.get("tags_set_by"):
+                tags += f"; set by a person: {', '.join(change['tags_set_by'])}"
             marks = ["baseline"] if change["baseline"] else []
             if change["significance"] == "cosmetic":
                 marks.append(f"cosmetic: {change['significance_reason']}")
@@ -210,6 +213,7 @@ EXPORT_COLUMNS = (
     "functions",
     "products",
     "entity_types",
+    "tags_set_by",
 )
 
 
@@ -344,7 +348,7 @@ def outbox(rows: list[dict[str, Any]], as_json: bool) -> None:
                 f"message {row['id']} {row['kind']} for {row['subscriber']} via {row['channel']}: "
                 f"{row['subject']} ({row['attempts']} attempts, next {row['next_attempt_at']}{why})"
             )
-        else:
+        elif row["type"] == "queued":
             echo(f"{row['subscriber']}: {row['changes']} changes waiting for a digest")
     if not rows and not as_json:
         echo("outbox empty: everything was delivered")
@@ -361,6 +365,12 @@ def history(document: dict[str, Any], record: dict[str, Any], as_json: bool) -> 
     echo(f"{document['id']}\n  status {document['status']}, {document['url']}")
     if in_force := standing(json.loads(document["extra"])):
         echo(f"  {in_force}")
+    tags = [
+        t for kind in ("functions", "products", "entity_types") for t in json.loads(document[kind])
+    ]
+    people = set_by(document.get("corrections"))
+    shown = [f"{t} (set by {people[t]})" if t in people else t for t in tags]
+    echo(f"  tags in force: {', '.join(shown) or 'none'}")
     for version in record["versions"]:
         echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
     for change in record["changes"]:
@@ -395,3 +405,94 @@ def demo(day1: RunReport, day2: RunReport, db_path: Path) -> None:
         echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
         echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
     echo(f"Explore: hkma-tracker --db {db_path} changes")
+
+
+def set_by(corrections: dict[str, Any] | str | None) -> dict[str, str]:
+    """Which tags in force a person set, and who: "AML/CFT" -> "J. Chan, 2026-12-02"."""
+    loaded = json.loads(corrections) if isinstance(corrections, str) else corrections or {}
+    return {
+        name: f"{c['by']}, {c['at'][:10]}"
+        for named in loaded.values()
+        for name, c in named.items()
+        if c["action"] == "add"
+    }
+
+
+def tag_corrected(
+    document: dict[str, Any],
+    rows: list[dict[str, Any]],
+    change: int | None,
+    queued: list[str],
+    as_json: bool,
+) -> None:
+    after = rows[-1]["after"]
+    if as_json:
+        emit(
+            {
+                "document_id": document["id"],
+                "corrections": [{k: v for k, v in r.items() if k != "before"} for r in rows],
+                "tags": after,
+                "change": change,
+                "queued_for": queued,
+            }
+        )
+        return
+    for row in rows:
+        echo(f"correction {row['id']}: {row['action']} {row['kind']} {row['tag']} by {row['by']}")
+    shown = "; ".join(f"{k.replace('_', ' ')}: {', '.join(v)}" for k, v in after.items() if v)
+    echo(f"{document['id']}\n  tags in force: {shown or 'none'}")
+    if queued:
+        echo(f"  change {change} queued for the next digest of: {', '.join(queued)}")
+    elif change is None:
+        echo("  no substantive change to send (only its first reading is recorded)")
+    else:
+        echo(f"  change {change}: no subscriber newly matches (those it matches have it)")
+
+
+def tag_log(rows: list[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            emit(row)
+            continue
+        note = f": {row['note']}" if row["note"] else ""
+        echo(
+            f"{hong_kong(row['at'])} {row['by']} {'added' if row['action'] == 'add' else 'removed'}"
+            f" {KIND_WORDS[row['kind']]} {row['tag']}{note}\n  {row['document_id']}"
+        )
+
+
+def route(change: dict[str, Any], answers: list[dict[str, Any]], as_json: bool) -> None:
+    """Per subscriber: whether and why a change was (or would be) delivered."""
+    if as_json:
+        for answer in answers:
+            emit({"change_id": change["id"], **answer})
+        return
+    tags = ", ".join(change["functions"] + change["products"] + change["entity_types"])
+    echo(f"change {change['id']} ({change['kind']}): {change['title']}")
+    echo(f"  tags in force: {tags or 'none'}")
+    for answer in answers:
+        queued = answer.get("queued")
+        if queued and queued["message_status"] == "sent":
+            state = f"sent in message {queued['message']} at {hong_kong(queued['sent_at'])}"
+        elif queued and queued["message"]:
+            state = f"in message {queued['message']} ({queued['message_status']})"
+        elif queued:
+            state = f"queued at {hong_kong(queued['at'])}, not yet in a digest"
+        else:
+            state = "would be delivered" if answer["would_go"] else "not delivered"
+        if answer["would_go"]:
+            how = {
+                "everything": "it takes every change",
+                "filters": "through its filters",
+                "untagged": "as untagged",
+                "correction": "after a tag correction",
+            }[(queued or {}).get("route", {}).get("via") or answer["via"]]
+            echo(f"{answer['subscriber']}: {state}, {how}")
+            for kind, values in answer["matched"].items():
+                echo(f"    {kind.replace('_', ' ')}: {', '.join(values)}")
+            for tag, evidence in answer["evidence"].items():
+                echo(f"    {tag} because: {'; '.join(evidence) or 'no evidence kept'}")
+            if answer["why"]:
+                echo(f"    {answer['why']}")
+        else:
+            echo(f"{answer['subscriber']}: {state}: {answer['why']}")

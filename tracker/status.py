@@ -18,7 +18,8 @@ from storage.history import (
 )
 from storage.outbox import failing_deliveries, last_sent_at, outbox_counts
 from tracker.config import Config
-from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts, subscribers_of
+from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts
+from tracker.routing import subscribers_of
 from tracker.schedule import job_for_source, jobs_of
 from tracker.sources import SOURCES, binding_sql
 
