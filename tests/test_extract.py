@@ -2,7 +2,7 @@
 
 import pytest
 
-from tracker.extract import document_fields
+from tracker.extract import document_fields, subject_line
 
 
 @pytest.mark.parametrize(
@@ -95,3 +95,25 @@ def test_consultation_close_dates(text, expected):
     # Absent, not empty, where none is stated: documents read before the field existed keep
     # their content (and their hash) when read again.
     assert document_fields(text).get("consultation_closes") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "subject"),
+    [
+        (
+            "Our Ref.: B1/15C\nAll authorized institutions\nDear Sir / Madam,\n\n"
+            "Guidance on combating high-end money laundering\nI am writing to share it.",
+            "Guidance on combating high-end money laundering",
+        ),
+        (
+            "Dear Sirs,\n  Outsourcing   of data processing \nBody.",
+            "Outsourcing of data processing",
+        ),
+        # The first line after the salutation is a sentence: no subject line.
+        ("Dear Sir/Madam,\nI am writing to inform you of the revised return.\n", ""),
+        ("Dear Sir/Madam, Guidance on combating fraud. I am writing ...", ""),  # no line breaks
+        ("No letter here\nJust text", ""),
+    ],
+)
+def test_subject_line(text, subject):
+    assert subject_line(text) == subject

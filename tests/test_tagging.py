@@ -277,3 +277,58 @@ def test_brdr_topics_are_evidence(topic, function):
 def test_a_generic_subtopic_alone_is_no_evidence():
     doc = Taggable("Circular", "", "brdr", extra={"topics": ["Others"]})
     assert tag(doc, load_taxonomy())["functions"] == {}
+
+
+# Subjects, not title words (issue 21, tests/labelled/second.toml): what each subject is,
+# whatever words a title of any decade uses for it.
+@pytest.mark.parametrize(
+    ("title", "must", "must_not"),
+    [
+        ("Strengthening Security Controls for Internet Banking Services", {"Cybersecurity"}, set()),
+        (
+            "Implementation of two-factor authentication for online banking",
+            {"Cybersecurity"},
+            set(),
+        ),
+        ("Precautionary Measures against Fake E-mails or websites", {"Fraud"}, set()),
+        ("Online Behavioural Tracking", {"Privacy", "Technology"}, set()),
+        (
+            "Outsourcing of Data Processing Operations",
+            {"Operational Resilience", "Technology"},
+            set(),
+        ),
+        ("Capacity planning for Internet banking", {"Operational Resilience", "Technology"}, set()),
+        ("New Share Subscription and Share Margin Financing", {"Credit", "Securities"}, set()),
+        ("Country Debt Provisioning", {"Credit"}, set()),
+        ("CR-G-9 Exposures to Connected Parties", {"Credit", "Risk"}, set()),
+        ("IC-2 Internal Audit Function", {"Governance"}, {"Risk"}),
+        ("SPM IC-4: Complaint Handling Procedures", {"Consumer Protection"}, {"Risk"}),
+        ("International Capital Flows and Free Markets", {"Financial"}, {"Capital"}),
+        # A reform package of the capital rules is not law reform; a provision is not provisioning.
+        ("Commencement of Basel III final reform package", {"Capital"}, {"Legal"}),
+        ("Provision of Staking Services for Virtual Assets", set(), {"Credit"}),
+    ],
+)
+def test_rules_follow_subjects(title, must, must_not):
+    tags = tag(Taggable(title, "", "brdr", extra={"doc_type": "CIR"}), load_taxonomy())
+    found = set(tags["functions"]) | set(tags["products"])
+    assert must <= found and not (must_not & found), found
+
+
+CIRCULAR_TEXT = (
+    "Our Ref.: B1/15C\n12 December 2025\nThe Chief Executive\nAll authorized institutions\n"
+    "Dear Sir / Madam,\n\nStrengthening Security Controls for Automatic Teller Machines\n"
+    "I am writing to set out the enhanced controls expected of authorized institutions.\n"
+)
+
+
+def test_a_circulars_subject_line_tags_as_its_title_does():
+    doc = Taggable("Circular", document={"text": CIRCULAR_TEXT})
+    found = tag(doc, load_taxonomy())
+    assert found["functions"]["Cybersecurity"] == [
+        {"rule": "strong 'security controls'", "where": "subject line", "weight": 3.0}
+    ]
+    # Without the salutation's line there is no subject line; one mention in the text is
+    # not enough.
+    flat = Taggable("Circular", document={"text": " ".join(CIRCULAR_TEXT.split())})
+    assert "Cybersecurity" not in tag(flat, load_taxonomy())["functions"]

@@ -45,6 +45,10 @@ _SUPERSEDE = re.compile(
     r"\b(supersed(?:e|es|ed|ing)|replac(?:e|es|ed|ing)|revised|revision|amended)\b",
     re.IGNORECASE,
 )
+# A letter's salutation, on a line of its own: the line after it is the circular's subject.
+_SALUTATION = re.compile(r"^[ \t]*Dear\s+(?:Sirs?|Madam)\b[^\n]*$", re.IGNORECASE | re.MULTILINE)
+SUBJECT_SEARCHED = 5000  # characters from the start: a letter's salutation comes early
+MAX_SUBJECT = 200
 MAX_MENTIONS = 10
 MAX_SENTENCE = 400
 
@@ -91,3 +95,18 @@ def document_fields(text: str) -> dict[str, Any]:
     if closes:  # only when found: documents read before this field existed do not change
         fields["consultation_closes"] = closes[:MAX_MENTIONS]
     return fields
+
+
+def subject_line(text: str) -> str:
+    """A circular's subject line: the first line after its salutation ("Dear Sir / Madam,"),
+    if it reads as a heading (short, not a sentence); "" otherwise. Text without line breaks
+    (a listing's summary) has none."""
+    found = _SALUTATION.search(text[:SUBJECT_SEARCHED])
+    if not found:
+        return ""
+    for line in text[found.end() :].splitlines():
+        line = " ".join(line.split())
+        if line:
+            heading = len(line) <= MAX_SUBJECT and not line.endswith((".", ",", ":"))
+            return line if heading else ""
+    return ""

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from storage.records import KINDS, Snapshot, TagSet
-from tracker.extract import SPM_CODE
+from tracker.extract import SPM_CODE, subject_line
 
 DEFAULT_TAXONOMY = Path(__file__).with_name("taxonomy.toml")
 RULE_KEYS = {
@@ -234,7 +234,7 @@ Evidence = dict[str, Any]  # {"rule": ..., "where": title|text|metadata, "weight
 
 
 def _score(
-    rule: TagRule, doc: Taggable, body: str, folded: str, taxonomy: Taxonomy
+    rule: TagRule, doc: Taggable, body: str, folded: str, subject: str, taxonomy: Taxonomy
 ) -> tuple[float, list[Evidence]]:
     weights = taxonomy.weights
     evidence: list[Evidence] = []
@@ -246,6 +246,15 @@ def _score(
             if term.regex.search(doc.title):
                 evidence.append(
                     {"rule": f"{strength} {term.label!r}", "where": "title", "weight": title_weight}
+                )
+            elif subject and term.regex.search(subject):
+                # The document's own heading names its subject as its title does.
+                evidence.append(
+                    {
+                        "rule": f"{strength} {term.label!r}",
+                        "where": "subject line",
+                        "weight": title_weight,
+                    }
                 )
             elif body and (term.needle is None or term.needle in folded):
                 mentions = min(len(term.regex.findall(body)), taxonomy.max_mentions)
@@ -267,14 +276,14 @@ def tag(doc: Taggable, taxonomy: Taxonomy) -> dict[str, dict[str, list[dict[str,
 
     Only tags whose evidence weighs at least the taxonomy's threshold are returned.
     """
-    body = taxonomy.subject(
-        " ".join(filter(None, [doc.text, (doc.document or {}).get("text", "")]))
-    )
+    document_text = (doc.document or {}).get("text", "")
+    body = taxonomy.subject(" ".join(filter(None, [doc.text, document_text])))
     folded = body.casefold()
+    subject = taxonomy.subject(subject_line(document_text))
     doc = dataclasses.replace(doc, title=taxonomy.subject(doc.title))
     result: dict[str, dict[str, list[dict[str, Any]]]] = {kind: {} for kind in KINDS}
     for rule in taxonomy.rules:
-        score, evidence = _score(rule, doc, body, folded, taxonomy)
+        score, evidence = _score(rule, doc, body, folded, subject, taxonomy)
         if score >= taxonomy.threshold:
             result[rule.kind][rule.name] = evidence
     return result
