@@ -26,6 +26,8 @@ from cryptography.x509.oid import NameOID
 
 from alerts.channels import DeliveryError, SmtpChannel, SmtpSettings
 from spiders.normalize import is_loopback_host
+from storage.db import open_readonly
+from storage.tags import corrected_documents
 from tracker.cli import cli
 from tracker.config import load_config
 from tracker.delivery import deliver
@@ -883,3 +885,12 @@ untagged = "exclude"
     for statement in ("UPDATE tag_corrections SET by = 'x'", "DELETE FROM tag_corrections"):
         with pytest.raises(sqlite3.IntegrityError, match="append-only"):
             query(db_path, statement)
+
+    # The corrected documents are labelled data for bench/tagging.py --db.
+    labelled = {i["title"]: i for i in corrected_documents(open_readonly(db_path))}
+    assert set(labelled) == {
+        UNTAGGED_CIRCULAR + " (Revised)",
+        "Joint Circular on the Cross-Sectoral Cyber Mapping Exercise",
+    }
+    assert "AML/CFT" in labelled[UNTAGGED_CIRCULAR + " (Revised)"]["functions"]
+    assert labelled[UNTAGGED_CIRCULAR + " (Revised)"]["feed"] == "circulars"
