@@ -654,6 +654,10 @@ def add_feed_item(site, feed: str, title: str, link: str) -> None:
 
 # Real titles no rule tags with a function (tests/labelled/untouched.toml, second.toml).
 UNTAGGED_CIRCULAR = "Launch of Banking Regulatory Document Repository (BRDR)"
+UNTAGGED_LINK = (
+    "https://www.hkma.gov.hk/media/eng/doc/key-information/guidelines-and-circular/2025/"
+    "20250331e1.pdf"
+)
 UNTAGGED_SPEECH = "Speech at The Hong Kong Management Association 2010 HKMA Quality Award Dinner"
 CYBER_SUBSCRIBERS = """
 [[subscribers]]
@@ -675,12 +679,7 @@ def test_a_filtered_subscriber_gets_the_circular_no_rule_tags_and_not_the_speech
     config = write_config(tmp_path, site, smtp_table(mailbox.port), CYBER_SUBSCRIBERS)
     run(config, db_path)
     use_day(site, 2)
-    add_feed_item(
-        site,
-        "circulars",
-        UNTAGGED_CIRCULAR,
-        "https://www.hkma.gov.hk/media/eng/doc/key-information/guidelines-and-circular/2025/20250331e1.pdf",
-    )
+    add_feed_item(site, "circulars", UNTAGGED_CIRCULAR, UNTAGGED_LINK)
     add_feed_item(
         site,
         "speeches",
@@ -794,8 +793,7 @@ untagged = "exclude"
 
     run(config, db_path)
     use_day(site, 2)
-    link = "https://www.hkma.gov.hk/media/eng/doc/key-information/guidelines-and-circular/2025/20250331e1.pdf"
-    add_feed_item(site, "circulars", UNTAGGED_CIRCULAR, link)
+    add_feed_item(site, "circulars", UNTAGGED_CIRCULAR, UNTAGGED_LINK)
     run(config, db_path)
     assert (
         UNTAGGED_CIRCULAR

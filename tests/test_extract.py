@@ -100,19 +100,24 @@ def test_consultation_close_dates(text, expected):
 @pytest.mark.parametrize(
     ("text", "subject"),
     [
+        # As stored: the PDF's text flattened (tracker/demo_apis.py CIRCULAR, joined).
         (
-            "Our Ref.: B1/15C\nAll authorized institutions\nDear Sir / Madam,\n\n"
-            "Guidance on combating high-end money laundering\nI am writing to share it.",
+            "Our Ref.: B1/15C 12 December 2025 The Chief Executive All authorized institutions "
+            "Dear Sir / Madam, Guidance on combating high-end money laundering I am writing to "
+            "share the guidance.",
             "Guidance on combating high-end money laundering",
         ),
         (
-            "Dear Sirs,\n  Outsourcing   of data processing \nBody.",
-            "Outsourcing of data processing",
+            "Dear Sirs, Outsourcing of data processing operations I write to remind you.",
+            "Outsourcing of data processing operations",
         ),
-        # The first line after the salutation is a sentence: no subject line.
-        ("Dear Sir/Madam,\nI am writing to inform you of the revised return.\n", ""),
-        ("Dear Sir/Madam, Guidance on combating fraud. I am writing ...", ""),  # no line breaks
-        ("No letter here\nJust text", ""),
+        ("Dear Sir/Madam,\nCapacity planning\nFurther to our letter of ...", "Capacity planning"),
+        # No heading: the first sentence follows the salutation at once.
+        ("Dear Sir/Madam, I am writing to inform you of the revised return.", ""),
+        # What follows is a sentence, not a heading, or no first sentence is recognised.
+        ("Dear Sir/Madam, Thank you for your letter. I write to reply.", ""),
+        ("Dear Sir/Madam, " + "word " * 60 + "I am writing", ""),
+        ("No letter here. Just text.", ""),
     ],
 )
 def test_subject_line(text, subject):

@@ -45,8 +45,19 @@ _SUPERSEDE = re.compile(
     r"\b(supersed(?:e|es|ed|ing)|replac(?:e|es|ed|ing)|revised|revision|amended)\b",
     re.IGNORECASE,
 )
-# A letter's salutation, on a line of its own: the line after it is the circular's subject.
-_SALUTATION = re.compile(r"^[ \t]*Dear\s+(?:Sirs?|Madam)\b[^\n]*$", re.IGNORECASE | re.MULTILINE)
+# A letter's salutation, and the words its first sentence opens with in HKMA circulars: the
+# subject heading lies between the two. Stored texts are flattened (runs of whitespace
+# collapsed), so no line break marks where the heading ends.
+_SALUTATION = re.compile(
+    r"\bDear\s+(?:Sirs?|Madam)(?:\s*/\s*(?:Sir|Madam))?\s*[,:]?\s*", re.IGNORECASE
+)
+_FIRST_SENTENCE = re.compile(
+    r"\n|\b(?:I\s+am\s+writing|I\s+write|I\s+refer|We\s+are\s+writing|We\s+write|"
+    r"Further\s+to|Reference\s+is\s+made|With\s+reference|This\s+circular|"
+    r"The\s+purpose\s+of\s+this|Please\s+(?:be\s+)?(?:note|informed|find)|"
+    r"(?:The\s+)?(?:Hong\s+Kong\s+)?Monetary\s+Authority\s+(?:has|is|would|wishes)|"
+    r"The\s+HKMA\s+(?:has|is|would|wishes))\b"
+)
 SUBJECT_SEARCHED = 5000  # characters from the start: a letter's salutation comes early
 MAX_SUBJECT = 200
 MAX_MENTIONS = 10
@@ -98,15 +109,15 @@ def document_fields(text: str) -> dict[str, Any]:
 
 
 def subject_line(text: str) -> str:
-    """A circular's subject line: the first line after its salutation ("Dear Sir / Madam,"),
-    if it reads as a heading (short, not a sentence); "" otherwise. Text without line breaks
-    (a listing's summary) has none."""
+    """A circular's subject heading: what stands between its salutation ("Dear Sir /
+    Madam,") and the words its first sentence opens with ("I am writing to ..."), if that
+    reads as a heading (short, no sentence in it); "" otherwise."""
     found = _SALUTATION.search(text[:SUBJECT_SEARCHED])
     if not found:
         return ""
-    for line in text[found.end() :].splitlines():
-        line = " ".join(line.split())
-        if line:
-            heading = len(line) <= MAX_SUBJECT and not line.endswith((".", ",", ":"))
-            return line if heading else ""
-    return ""
+    rest = text[found.end() : found.end() + MAX_SUBJECT + 1].lstrip()
+    opening = _FIRST_SENTENCE.search(rest)
+    if not opening:
+        return ""
+    heading = " ".join(rest[: opening.start()].split()).strip(" ,;:-")
+    return heading if heading and ". " not in heading and not heading.endswith(".") else ""
