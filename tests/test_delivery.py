@@ -873,6 +873,10 @@ untagged = "exclude"
     revised = digests_for(mailbox, "aml-only@example.com")[-1].get_body(("plain",)).get_content()
     assert UNTAGGED_CIRCULAR + " (Revised)" in revised  # the new version routes by the tag
     assert f"Tagged AML/CFT by J. Chan on {today}" in revised
+    to_all = digests_for(mailbox, "all@example.com")[-1].get_body(("plain",)).get_content()
+    assert f"Tagged AML/CFT by J. Chan on {today}" in to_all  # whoever reads it
+    shown = hkma("history", cyber).output
+    assert f"removed by a person: Cybersecurity (A. Lee, {today})" in shown
 
     log = hkma("tag", "log", document)
     assert "J. Chan added function AML/CFT: KYC" in log.output

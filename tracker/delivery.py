@@ -143,10 +143,9 @@ def build_digest(
         extra = json.loads(change.get("document_extra") or "{}")
         change["digest_group"] = digest_group(change["source"], extra)
         change["listed_in"] = listed_in(change["source"], extra, change.get("listing_title"))
-        if subscriber is not EVERYONE:
-            change["why"], untagged = explain(subscriber, change)
-            if untagged:
-                change["digest_group"] = UNTAGGED
+        change["why"], untagged = explain(subscriber, change)
+        if untagged:
+            change["digest_group"] = UNTAGGED
     digest = Digest.of_changes(
         now,
         changes,

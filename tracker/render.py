@@ -371,6 +371,9 @@ def history(document: dict[str, Any], record: dict[str, Any], as_json: bool) -> 
     people = set_by(document.get("corrections"))
     shown = [f"{t} (set by {people[t]})" if t in people else t for t in tags]
     echo(f"  tags in force: {', '.join(shown) or 'none'}")
+    removed = set_by(document.get("corrections"), "remove")
+    if removed:
+        echo(f"  removed by a person: {', '.join(f'{t} ({by})' for t, by in removed.items())}")
     for version in record["versions"]:
         echo(f"  version {version['id']} {version['fetched_at']}: {version['title']}")
     for change in record["changes"]:
@@ -407,14 +410,14 @@ def demo(day1: RunReport, day2: RunReport, db_path: Path) -> None:
     echo(f"Explore: hkma-tracker --db {db_path} changes")
 
 
-def set_by(corrections: dict[str, Any] | str | None) -> dict[str, str]:
-    """Which tags in force a person set, and who: "AML/CFT" -> "J. Chan, 2026-12-02"."""
+def set_by(corrections: dict[str, Any] | str | None, action: str = "add") -> dict[str, str]:
+    """Which tags a person added (or removed), and who: "AML/CFT" -> "J. Chan, 2026-12-02"."""
     loaded = json.loads(corrections) if isinstance(corrections, str) else corrections or {}
     return {
         name: f"{c['by']}, {c['at'][:10]}"
         for named in loaded.values()
         for name, c in named.items()
-        if c["action"] == "add"
+        if c["action"] == action
     }
 
 

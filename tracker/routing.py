@@ -62,15 +62,15 @@ def untagged_why(change: dict[str, Any], kinds: list[str]) -> str:
     return f"No {' or '.join(KIND_WORDS[k] for k in kinds)} tag: no rule matched its {_or(read)}"
 
 
-def tagged_by(change: dict[str, Any], matched: dict[str, list[str]]) -> str:
-    """Which of the tags a change matched on a person set: "Tagged AML/CFT by J. Chan on
-    2026-12-02" ("" when none)."""
+def tagged_by(change: dict[str, Any], matched: dict[str, list[str]] | None = None) -> str:
+    """Which of the tags a change matched on (all its tags, without `matched`) a person set:
+    "Tagged AML/CFT by J. Chan on 2026-12-02" ("" when none)."""
     corrections = _loaded(change.get("corrections"))
     found = [
         f"Tagged {name} by {c['by']} on {c['at'][:10]}"
-        for kind, names in matched.items()
-        for name in names
-        if (c := corrections.get(kind, {}).get(name)) and c["action"] == "add"
+        for kind, named in corrections.items()
+        for name, c in named.items()
+        if c["action"] == "add" and (matched is None or name in matched.get(kind, []))
     ]
     return "; ".join(found)
 
@@ -91,7 +91,7 @@ def explain(subscriber: Subscriber, change: dict[str, Any]) -> tuple[str, bool]:
             return f"Queued while it had no {words} tag", True
     if via == "untagged":
         return untagged_why(change, kinds), True
-    return tagged_by(change, matched), False
+    return tagged_by(change, None if via == "everything" else matched), False
 
 
 def _loaded(value: Any) -> dict[str, Any]:
