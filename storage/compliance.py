@@ -107,12 +107,27 @@ def untagged_changes(
     """Substantive changes (with their review) to binding instruments whose documents carry
     no function tag in force: what a filter on functions could not route by its tags.
     `binding`: the SQL condition on a document `d`'s source and extra that says it binds."""
-    where, params = _filters(None, "r", "r.detected_at", (since, ">="), (until, "<"))
-    sql = (
-        "SELECT r.* FROM review_status r JOIN documents d ON d.id = r.document_id "  # noqa: S608
-        f"WHERE {where} AND {binding} AND r.functions = '[]' ORDER BY r.change_id"
-    )
-    return [_record(row) for row in db.query(sql, params)]
+    # The period's changes first (by their detection time's index; CROSS JOIN keeps that
+    # order), then their reviews: the cost is the period's, not the history's.
+    where, params = _filters(None, "c", "c.detected_at", (since, ">="), (until, "<"))
+    ids = [
+        row[0]
+        for row in db.execute(
+            "SELECT c.id FROM changes c CROSS JOIN documents d ON d.id = c.document_id "  # noqa: S608
+            f"WHERE {where} AND NOT c.baseline AND c.significance = 'substantive' "
+            f"AND {binding} AND d.functions = '[]' ORDER BY c.id",
+            params,
+        )
+    ]
+    rows: list[dict[str, Any]] = []
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
+        rows += db.query(
+            "SELECT * FROM review_status WHERE change_id IN "  # noqa: S608
+            f"({','.join('?' * len(chunk))}) ORDER BY change_id",
+            chunk,
+        )
+    return [_record(row) for row in rows]
 
 
 def review_log(db: sqlite_utils.Database, change_id: int) -> list[dict[str, Any]]:
