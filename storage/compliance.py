@@ -98,19 +98,19 @@ def review_status(
     return (_record(row) for row in db.query(sql + " ORDER BY r.change_id", params))
 
 
-def untagged_changes(
+def untagged_change_ids(
     db: sqlite_utils.Database,
     binding: str,
     since: str | None = None,
     until: str | None = None,
-) -> list[dict[str, Any]]:
-    """Substantive changes (with their review) to binding instruments whose documents carry
-    no function tag in force: what a filter on functions could not route by its tags.
-    `binding`: the SQL condition on a document `d`'s source and extra that says it binds."""
-    # The period's changes first (by their detection time's index; CROSS JOIN keeps that
-    # order), then their reviews: the cost is the period's, not the history's.
+) -> list[int]:
+    """Substantive changes to binding instruments whose documents carry no function tag in
+    force (what a filter on functions could not route by its tags), oldest first. `binding`:
+    the SQL condition on a document `d`'s source and extra that says it binds."""
+    # The period's changes by their detection time's index (CROSS JOIN keeps that order):
+    # the cost is the period's, not the history's.
     where, params = _filters(None, "c", "c.detected_at", (since, ">="), (until, "<"))
-    ids = [
+    return [
         row[0]
         for row in db.execute(
             "SELECT c.id FROM changes c CROSS JOIN documents d ON d.id = c.document_id "  # noqa: S608
@@ -119,6 +119,16 @@ def untagged_changes(
             params,
         )
     ]
+
+
+def untagged_changes(
+    db: sqlite_utils.Database,
+    binding: str,
+    since: str | None = None,
+    until: str | None = None,
+) -> list[dict[str, Any]]:
+    """`untagged_change_ids`, each with its review (as `review_status` has it)."""
+    ids = untagged_change_ids(db, binding, since, until)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]

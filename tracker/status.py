@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlite_utils
 
-from storage.compliance import untagged_changes
+from storage.compliance import untagged_change_ids
 from storage.db import write_transaction
 from storage.history import (
     last_healthy_run_at,
@@ -91,7 +91,7 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         "documents_read": config.documents.enabled,
         "outbox": outbox_counts(db),
         "untagged_instruments": len(
-            untagged_changes(db, binding_sql("d.source", "d.extra"), since=since)
+            untagged_change_ids(db, binding_sql("d.source", "d.extra"), since=since)
         ),
         "untagged_since": since,
         "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
