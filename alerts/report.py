@@ -66,7 +66,7 @@ def report_csv(report: dict[str, Any]) -> str:
                 "section": "checks",
                 "source": name,
                 "at": report["period"]["from"],
-                "until": report["period"]["to"],
+                "until": report["period"]["checked_until"],
                 "detail": f"{source['checks']} checks, {source['healthy']} healthy",
             }
         )
@@ -85,7 +85,7 @@ def report_csv(report: dict[str, Any]) -> str:
                     "section": "gap",
                     "source": name,
                     "at": gap["from"],
-                    "until": gap["to"] or "",
+                    "until": gap["to"] or report["period"]["checked_until"],
                     "detail": f"{gap['missed']} scheduled checks without a healthy result",
                 }
             )

@@ -21,7 +21,7 @@ from conftest import headless_chromium
 from spiders.normalize import HONG_KONG
 from storage.db import open_db
 from tracker.cli import cli
-from tracker.compliance import source_checks
+from tracker.compliance import attestation_report, source_checks
 from tracker.config import load_config
 from tracker.demo_apis import CIRCULAR, BrdrFake, DocumentsFake, load, make_pdf
 from tracker.lock import run_lock
@@ -304,10 +304,17 @@ def test_the_report_shows_every_check_the_gap_and_every_decision(history, tmp_pa
     (brdr_checks,) = report["sources"]
     assert (brdr_checks["checks"], brdr_checks["healthy"]) == (4, 3)
     assert "503" in brdr_checks["unhealthy"][0]["reason"], brdr_checks["unhealthy"]
-    # Healthy at 09:20 and 12:20 HKT: the 10:15 and 11:15 checks brought nothing healthy; and
+    # The daily 02:00 HKT full sweep brought nothing healthy before the first check at 08:20;
+    # healthy at 09:20 and 12:20 HKT: the 10:15 and 11:15 checks brought nothing healthy; and
     # no check came after 12:20, though seven more were scheduled (13:15 to 19:15).
     gaps = brdr_checks["gaps"]
     assert gaps == [
+        {
+            "from": "2026-11-22T16:00:00+00:00",
+            "to": "2026-11-23T00:20:00+00:00",
+            "missed": 1,
+            "first_missed": "2026-11-23T02:00:00+08:00",
+        },
         {
             "from": "2026-11-23T01:20:00+00:00",
             "to": "2026-11-23T04:20:00+00:00",
@@ -360,9 +367,12 @@ def test_the_report_shows_every_check_the_gap_and_every_decision(history, tmp_pa
 
 def test_gaps_follow_the_schedule_not_the_clock(tmp_path):
     """No healthy check from Friday evening to Monday morning is no gap on a weekday
-    schedule; a missed Monday morning is."""
+    schedule; a missed Monday morning is; so are the nightly full sweeps, where they are
+    scheduled and brought nothing."""
     db = open_db(tmp_path / "g.db", create=True)
-    config = load_config(None)
+    weekdays = tmp_path / "weekdays.toml"
+    weekdays.write_text('[schedule]\nall = "15 8-19 * * mon-fri"\n', encoding="utf-8")
+    config = load_config(weekdays)
     with db.conn:
         for run_id, moment, healthy in (
             (1, "2026-11-20T11:20:00+00:00", 1),  # Friday 19:20 HKT, the day's last check
@@ -386,6 +396,12 @@ def test_gaps_follow_the_schedule_not_the_clock(tmp_path):
     assert brdr.checks == 3
     assert [g["missed"] for g in brdr.gaps] == [2]
     assert brdr.gaps[0]["from"] == "2026-11-23T00:20:00+00:00"
+    with_sweeps = load_config(None)  # the default adds a full sweep at 02:00 every day
+    brdr = next(c for c in source_checks(db, with_sweeps, start, end) if c.source == "brdr")
+    assert [(g["missed"], g["first_missed"]) for g in brdr.gaps] == [
+        (3, "2026-11-21T02:00:00+08:00"),  # Saturday, Sunday and Monday 02:00
+        (2, "2026-11-23T09:15:00+08:00"),
+    ]
 
 
 def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromium, tmp_path):
@@ -457,7 +473,10 @@ def test_the_report_escapes_hostile_text_and_links_only_to_the_web():
         "functions": [hostile], "products": [],
     }  # fmt: skip
     report = {
-        "period": {"from": "2026-11-23T00:00:00+00:00", "to": "2026-11-24T00:00:00+00:00"},
+        "period": {
+            "from": "2026-11-23T00:00:00+00:00", "to": "2026-11-24T00:00:00+00:00",
+            "checked_until": "2026-11-24T00:00:00+00:00", "over": True,
+        },
         "generated_at": "2026-11-29T00:00:00+00:00",
         "filters": {},
         "coverage": {"watched": [hostile], "not_watched": []},
@@ -477,3 +496,40 @@ def test_the_report_escapes_hostile_text_and_links_only_to_the_web():
     assert [r["section"] for r in rows] == ["change", "untagged instrument"]
     assert rows[0]["title"] == hostile  # CSV carries text as it is
     assert rows[0]["note"] == '\'=HYPERLINK("x")'  # but never a formula a spreadsheet runs
+
+
+def test_a_period_not_over_counts_no_future_check_and_says_so(tmp_path):
+    from alerts.report import report_html
+
+    db = open_db(tmp_path / "g.db", create=True)
+    weekdays = tmp_path / "weekdays.toml"
+    weekdays.write_text('[schedule]\nall = "15 8-19 * * mon-fri"\n', encoding="utf-8")
+    config = load_config(weekdays)
+    moment = "2026-12-02T01:20:00+00:00"  # Wednesday 09:20 HKT, healthy
+    db.execute(
+        "INSERT INTO runs (id, command, started_at, finished_at, status) "
+        "VALUES (1, 'run', ?, ?, 'ok')",
+        [moment, moment],
+    )
+    db.execute(
+        "INSERT INTO source_runs (run_id, source, healthy, reason, items, new, changed, removed, "
+        "requests, bytes, stats, finished_at) VALUES (1, 'brdr', 1, '', 1, 0, 0, 0, 1, 1, '{}', ?)",
+        [moment],
+    )
+    db.conn.commit()
+    december = datetime(2026, 11, 30, 16, tzinfo=UTC), datetime(2026, 12, 31, 16, tzinfo=UTC)
+    now = datetime(2026, 12, 2, 4, 30, tzinfo=UTC)  # Wednesday 12:30 HKT
+    report = attestation_report(db, config, *december, now=now)
+    assert report["period"]["over"] is False
+    assert report["period"]["checked_until"] == now.isoformat()
+    (brdr,) = [s for s in report["sources"] if s["source"] == "brdr"]
+    # From Tuesday 1 December: its 12 checks and Wednesday's 08:15 were missed; after 09:20
+    # 10:15 and 11:15 have had their hour (the run deadline) by 12:30; 12:15 has not, and
+    # nothing after 12:30 counts.
+    assert [(g["missed"], g["to"]) for g in brdr["gaps"]] == [(13, moment), (2, None)]
+    page = report_html(report)
+    assert "Period not over: checks are counted up to" in page
+    assert "the time of this report" in page
+    january = datetime(2026, 12, 31, 16, tzinfo=UTC), datetime(2027, 1, 31, 16, tzinfo=UTC)
+    ahead = attestation_report(db, config, *january, now=now)
+    assert ahead["totals"]["gaps"] == 0 and ahead["totals"]["checks"] == 0

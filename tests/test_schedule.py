@@ -9,8 +9,9 @@ import socket
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 from click.testing import CliRunner
 from conftest import DEMO_PAGE, WWW_ONLY, page_path
@@ -21,6 +22,7 @@ from tracker.config import load_config
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import Override
 from tracker.run import run
+from tracker.status import _overdue
 
 SCHEDULE = """
 [schedule]
@@ -234,8 +236,9 @@ def test_dead_man_check_flags_a_source_without_a_recent_healthy_run(
     (pages,) = [
         r for r in map(json.loads, status.stdout.splitlines()) if r.get("source") == "pages"
     ]
-    assert pages["overdue"].startswith(
-        "no healthy run since 2026-01-01 00:00 UTC (scheduled every 1:00:00)"
+    assert pages["overdue"] == (
+        "no healthy run since 2026-01-01 00:00 UTC (scheduled 0 * * * * (crawl:pages) "
+        "Hong Kong time)"
     )
     for _ in range(2):  # told once, not every hour
         assert CliRunner().invoke(cli, [*base, "alerts", "check"]).exit_code == 0
@@ -293,3 +296,115 @@ def test_sigterm_stops_the_scheduler_cleanly(tmp_path):
         if process.poll() is None:
             process.kill()
     assert "stopping after the running job" in rest and "Scheduler has been shut down" in rest
+
+
+HKT = timezone(timedelta(hours=8))
+HOURLY_WEEKDAYS = schedule.Watch((schedule.Job("crawl:all", "crawl", "15 8-19 * * mon-fri", ()),))
+
+
+@pytest.mark.parametrize(
+    ("last_healthy", "now", "overdue"),
+    [
+        # Wednesday 2 December 2026: healthy at 09:20; the 10:15 check may still be running,
+        # the 11:15 one has had its hour: overdue once two checks brought nothing.
+        (datetime(2026, 12, 2, 9, 20, tzinfo=HKT), datetime(2026, 12, 2, 11, 30, tzinfo=HKT), None),
+        (
+            datetime(2026, 12, 2, 9, 20, tzinfo=HKT),
+            datetime(2026, 12, 2, 12, 30, tzinfo=HKT),
+            datetime(2026, 12, 2, 11, 15, tzinfo=HKT),
+        ),
+        # Healthy on Monday noon, nothing since: on Wednesday it is long overdue.
+        (
+            datetime(2026, 11, 30, 12, 20, tzinfo=HKT),
+            datetime(2026, 12, 2, 10, 0, tzinfo=HKT),
+            datetime(2026, 11, 30, 14, 15, tzinfo=HKT),
+        ),
+        # Healthy on Friday evening: a quiet weekend is no silence, Monday's checks are.
+        (
+            datetime(2026, 11, 27, 19, 20, tzinfo=HKT),
+            datetime(2026, 11, 29, 23, 0, tzinfo=HKT),
+            None,
+        ),
+        (
+            datetime(2026, 11, 27, 19, 20, tzinfo=HKT),
+            datetime(2026, 11, 30, 10, 0, tzinfo=HKT),
+            None,
+        ),
+        (
+            datetime(2026, 11, 27, 19, 20, tzinfo=HKT),
+            datetime(2026, 11, 30, 10, 30, tzinfo=HKT),
+            datetime(2026, 11, 30, 9, 15, tzinfo=HKT),
+        ),
+    ],
+)
+def test_the_dead_man_waits_for_two_missed_checks_not_the_weekend(last_healthy, now, overdue):
+    grace = timedelta(hours=1)
+    assert _overdue(HOURLY_WEEKDAYS, last_healthy, None, grace, now) == overdue
+
+
+def test_a_source_never_healthy_is_overdue_once_its_first_check_had_its_time():
+    first_run = datetime(2026, 12, 2, 9, 0, tzinfo=HKT)
+    grace = timedelta(hours=1)
+    assert _overdue(HOURLY_WEEKDAYS, None, first_run, grace, first_run) is None
+    late = datetime(2026, 12, 2, 10, 16, tzinfo=HKT)
+    assert _overdue(HOURLY_WEEKDAYS, None, first_run, grace, late) == datetime(
+        2026, 12, 2, 9, 15, tzinfo=HKT
+    )
+
+
+def test_counting_checks_costs_nothing_per_week_and_agrees_with_cron():
+    job = HOURLY_WEEKDAYS.jobs[0]
+    start = datetime(2026, 1, 1, 3, 7, tzinfo=UTC)  # a Thursday, mid-morning in Hong Kong
+    end = datetime(2028, 2, 29, 11, 15, tzinfo=UTC)  # a fire time, leap day included
+    fires, when = 0, job.fire_after(start)
+    while when <= end:
+        fires, when = fires + 1, job.fire_after(when)
+    assert job.count(start, end) == fires
+    assert job.count(start, end - timedelta(seconds=1)) == fires - 1  # (after, until]
+    assert job.count(end, start) == 0
+    monthly = schedule.Job("x", "crawl", "0 9 1 * *", ())  # not weekly: counted one by one
+    assert monthly.count(start, datetime(2027, 1, 1, 1, tzinfo=UTC)) == 12  # Feb to Jan
+
+
+README_SCHEDULE = """
+[schedule]
+rss = "30 8-18 * * mon-fri"
+pages = "0 */3 * * *"
+brdr = "0 */3 * * *"
+full_sweep = "0 2 * * *"
+"""
+
+
+def test_with_the_readme_schedule_every_source_is_watched(tmp_path, db_path):
+    config = tmp_path / "c.toml"
+    config.write_text(README_SCHEDULE, encoding="utf-8")
+    base = ["--config", str(config), "--db", str(db_path)]
+    import sqlite3
+
+    from storage.db import open_db
+
+    open_db(db_path).close()
+    with sqlite3.connect(db_path) as conn:  # a run two days ago that saw nothing healthy
+        conn.execute(
+            "INSERT INTO runs (command, started_at, status) VALUES ('run', ?, 'failed')",
+            [(datetime.now(UTC) - timedelta(days=2)).isoformat()],
+        )
+    status = CliRunner().invoke(cli, [*base, "status", "--json"])
+    rows = {r["source"]: r for r in map(json.loads, status.stdout.splitlines()) if "source" in r}
+    assert set(rows) == {"rss", "pages", "brdr", "press_releases"}
+    # Press releases run only in the full sweep: it schedules them, and they are overdue.
+    assert all(r["next_scheduled_run"] for r in rows.values())
+    assert rows["press_releases"]["overdue"] == (
+        "no healthy run ever (scheduled 0 2 * * * (sweep:full) Hong Kong time)"
+    )
+    assert "0 */3 * * * (crawl:pages)" in rows["pages"]["overdue"]
+    text = CliRunner().invoke(cli, [*base, "status"]).output
+    assert "press_releases: not run yet" in text
+
+
+def test_a_source_no_job_runs_is_a_config_error(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('[schedule]\nrss = "0 * * * *"\n', encoding="utf-8")
+    result = CliRunner().invoke(cli, ["--config", str(config), "schedule", "--print"])
+    assert result.exit_code == 2
+    assert "schedule: source 'pages' is enabled but no job runs it" in result.output

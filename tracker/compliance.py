@@ -28,7 +28,7 @@ from storage.compliance import (
 )
 from storage.history import find_document
 from tracker.config import Config
-from tracker.schedule import job_deadline, job_for_source, jobs_of
+from tracker.schedule import job_deadline, jobs_of, watch_for
 from tracker.sources import SOURCES, binding_sql
 
 logger = logging.getLogger(__name__)
@@ -129,27 +129,21 @@ def _parse(moment: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _missed(job: Any, after: datetime, before: datetime, grace: timedelta) -> list[datetime]:
-    """Scheduled fire times in (after, before - grace]: checks that should have finished, with
-    their grace, before `before`."""
-    fires: list[datetime] = []
-    when = after
-    while True:
-        when = job.trigger.get_next_fire_time(None, when + timedelta(seconds=1))
-        if when is None or when + grace > before:
-            return fires
-        fires.append(when)
-
-
 def source_checks(
-    db: sqlite_utils.Database, config: Config, start: datetime, end: datetime
+    db: sqlite_utils.Database,
+    config: Config,
+    start: datetime,
+    end: datetime,
+    now: datetime | None = None,
 ) -> list[SourceChecks]:
     """Every check of every enabled source in [start, end), and the gaps: stretches between
     healthy checks in which at least one scheduled check (given the run deadline to finish)
-    brought no healthy result."""
+    brought no healthy result. Only checks due before `now` count: a period not yet over has
+    no missed checks after it. The cost is the runs', not the period's length."""
+    until = min(end, now or datetime.now(UTC))
     jobs = jobs_of(config)
     grace = timedelta(seconds=job_deadline(config))
-    runs = source_runs_between(db, start.isoformat(), end.isoformat())
+    runs = source_runs_between(db, start.isoformat(), until.isoformat())
     report = []
     for source in config.enabled_sources():
         checks = SourceChecks(source, SOURCES[source].title)
@@ -161,24 +155,28 @@ def source_checks(
                 healthy_at.append(_parse(run["finished_at"]))
             else:
                 checks.unhealthy.append(run)
-        job = job_for_source(jobs, source)
-        if job is not None:
-            before = last_healthy_before(db, source, start.isoformat())
-            previous = max(_parse(before), start) if before else start
-            for moment in [*healthy_at, end]:
-                missed = _missed(job, previous, min(moment, end), grace)
-                if missed:
-                    checks.gaps.append(
-                        {
-                            "from": previous.isoformat(),
-                            "to": moment.isoformat() if moment < end else None,
-                            "missed": len(missed),
-                            "first_missed": missed[0].isoformat(),
-                        }
-                    )
-                previous = moment
+        watch = watch_for(jobs, source)
+        before = last_healthy_before(db, source, start.isoformat())
+        previous = max(_parse(before), start) if before else start
+        for moment in [*healthy_at, until]:
+            # Checks due in (previous, moment] that had the deadline to finish before it.
+            missed = watch.count(previous, min(moment, until) - grace)
+            if missed:
+                checks.gaps.append(
+                    {
+                        "from": previous.isoformat(),
+                        "to": moment.isoformat() if moment < until else None,
+                        "missed": missed,
+                        "first_missed": _iso(watch.next_after(previous)),
+                    }
+                )
+            previous = moment
         report.append(checks)
     return report
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 def attestation_report(
@@ -196,10 +194,17 @@ def attestation_report(
     period = start.isoformat(), end.isoformat()
     changes = list(review_status(db, tags=tags, since=period[0], until=period[1]))
     upcoming = deadlines(db, since=start.date().isoformat(), tags=tags)
-    checks = source_checks(db, config, start, end)
+    checks = source_checks(db, config, start, end, now)
+    until = min(end, now)
     untagged = untagged_changes(db, binding_sql("d.source", "d.extra"), *period)
     return {
-        "period": {"from": start.isoformat(), "to": end.isoformat()},
+        # A period not yet over is reported up to the moment the report is made.
+        "period": {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "checked_until": until.isoformat(),
+            "over": end <= now,
+        },
         "generated_at": now.isoformat(),
         "filters": {kind: wanted for kind, wanted in (tags or {}).items() if wanted},
         "coverage": coverage(config),

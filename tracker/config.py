@@ -305,6 +305,14 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
             raise ConfigError(
                 f"config file {origin}: schedule.{name}: not a source, 'all' or 'full_sweep'"
             )
+    if merged["schedule"] and not {"all", "full_sweep"} & set(merged["schedule"]):
+        for name, table in merged["sources"].items():
+            if table.get("enabled", True) and name not in merged["schedule"]:
+                raise ConfigError(
+                    f"config file {origin}: schedule: source {name!r} is enabled but no job "
+                    f"runs it: add schedule.{name}, schedule.all or schedule.full_sweep, or "
+                    f"set sources.{name}.enabled = false"
+                )
     for key in ("crawl", "smtp"):
         bundle = merged[key]["ca_bundle"]
         if bundle and not Path(bundle).is_file():

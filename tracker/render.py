@@ -146,6 +146,8 @@ def status(report: dict[str, Any], as_json: bool) -> None:
         return
     for row in report["sources"]:
         state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
+        if row["last_run_id"] is None:
+            state = "not run yet"
         healthy = row["last_healthy_run_id"]
         echo(
             f"{row['source']}: {state}; last run {row['last_run_id']} at "

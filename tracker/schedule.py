@@ -8,14 +8,15 @@ overlap themselves, and tolerate an hour of lateness: after downtime, one catch-
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import signal
 import subprocess
 import sys
+from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from itertools import pairwise
+from datetime import datetime, timedelta, timezone
 from types import FrameType
 from typing import Any
 
@@ -41,6 +42,13 @@ DEFAULT_JOB_DEADLINE = 3600  # seconds, when [run] deadline is 0
 GRACE = 120  # seconds a run gets after its own deadline to store what it has
 
 
+WEEK = timedelta(days=7)
+# A Monday 00:00 in Hong Kong, which keeps UTC+8 all year (no daylight saving since 1979): a
+# cron without day-of-month and month fields fires at the same offsets in every week after it.
+_WEEK_START = datetime(2024, 1, 1, tzinfo=timezone(timedelta(hours=8)))
+MAX_ENUMERATED = 100_000  # fire times counted one by one for a cron that is not weekly
+
+
 @dataclass(frozen=True)
 class Job:
     id: str
@@ -56,18 +64,68 @@ class Job:
         fire: datetime | None = self.trigger.get_next_fire_time(None, now)
         return fire
 
-    def interval(self, now: datetime) -> timedelta | None:
-        """The longest gap between two of the next runs (a week of fire times)."""
-        trigger, times, when = self.trigger, [], now
-        for _ in range(200):
-            when = trigger.get_next_fire_time(None, when + timedelta(seconds=1))
+    def fire_after(self, moment: datetime) -> datetime | None:
+        """The first fire time strictly after `moment`."""
+        return self.next_run(moment + timedelta(microseconds=1))
+
+    @functools.cached_property
+    def _weekly(self) -> tuple[timedelta, ...] | None:
+        """Its fire times as offsets into a week, when it repeats weekly (None otherwise)."""
+        day, month = self.cron.split()[2:4]
+        if day != "*" or month != "*":
+            return None
+        offsets, when = [], self.fire_after(_WEEK_START - timedelta(microseconds=1))
+        while when is not None and when < _WEEK_START + WEEK:
+            offsets.append(when - _WEEK_START)
+            when = self.fire_after(when)
+        return tuple(offsets)
+
+    def count(self, after: datetime, until: datetime) -> int:
+        """How many fire times fall in (after, until]: in time independent of the span for a
+        weekly cron (the offsets of one week, counted per whole week)."""
+        if until <= after:
+            return 0
+        if (week := self._weekly) is None:
+            fires, when = 0, self.fire_after(after)
+            while when is not None and when <= until and fires < MAX_ENUMERATED:
+                fires += 1
+                when = self.fire_after(when)
+            return fires
+
+        def up_to(moment: datetime) -> int:
+            weeks, rest = divmod(moment - _WEEK_START, WEEK)
+            return weeks * len(week) + bisect_right(week, rest)
+
+        return up_to(until) - up_to(after)
+
+
+@dataclass(frozen=True)
+class Watch:
+    """The jobs that check a source (its own crawl job, or the one for all sources, and the
+    full sweep, which runs every source): when it should have been checked."""
+
+    jobs: tuple[Job, ...]
+
+    def next_after(self, moment: datetime) -> datetime | None:
+        fires = [f for job in self.jobs if (f := job.fire_after(moment)) is not None]
+        return min(fires) if fires else None
+
+    def nth_after(self, moment: datetime, n: int) -> datetime | None:
+        """The n-th scheduled check after `moment` (n >= 1)."""
+        when: datetime | None = moment
+        for _ in range(n):
             if when is None:
-                break
-            times.append(when)
-            if when - now > timedelta(days=8):
-                break
-        gaps = [b - a for a, b in pairwise(times)]
-        return max(gaps) if gaps else None
+                return None
+            when = self.next_after(when)
+        return when
+
+    def count(self, after: datetime, until: datetime) -> int:
+        """Scheduled checks in (after, until] (two jobs firing at one moment count twice)."""
+        return sum(job.count(after, until) for job in self.jobs)
+
+    def describe(self) -> str:
+        """As cron says it: "15 8-19 * * mon-fri (crawl:all), 0 2 * * * (sweep:full), HKT"."""
+        return ", ".join(f"{job.cron} ({job.id})" for job in self.jobs) + " Hong Kong time"
 
 
 def _cadence_cron(cadence: Any) -> str | None:
@@ -122,10 +180,12 @@ def job_list(config: Config, now: datetime) -> list[dict[str, Any]]:
     return listed
 
 
-def job_for_source(jobs: list[Job], source: str) -> Job | None:
-    return next((j for j in jobs if j.id == f"crawl:{source}"), None) or next(
-        (j for j in jobs if j.id == "crawl:all"), None
-    )
+def watch_for(jobs: list[Job], source: str) -> Watch:
+    """The jobs that check `source`: its own crawl job (else the one for all sources) and the
+    full sweep. No jobs: nothing runs it."""
+    by_id = {job.id: job for job in jobs}
+    own = by_id.get(f"crawl:{source}") or by_id.get("crawl:all")
+    return Watch(tuple(job for job in (own, by_id.get("sweep:full")) if job is not None))
 
 
 def job_deadline(config: Config) -> int:

@@ -20,35 +20,61 @@ from storage.outbox import failing_deliveries, last_sent_at, outbox_counts
 from tracker.config import Config
 from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts
 from tracker.routing import subscribers_of
-from tracker.schedule import job_for_source, jobs_of
+from tracker.schedule import Watch, job_deadline, jobs_of, watch_for
 from tracker.sources import SOURCES, binding_sql
+
+# A source is overdue once this many of its scheduled checks after its last healthy one have
+# had their run deadline to finish: one missed check may be a slow run, two are a silence.
+MISSED_CHECKS = 2
+
+
+def _overdue(
+    watch: Watch,
+    last: datetime | None,
+    watched_since: datetime | None,
+    grace: timedelta,
+    now: datetime,
+) -> datetime | None:
+    """When a source became overdue (None: it is not): the `MISSED_CHECKS`-th scheduled check
+    after its last healthy one, or (never healthy) the first check after it was first
+    watched, plus the run deadline."""
+    due = (
+        watch.nth_after(last, MISSED_CHECKS)
+        if last
+        else watch.next_after(watched_since)
+        if watched_since
+        else None
+    )
+    return due if due is not None and due + grace <= now else None
 
 
 def stale_sources(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, str]:
-    """Sources with no healthy run within twice their scheduled interval, and sources whose full
-    sweeps are overdue (`stale_sweeps`), and why."""
+    """Sources whose scheduled checks brought no healthy run for `MISSED_CHECKS` checks in a
+    row (a never healthy one: since its first check was due), and sources whose full sweeps
+    are overdue (`stale_sweeps`), and why."""
     jobs, stale = jobs_of(config), {}
+    grace = timedelta(seconds=job_deadline(config))
+    watched_since = _first_run_at(db)
     for source in config.enabled_sources():
-        job = job_for_source(jobs, source)
-        interval = job.interval(now) if job else None
-        if interval is None:
-            continue
+        watch = watch_for(jobs, source)
         last = _last_healthy_run(db, source)
-        if last is None or now - last > 2 * interval:
+        if _overdue(watch, last, watched_since, grace, now):
             when = f"since {last:%Y-%m-%d %H:%M} UTC" if last else "ever"
-            stale[source] = f"no healthy run {when} (scheduled every {interval})"
+            stale[source] = f"no healthy run {when} (scheduled {watch.describe()})"
     return stale_sweeps(db, config, now) | stale
 
 
 def stale_sweeps(db: sqlite_utils.Database, config: Config, now: datetime) -> dict[str, str]:
     """Sources with an incremental mode that have had healthy runs but no healthy full sweep
-    within twice the sweep job's interval: healthy incremental runs would hide a sweep that
+    for `MISSED_CHECKS` sweeps in a row: healthy incremental runs would hide a sweep that
     always fails, and with it every document gone from the register."""
     sweep = next((j for j in jobs_of(config) if j.kind == "sweep"), None)
-    every = sweep.interval(now) if sweep else None
+    if sweep is None:
+        return {}
+    watch, grace = Watch((sweep,)), timedelta(seconds=job_deadline(config))
     stale = {}
     for source in config.enabled_sources():
-        if every is None or not SOURCES[source].incremental:
+        if not SOURCES[source].incremental:
             continue
         if _last_healthy_run(db, source) is None:
             continue  # never healthy at all: the dead-man check's to report
@@ -58,10 +84,17 @@ def stale_sweeps(db: sqlite_utils.Database, config: Config, now: datetime) -> di
             for name, url in config.listings(source).items()
         }
         name, last = min(swept.items(), key=lambda entry: entry[1] or "")
-        if not last or now - datetime.fromisoformat(last) > 2 * every:
-            when = f"since {datetime.fromisoformat(last):%Y-%m-%d %H:%M} UTC" if last else "ever"
-            stale[source] = f"no healthy full sweep of {name} {when} (scheduled every {every})"
+        since = datetime.fromisoformat(last) if last else _first_run_at(db)
+        if _overdue(watch, since, None, grace, now):
+            when = f"since {since:%Y-%m-%d %H:%M} UTC" if last else "ever"
+            stale[source] = f"no healthy full sweep of {name} {when} (scheduled {watch.describe()})"
     return stale
+
+
+def _first_run_at(db: sqlite_utils.Database) -> datetime | None:
+    """When the tracker first ran on this database: from then on every source is watched."""
+    row = db.execute("SELECT min(started_at) FROM runs").fetchone()
+    return datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
 def _last_healthy_run(db: sqlite_utils.Database, source: str) -> datetime | None:
@@ -72,14 +105,23 @@ def _last_healthy_run(db: sqlite_utils.Database, source: str) -> datetime | None
 UNTAGGED_WINDOW = timedelta(days=30)  # what `status` counts of untagged instruments
 
 
+NEVER_RUN = {
+    "last_run_id": None, "last_run_at": None, "healthy": False, "reason": "never run",
+    "items": 0, "new": 0, "changed": 0, "removed": 0, "last_healthy_run_id": None,
+    "documents": 0,
+}  # fmt: skip
+
+
 def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
     now = datetime.now(UTC)
     since = (now - UNTAGGED_WINDOW).replace(microsecond=0).isoformat()
     jobs, stale = jobs_of(config), stale_sources(db, config, now)
     sources = []
-    for row in source_status(db):
-        job = job_for_source(jobs, row["source"])
-        next_run = job.next_run(now) if job else None
+    rows = {row["source"]: row for row in source_status(db)}
+    for source in config.enabled_sources():  # watched, but not yet run: it says so
+        rows.setdefault(source, {**NEVER_RUN, "source": source})
+    for row in sorted(rows.values(), key=lambda r: r["source"]):
+        next_run = watch_for(jobs, row["source"]).next_after(now)
         row["healthy"] = bool(row["healthy"])
         row["next_scheduled_run"] = next_run.isoformat() if next_run else None
         row["overdue"] = stale.get(row["source"], "")
