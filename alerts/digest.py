@@ -34,6 +34,34 @@ DEADLINE_FIELDS = {
     "document.effective_dates", "document.consultation_closes", "extra.consultation",
 }  # fmt: skip
 CALENDAR_FILE = "hkma-deadlines.ics"
+# What a changed field is called in a digest: an officer's words, never the stored name.
+FIELD_LABELS = {
+    "title": "Title", "url": "Link", "date": "Date", "text": "Listing text",
+    "document.text": "Document text", "document.format": "Document format",
+    "document.effective_dates": "Takes effect", "document.consultation_closes":
+    "Consultation closes", "document.references": "Reference numbers",
+    "document.addressees": "Addressed to", "document.spm_codes": "SPM modules named",
+    "document.supersession_mentions": "What it says it supersedes",
+    "extra.version": "Version", "extra.doc_id": "BRDR document number",
+    "extra.document_url": "Document link", "extra.version_history": "Earlier versions",
+    "extra.status": "Standing", "extra.superseded_by": "Superseded by",
+    "extra.supersession_date": "Superseded on", "extra.consultation": "Consultation dates",
+    "extra.topics": "Register topics", "extra.sections": "Listed under",
+    "extra.doc_type_desc": "Document type", "extra.spm_code": "SPM module",
+    "extra.attachments": "Attachments", "extra.left_register_on": "Left the register on",
+}  # fmt: skip
+# A new version of a register record moves these together: said once, as "New version".
+VERSION_FIELDS = {"extra.version", "extra.doc_id", "extra.document_url", "extra.version_history"}
+VERSION_FIELDS |= {"url"}
+# Dates an officer acts on: a move leads the entry and the summary.
+DATE_FIELDS = {"document.effective_dates": "Takes effect",
+               "document.consultation_closes": "Consultation closes"}  # fmt: skip
+
+
+def field_label(name: str) -> str:
+    """A stored field's name as a digest says it ("extra.doc_id" -> "BRDR document number")."""
+    return FIELD_LABELS.get(name) or name.rsplit(".", 1)[-1].replace("_", " ").capitalize()
+
 
 TEMPLATES = Environment(
     loader=PackageLoader("alerts", "templates"),
@@ -124,7 +152,10 @@ class DigestEntry:
             listed_under=str(change.get("listed_in") or "")
             if change["kind"] == "removed" or extra.get("sections")
             else "",
-            excerpt=_excerpt(document.get("text") or "") if change["kind"] == "new" else "",
+            # From where the caller says its subject starts (not a letter's heading lines).
+            excerpt=_excerpt(str(change.get("excerpt_from") or document.get("text") or ""))
+            if change["kind"] == "new"
+            else "",
             last_seen=str(change.get("document_last_seen") or "")[:10],
             why=str(change.get("why") or ""),
         )
@@ -143,19 +174,74 @@ class DigestEntry:
         return [" ".join(marks[op].format(words) for op, words in p) for p in self.word_changes]
 
     @property
+    def meta(self) -> str:
+        """Its facts on one line: "Dated 2026-07-29 · CIR - Circular · Ref. B1/15C · change
+        42" (the change id is what `review set` takes)."""
+        parts = [f"Dated {self.date}" if self.date else "", self.doc_type]
+        parts.append(f"Ref. {', '.join(self.references)}" if self.references else "")
+        return " · ".join([p for p in parts if p] + [f"change {self.change_id}"])
+
+    @property
+    def new_version(self) -> str:
+        """ "New version 20261020-70 (was 20190411-52)" when a register record's version (or
+        its document number) moved; "" otherwise."""
+        for name in ("extra.version", "extra.doc_id"):
+            moved = next((c for c in self.changed if c.get("field") == name), None)
+            if moved and moved.get("new"):
+                was = f" (was {moved['old']})" if moved.get("old") else ""
+                return f"New version {moved['new']}{was}"
+        return ""
+
+    @property
+    def moved_dates(self) -> list[str]:
+        """Dates to act on that moved: "Takes effect: 2026-03-01 → 2026-06-01"."""
+        lines = []
+        for c in self.changed:
+            if c.get("field") in DATE_FIELDS:
+                old, new = _dates(c.get("old")), _dates(c.get("new"))
+                if old != new:
+                    lines.append(f"{DATE_FIELDS[c['field']]}: {old or 'none'} → {new or 'none'}")
+            elif c.get("field") == "extra.consultation":
+                before, after = c.get("old") or {}, c.get("new") or {}
+                if not (isinstance(before, dict) and isinstance(after, dict)):
+                    continue
+                for key, label in (
+                    ("opens", "Consultation opens"),
+                    ("closes", "Consultation closes"),
+                ):
+                    if before.get(key) != after.get(key):
+                        was, now = before.get(key) or "none", after.get(key) or "none"
+                        lines.append(f"{label}: {was} → {now}")
+        return lines
+
+    def _said_elsewhere(self, name: str) -> bool:
+        """A field the entry already says in its own words (a new version, a moved date)."""
+        if name in VERSION_FIELDS:
+            return bool(self.new_version)
+        if name in DATE_FIELDS or name == "extra.consultation":
+            return bool(self.moved_dates)
+        return False
+
+    @property
     def other_fields(self) -> list[str]:
-        """Changed fields not shown as "field: old → new" below (so none is named twice);
-        word-level passages carry no name, so their fields stay here."""
+        """Changed fields, named as an officer would, not shown as "field: old → new" below
+        nor said otherwise (so none is named twice); word-level passages carry no name, so
+        their fields stay here."""
         shown = {line.split(":", 1)[0] for line in self.value_changes}
-        return [f for f in self.fields if f not in shown]
+        return [
+            label
+            for f in self.fields
+            if not self._said_elsewhere(f) and (label := field_label(f)) not in shown
+        ]
 
     @property
     def value_changes(self) -> list[str]:
-        """Fields with a single value that moved: "date: 2025-04-10 → 2025-12-15"."""
+        """Fields with a single value that moved: "Date: 2025-04-10 → 2025-12-15"."""
         return [
-            f"{c['field']}: {_shown(c.get('old'))} → {_shown(c.get('new'))}"
+            f"{field_label(c['field'])}: {_shown(c.get('old'))} → {_shown(c.get('new'))}"
             for c in self.changed
             if "words" not in c
+            and not self._said_elsewhere(c.get("field", ""))
             and ("old" in c or "new" in c)
             and _single(c.get("old"))
             and _single(c.get("new"))
@@ -324,6 +410,7 @@ class Digest:
         return {
             "kinds": self.counts(),
             "untagged": sum(e.group == UNTAGGED for e in self.entries),
+            "dates_moved": [(e.title, line) for e in self.entries for line in e.moved_dates],
             "functions": dict(sorted(by_function.items(), key=lambda kv: (-kv[1], kv[0]))),
             "effective_soon": soon,
             "closing_soon": closing,
@@ -474,6 +561,13 @@ def _date(text: str) -> date:
 def _day(text: str | None) -> int:
     """A document date as a number that sorts (undated last when sorted newest first)."""
     return _date(text).toordinal() if text else 0
+
+
+def _dates(value: Any) -> str:
+    """The dates of a list of {date, sentence} as one line."""
+    if not isinstance(value, list):
+        return ""
+    return ", ".join(str(d.get("date")) for d in value if isinstance(d, dict) and d.get("date"))
 
 
 def _single(value: Any) -> bool:

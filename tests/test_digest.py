@@ -81,7 +81,7 @@ def test_html_escapes_titles_and_refuses_script_links():
 def test_text_keeps_titles_verbatim_with_the_diff():
     text = DIGEST.render_text()
     assert HOSTILE in text
-    assert "  Changed: title\n    [-old-] {+new+} words" in text
+    assert "  Changed: Title\n    [-old-] {+new+} words" in text
 
 
 def test_email_is_multipart_alternative_with_utf8_parts():
@@ -167,7 +167,7 @@ def test_word_level_changes_and_value_changes():
         "Generative [-A.I.-] {+AI+} Sandbox [-(“Sandbox”)-]",
         "The revised requirements will take effect on 1 [-March-] {+June+} 2026.",
     ]
-    assert entry.value_changes == ["date: 2025-04-10 → 2025-12-15"]
+    assert entry.value_changes == ["Date: 2025-04-10 → 2025-12-15"]
     html = Digest(datetime(2026, 11, 22, tzinfo=UTC), [entry]).render_html()
     assert (
         'text-decoration:line-through;">March</span>' in html
@@ -199,6 +199,34 @@ def test_two_changes_of_one_document_are_one_entry():
     (entry,) = digest.entries
     assert entry.fields == ["extra.version", "url", "document.text"]
     assert entry.word_change_lines == ["[-Old.-] {+New.+}"]
+    # In an officer's words: the version once, no stored field name.
+    assert entry.new_version == "New version 20261020-70 (was 20250101-1)"
+    assert (entry.value_changes, entry.other_fields) == ([], ["Document text"])
+    text = digest.render_text()
+    assert "New version 20261020-70 (was 20250101-1)" in text and "change 2" in text
+    assert "extra." not in text and "document.text" not in text and "url:" not in text
+
+
+def test_a_moved_date_leads_the_entry_and_the_summary():
+    fields, what = changed(
+        snapshot(document={"effective_dates": [{"date": "2026-03-01", "sentence": "s"}]}),
+        snapshot(document={"effective_dates": [{"date": "2026-06-01", "sentence": "s"}]}),
+    )
+    moved = {**change(1, "pages", "https://www.hkma.gov.hk/a.pdf", kind="changed"),
+             "fields": fields, "changed": list(what), "title": "Measures to protect customers"}  # fmt: skip
+    digest = Digest.of_changes(datetime(2026, 11, 22, tzinfo=UTC), [moved])
+    (entry,) = digest.entries
+    assert entry.moved_dates == ["Takes effect: 2026-03-01 → 2026-06-01"]
+    assert entry.other_fields == [] and entry.value_changes == []
+    assert digest.summary()["dates_moved"] == [
+        ("Measures to protect customers", "Takes effect: 2026-03-01 → 2026-06-01")
+    ]
+    text = digest.render_text()
+    assert (
+        "Date moved: Takes effect: 2026-03-01 → 2026-06-01: Measures to protect customers" in text
+    )
+    lines = text.split("[CHANGED] Measures to protect customers\n", 1)[1].splitlines()
+    assert lines[1] == "  DATE MOVED: Takes effect: 2026-03-01 → 2026-06-01"  # after its link
 
 
 def grouped(change_id, kind, group, day, title, functions=(), effective="", closes=""):
@@ -251,6 +279,7 @@ def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
     assert MIXED.summary() == {
         "kinds": {"new": 4, "changed": 1, "removed": 1},
         "untagged": 0,
+        "dates_moved": [],
         "functions": {"AML/CFT": 2, "Financial": 1, "Fraud": 1},
         "effective_soon": [("2026-12-01", "Older circular")],  # not the past, not March
         "closing_soon": [("2026-12-19", "Consultation paper")],
@@ -335,8 +364,8 @@ def test_entries_say_what_they_are_without_naming_a_field_twice():
             1
         ],
     )
-    assert moved.value_changes == ["date: 2025-04-10 → 2025-12-15"]
-    assert moved.other_fields == ["title"]  # its words are shown, unnamed
+    assert moved.value_changes == ["Date: 2025-04-10 → 2025-12-15"]
+    assert moved.other_fields == ["Title"]  # its words are shown, unnamed
     removed = DigestEntry.from_change(
         {
             **change(2, "pages", "https://www.hkma.gov.hk/y.pdf", kind="removed"),

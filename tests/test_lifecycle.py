@@ -557,7 +557,8 @@ def test_a_full_sweep_that_keeps_failing_is_reported_although_incremental_runs_a
     status = CliRunner().invoke(cli, [*ops, "status", "--json"])
     (row,) = [r for r in map(json.loads, status.stdout.splitlines()) if r.get("source") == "brdr"]
     assert row["overdue"] == (
-        "no healthy full sweep of CIR since 2026-01-01 02:00 UTC (scheduled every 1 day, 0:00:00)"
+        "no healthy full sweep of CIR since 2026-01-01 02:00 UTC "
+        "(scheduled 0 2 * * * (sweep:full) Hong Kong time)"
     )
     for _ in range(2):  # told once
         assert CliRunner().invoke(cli, [*ops, "alerts", "check"]).exit_code == 0

@@ -49,6 +49,7 @@ from storage.outbox import (
 )
 from tracker.compliance import calendar_entries
 from tracker.config import Config
+from tracker.extract import subject_line
 from tracker.routing import explain, routes_of, subscribers_of
 from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
@@ -143,6 +144,7 @@ def build_digest(
         extra = json.loads(change.get("document_extra") or "{}")
         change["digest_group"] = digest_group(change["source"], extra)
         change["listed_in"] = listed_in(change["source"], extra, change.get("listing_title"))
+        change["excerpt_from"] = from_subject(change.get("document_content"))
         change["why"], untagged = explain(subscriber, change)
         if untagged:
             change["digest_group"] = UNTAGGED
@@ -180,6 +182,15 @@ def build_digest(
         payload=digest.payload(subscriber.webhook_format),
         change_ids=[c["id"] for c in changes],
     )
+
+
+def from_subject(document_content: Any) -> str:
+    """A document's text from its subject line on (a letter's reference, date and addressee
+    lines skipped), or "" when it has none."""
+    loaded = json.loads(document_content) if isinstance(document_content, str) else None
+    text = str((loaded or {}).get("text") or "") if isinstance(loaded, dict) else ""
+    subject = subject_line(text)
+    return text[text.find(subject) :] if subject and subject in text else ""
 
 
 def operator_message(
