@@ -33,7 +33,12 @@ def test_day_2_brings_news_from_every_source(demo):
     digest = day2.split("== Digest", 1)[1]
     assert "[CHANGED] Supervisory Policy Manual IC-6" in digest  # an SPM revision
     assert "Superseded by Revised: " in digest  # a supersession
-    assert "take effect on 1 [-March-] {+June+} 2026" in digest  # a PDF's date moved
+    # A PDF's effective date moved, three months on: the entry and the summary lead with it.
+    assert re.search(r"^  DATE MOVED: Takes effect: \S+ → \S+$", digest, re.MULTILINE)
+    assert "Date moved: Takes effect:" in digest
+    # An SPM revision in an officer's words: no stored field name anywhere.
+    assert "New version 20261020-70 (was 20260609-63)" in digest
+    assert "extra." not in digest and "document.text" not in digest
     assert "HKMA press releases" in digest
     # A row gone from a topic page says from which page and section, and when last listed.
     assert re.search(
@@ -49,8 +54,8 @@ def test_the_help_examples_and_the_canned_queries_work_on_the_demo_database(demo
     db = str(workdir / "demo.db")
     runner = CliRunner()
     for args in (
-        ["rule", "spm:CR-G-7"],
-        ["rule", "IC-6"],
+        ["rule", "spm:IC-6"],
+        ["rule", "IC-5"],
         ["changes", "--function", "AML/CFT", "--json"],
         ["search", "money laundering"],
         ["export", "--format", "csv", "--product", "Wealth Mgt", "--include-baseline"],
@@ -79,11 +84,30 @@ def test_the_help_examples_and_the_canned_queries_work_on_the_demo_database(demo
 
     rows = asyncio.run(answers())
     empty = {name for name, found in rows.items() if not found}
-    # Nothing is unreadable in the demo, no effective date of its PDFs lies ahead, no change
-    # has been reviewed yet, and the rules give every binding instrument of it a function
-    # (tests/test_delivery.py has an untagged one).
-    assert empty <= {
-        "unreadable_documents", "upcoming_deadlines", "review_log", "untagged_instruments",
-    }, empty  # fmt: skip
+    # Nothing is unreadable in the demo and no change has been reviewed yet.
+    assert empty <= {"unreadable_documents", "review_log"}, empty
+    assert rows["upcoming_deadlines"] and rows["untagged_instruments"]
     assert rows["checks_in_period"] and rows["open_reviews"]
     assert json.dumps(rows["superseded_rules"]).count("superseded") >= 1
+
+
+def test_the_demo_tells_each_document_apart_and_judges_itself_by_what_it_watched(demo):
+    workdir, output = demo
+    base = ["--config", str(workdir / "demo.toml"), "--db", str(workdir / "demo.db")]
+    assert f"Explore: hkma-tracker --config {workdir / 'demo.toml'}" in output
+    status = CliRunner().invoke(cli, [*base, "status", "--json"])
+    sources = [r for r in map(json.loads, status.stdout.splitlines()) if "source" in r]
+    assert len(sources) == 4 and all(r["healthy"] and not r["overdue"] for r in sources)
+    assert CliRunner().invoke(cli, [*base, "alerts", "check"]).exit_code == 0
+    assert not list((workdir / "digests").glob("*-operator.eml"))  # nothing to tell
+    # Deadlines lie ahead (counted from the day the demo ran), one per document.
+    upcoming = CliRunner().invoke(cli, [*base, "deadlines", "--days", "120", "--json"])
+    rows = [json.loads(line) for line in upcoming.stdout.splitlines()]
+    assert len(rows) >= 20 and len({r["date"] for r in rows}) >= 10
+    assert any(r["kind"] == "consultation closes" for r in rows)
+    # Each document's text is its own: tags differ from document to document.
+    changes = CliRunner().invoke(cli, [*base, "changes", "--include-baseline", "--json"])
+    tag_sets = {tuple(c["functions"]) for c in map(json.loads, changes.stdout.splitlines())}
+    assert len(tag_sets) >= 15
+    timeline = CliRunner().invoke(cli, [*base, "rule", "IC-6"])
+    assert timeline.exit_code == 0 and len(timeline.output.splitlines()) < 30

@@ -244,6 +244,9 @@ def test_dead_man_check_flags_a_source_without_a_recent_healthy_run(
         assert CliRunner().invoke(cli, [*base, "alerts", "check"]).exit_code == 0
     alerts = list((tmp_path / "out").glob("*-operator.eml"))
     assert len(alerts) == 1
+    text = alerts[0].read_text(encoding="utf-8")
+    assert "unhealthy in the last 0 runs" not in text  # it was healthy, then silent
+    assert "is overdue: its scheduled checks brought no healthy run" in text
 
 
 def test_logs_can_be_json_lines(tmp_path):

@@ -427,7 +427,7 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
     effective date, circular, press release) of the documents linked to KEY: an SPM module
     (spm:IC-6 or IC-6), a circular reference (ref:B1/15C) or a BRDR document (brdr:20250428-3).
 
-    Example: hkma-tracker rule spm:CR-G-7
+    Example: hkma-tracker rule spm:IC-6
     """
     key = rule_key(key)
     db = obj.readonly_db()

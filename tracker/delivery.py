@@ -49,7 +49,7 @@ from storage.outbox import (
 )
 from tracker.compliance import calendar_entries
 from tracker.config import Config
-from tracker.extract import subject_line
+from tracker.extract import from_subject
 from tracker.routing import explain, routes_of, subscribers_of
 from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
@@ -144,7 +144,7 @@ def build_digest(
         extra = json.loads(change.get("document_extra") or "{}")
         change["digest_group"] = digest_group(change["source"], extra)
         change["listed_in"] = listed_in(change["source"], extra, change.get("listing_title"))
-        change["excerpt_from"] = from_subject(change.get("document_content"))
+        change["excerpt_from"] = from_subject(_document_text(change.get("document_content")))
         change["why"], untagged = explain(subscriber, change)
         if untagged:
             change["digest_group"] = UNTAGGED
@@ -184,13 +184,9 @@ def build_digest(
     )
 
 
-def from_subject(document_content: Any) -> str:
-    """A document's text from its subject line on (a letter's reference, date and addressee
-    lines skipped), or "" when it has none."""
+def _document_text(document_content: Any) -> str:
     loaded = json.loads(document_content) if isinstance(document_content, str) else None
-    text = str((loaded or {}).get("text") or "") if isinstance(loaded, dict) else ""
-    subject = subject_line(text)
-    return text[text.find(subject) :] if subject and subject in text else ""
+    return str(loaded.get("text") or "") if isinstance(loaded, dict) else ""
 
 
 def operator_message(
@@ -204,8 +200,12 @@ def operator_message(
         "test": "HKMA tracker: test message",
     }[kind]
     body = {
-        "source-broken": f"The source {source} was unhealthy in the last {runs} runs.\n\n"
-        f"Latest reason: {reason}\n\nIts documents are left untouched until it recovers. "
+        "source-broken": (
+            f"The source {source} was unhealthy in the last {runs} runs."
+            if runs
+            else f"The source {source} is overdue: its scheduled checks brought no healthy run."
+        )
+        + f"\n\nLatest reason: {reason}\n\nIts documents are left untouched until it recovers. "
         "`hkma-tracker status` shows every source.",
         "source-recovered": f"The source {source} is healthy again.",
         "delivery-stuck": f"Delivery keeps failing:\n\n{reason}\n\nThe messages stay in the "

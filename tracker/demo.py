@@ -11,13 +11,22 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
+import html
+import re
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from bs4 import BeautifulSoup
+
+from spiders.normalize import clean_title
 from tracker.config import Config
-from tracker.demo_apis import CIRCULAR, BrdrFake, DocumentsFake, PressReleasesFake, load, make_pdf
-from tracker.loopback import Override, RecordedSite
+from tracker.demo_apis import BrdrFake, DocumentsFake, PressReleasesFake, load
+from tracker.extract import SPM_CODE
+from tracker.loopback import RecordedSite
 from tracker.run import RunReport, run
 from tracker.sources import HKMA
 
@@ -37,10 +46,30 @@ NEW_PRESS_RELEASES = 3  # served on day 2 only
 HKT = timezone(timedelta(hours=8))
 
 
+DEMO_DOC_TYPES = ["CIR", "GLI", "SPM"]  # the types the BRDR records have
+
+
+def write_demo_config(workdir: Path) -> Path:
+    """The demo's own config beside its database, so that `status`, `alerts check` and
+    `report` on it judge it by what it watched (one topic page, three BRDR document types),
+    not by the defaults."""
+    path = workdir / "demo.toml"
+    path.write_text(
+        "# What `hkma-tracker demo` watched (the defaults otherwise): use it with demo.db,\n"
+        f"# hkma-tracker --config {path} --db {workdir / 'demo.db'} status\n"
+        f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n\n'
+        f"[sources.brdr]\ndoc_types = {DEMO_DOC_TYPES!r}\n\n".replace("'", '"')
+        + "[documents]\nmax_per_run = 1000\n\n"
+        + f'[digest]\nfolder = "{(workdir / "digests").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def demo_config(config: Config, workdir: Path, mirrors: dict[str, str]) -> Config:
     sources = {name: dict(spec) for name, spec in config.sources.items()}
     sources["pages"]["urls"] = [DEMO_PAGE]
-    sources["brdr"]["doc_types"] = ["CIR", "GLI", "SPM"]  # the types the records have
+    sources["brdr"]["doc_types"] = DEMO_DOC_TYPES
     return dataclasses.replace(
         config,
         sources=sources,
@@ -87,6 +116,88 @@ def day2_records(records: list[dict[str, Any]]) -> None:
     records += [revised, successor]
 
 
+_BRDR_DOC = re.compile(r"(\d{8}-\d+)-[A-Z]{2}")
+_FEED_ITEM = re.compile(r"<item><title>(.*?)</title><link>(.*?)</link>", re.DOTALL)
+
+
+def _key(url: str) -> str:
+    """What names a document whichever link reaches it: its BRDR number, else its path."""
+    found = _BRDR_DOC.search(url)
+    return found.group(1) if found else urlsplit(url).path
+
+
+def demo_titles(records: list[dict[str, Any]], releases: list[dict[str, Any]]) -> dict[str, str]:
+    """Every document the demo's listings link, by `_key`: its title as listed."""
+    titles = {_key(r["docId"]): re.sub(r"<br\s*/?>", " ", r["docLongTitle"]) for r in records}
+    titles |= {_key(r["link"]): r["title"] for r in releases}
+    for day in ("day1", "day2"):
+        for feed in (DEMO_SITE / day).rglob("*.xml"):
+            for title, link in _FEED_ITEM.findall(feed.read_text(encoding="utf-8")):
+                titles.setdefault(_key(html.unescape(link)), html.unescape(title))
+        for page in (DEMO_SITE / day).rglob("index.html"):
+            soup = BeautifulSoup(page.read_text(encoding="utf-8"), "html.parser")
+            for link in soup.select("a[href]"):
+                text = " ".join(link.get_text(" ").split())
+                if text and len(text) > 12:
+                    titles.setdefault(_key(str(link["href"])), text)
+    return titles
+
+
+_TYPOGRAPHY = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'", "–": "-", "—": "-"})
+
+
+def _latin1(line: str) -> str:
+    """A line the demo's PDFs can carry (their one font is Latin-1): quotes and dashes made
+    plain, anything else outside it a question mark."""
+    return line.translate(_TYPOGRAPHY).encode("latin-1", "replace").decode("latin-1")
+
+
+def _spelled(day: date) -> str:
+    return f"{day.day} {day:%B %Y}"
+
+
+@dataclass
+class DemoTexts:
+    """Each demo document's own text, written from its title: a press release or speech says
+    what it announces; a circular is a letter with a reference, its subject, and the date it
+    takes effect (a consultation: when comments close), counted from the day the demo runs so
+    that deadlines lie ahead. Paths in `moved` take effect three months later (day 2)."""
+
+    titles: dict[str, str]
+    today: date
+    moved: set[str] = field(default_factory=set)
+
+    def __call__(self, path: str) -> list[str] | None:
+        key = _key(path)
+        title = clean_title(self.titles.get(key))
+        if not title:
+            return None
+        if any(part in path for part in ("/news-and-media/", "/speeches/", "/press-release")):
+            said = [title, f"{title}.", "The Hong Kong Monetary Authority announced this today."]
+            return [_latin1(line) for line in said]
+        seed = int(hashlib.sha256(key.encode()).hexdigest(), 16)
+        lines = [
+            title,
+            f"Our Ref.: B{1 + seed % 9}/{10 + seed % 80}C",
+            _spelled(self.today - timedelta(days=seed % 20)),
+            "The Chief Executive",
+            "All authorized institutions",
+            "Dear Sir / Madam,",
+            title,
+            f"I am writing to inform you of the following: {title}.",
+        ]
+        lines += [f"Please read it with SPM module {code}." for code in SPM_CODE.findall(title)]
+        if "consult" in title.lower():
+            closes = self.today + timedelta(days=14 + seed % 40)
+            lines.append(f"Please send your comments by {_spelled(closes)}.")
+        else:
+            effective = self.today + timedelta(days=21 + seed % 70)
+            if path in self.moved:
+                effective += timedelta(days=91)
+            lines.append(f"The requirements will take effect on {_spelled(effective)}.")
+        return [_latin1(line) for line in [*lines, "Yours faithfully,", "Deputy Chief Executive"]]
+
+
 def run_demo(config: Config, workdir: Path) -> tuple[RunReport, RunReport, Path]:
     """Crawl day 1, then day 2, into `workdir/demo.db`; return both reports and the db path."""
     workdir.mkdir(parents=True, exist_ok=True)
@@ -101,7 +212,8 @@ def run_demo(config: Config, workdir: Path) -> tuple[RunReport, RunReport, Path]
         RecordedSite(workdir) as brdr,
         RecordedSite(workdir) as api,
     ):
-        site.fallback = brdr.fallback = DocumentsFake()
+        texts = DemoTexts(demo_titles(records, releases), datetime.now(HKT).date())
+        site.fallback = brdr.fallback = DocumentsFake(texts)
         brdr.handlers[BrdrFake.path] = BrdrFake(records)
         api.handlers[PressReleasesFake.path] = press
         mirrors = {HKMA: site.base_url, BRDR: brdr.base_url, API: api.base_url}
@@ -109,10 +221,9 @@ def run_demo(config: Config, workdir: Path) -> tuple[RunReport, RunReport, Path]
         day1 = run(cfg, db_path, full_sweep=True)
         site.root = DEMO_SITE / "day2"
         day2_records(records)
+        texts.titles.update(demo_titles(records, releases))  # the records day 2 adds
         press.records = releases
-        moved = [line.replace("1 March 2026", "1 June 2026") for line in CIRCULAR]
-        site.overrides[MOVED_PDF] = Override(
-            body=make_pdf([f"Document {MOVED_PDF}", *moved]), content_type="application/pdf"
-        )
+        texts.moved.add(MOVED_PDF)
         day2 = run(cfg, db_path, full_sweep=True)
+    write_demo_config(workdir)
     return day1, day2, db_path

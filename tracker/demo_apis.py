@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 from tracker.loopback import Override, ServedRequest
@@ -143,28 +144,42 @@ class PressReleasesFake:
         return as_json({"header": header, "result": {"datasize": len(records), "records": records}})
 
 
+# A document's own lines by its path (None: the shared `CIRCULAR` text).
+Texts = Callable[[str], list[str] | None]
+
+
 class DocumentsFake:
     """Any document a listing links: a PDF for `.pdf` paths, a BRDR landing page (linking its
-    PDF) for `/doc-ldg/` pages, an HKMA-style HTML page otherwise. Texts follow the circular
-    structure of `CIRCULAR` and name the path, so each document has text of its own."""
+    PDF) for `/doc-ldg/` pages, an HKMA-style HTML page otherwise. Texts are `texts(path)`
+    where it gives them (the demo: each document's own, from its title), else the circular
+    structure of `CIRCULAR` naming the path, so each document has text of its own."""
+
+    def __init__(self, texts: Texts | None = None) -> None:
+        self.texts = texts
+
+    def _lines(self, path: str) -> tuple[str, list[str]]:
+        own = self.texts(path) if self.texts else None
+        if own:
+            return own[0], own
+        return f"Page {path}", [f"Document {path}", *CIRCULAR]
 
     def __call__(self, request: ServedRequest) -> Override:
         path = request.path
+        heading, lines = self._lines(path)
         if path.endswith(".pdf"):
-            body = make_pdf([f"Document {path}", *CIRCULAR])
-            return Override(body=body, content_type="application/pdf")
+            return Override(body=make_pdf(lines), content_type="application/pdf")
         if "/doc-ldg/" in path:
             doc_id = path.rstrip("/").rsplit("/", 1)[-1]
             link = f"/eng/doc-ldg/docId/getPdf/{doc_id}/{doc_id}.pdf"
-            html = f'<html><body><div class="document-file-info"><a href="{link}">PDF</a></div>'
-            return Override(body=(html + "</body></html>").encode())
-        paragraphs = "".join(f"<p>{line}</p>" for line in CIRCULAR)
-        html = (
+            landing = f'<div class="document-file-info"><a href="{link}">PDF</a></div>'
+            return Override(body=f"<html><body>{landing}</body></html>".encode())
+        paragraphs = "".join(f"<p>{html.escape(line)}</p>" for line in lines[1:])
+        page = (
             "<html><body><!--NO INDEX START--><nav>Menu</nav><!--NO INDEX END-->"
-            f'<div class="top-background-content"><h1>Page {path}</h1>{paragraphs}</div>'
-            "</body></html>"
+            f'<div class="top-background-content"><h1>{html.escape(heading)}</h1>'
+            f"{paragraphs}</div></body></html>"
         )
-        return Override(body=html.encode())
+        return Override(body=page.encode())
 
 
 def _escape(text: str) -> str:

@@ -112,12 +112,28 @@ def subject_line(text: str) -> str:
     """A circular's subject heading: what stands between its salutation ("Dear Sir /
     Madam,") and the words its first sentence opens with ("I am writing to ..."), if that
     reads as a heading (short, no sentence in it); "" otherwise."""
+    return _subject(text)[0]
+
+
+def from_subject(text: str) -> str:
+    """`text` from its subject heading on (a letter's reference, date and addressee lines
+    left out), or "" when it has none."""
+    subject, start = _subject(text)
+    return text[start:] if subject else ""
+
+
+def _subject(text: str) -> tuple[str, int]:
     found = _SALUTATION.search(text[:SUBJECT_SEARCHED])
     if not found:
-        return ""
-    rest = text[found.end() : found.end() + MAX_SUBJECT + 1].lstrip()
+        return "", -1
+    start = found.end()
+    while start < len(text) and text[start].isspace():
+        start += 1
+    rest = text[start : start + MAX_SUBJECT + 1]
     opening = _FIRST_SENTENCE.search(rest)
     if not opening:
-        return ""
+        return "", -1
     heading = " ".join(rest[: opening.start()].split()).strip(" ,;:-")
-    return heading if heading and ". " not in heading and not heading.endswith(".") else ""
+    if not heading or ". " in heading or heading.endswith("."):
+        return "", -1
+    return heading, start

@@ -409,7 +409,8 @@ def demo(day1: RunReport, day2: RunReport, db_path: Path) -> None:
     if day2.digest:
         echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
         echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
-    echo(f"Explore: hkma-tracker --db {db_path} changes")
+    config = db_path.with_name("demo.toml")
+    echo(f"Explore: hkma-tracker --config {config} --db {db_path} status  (or changes, deadlines)")
 
 
 def set_by(corrections: dict[str, Any] | str | None, action: str = "add") -> dict[str, str]:
