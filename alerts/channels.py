@@ -75,7 +75,9 @@ class FileChannel(Channel):
             tmp = path.with_suffix(suffix + ".tmp")
             tmp.write_bytes(data)
             os.replace(tmp, path)
-        return str(self.folder / f"{stem}.html")
+        # What a reader opens: the HTML where there is one (digests), else the text.
+        shown = next(s for s in (".html", ".txt", ".eml") if s in outputs)
+        return str(self.folder / f"{stem}{shown}")
 
 
 @dataclass(frozen=True)

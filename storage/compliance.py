@@ -59,6 +59,19 @@ def deadlines(
     return [_record(row) for row in db.query(sql, params)]
 
 
+def reviewable(db: sqlite_utils.Database, change_id: int) -> None:
+    """Refuse a change that is not a substantive change event: none such, a listing's first
+    reading (baseline), or a cosmetic change, which need no review."""
+    change = db.execute(
+        "SELECT baseline, significance FROM changes WHERE id = ?", [change_id]
+    ).fetchone()
+    if change is None:
+        raise ReviewProblem(f"change {change_id}: no such change event")
+    if change[0] or change[1] != "substantive":
+        why = "a listing's first reading (baseline)" if change[0] else "a cosmetic change"
+        raise ReviewProblem(f"change {change_id}: {why} needs no review")
+
+
 def add_review(
     db: sqlite_utils.Database,
     change_id: int,
@@ -69,14 +82,7 @@ def add_review(
     """Append a review of a substantive change; the row as stored."""
     if state not in REVIEW_STATES:
         raise ReviewProblem(f"review state {state!r}: expected one of {', '.join(REVIEW_STATES)}")
-    change = db.execute(
-        "SELECT baseline, significance FROM changes WHERE id = ?", [change_id]
-    ).fetchone()
-    if change is None:
-        raise ReviewProblem(f"change {change_id}: no such change event")
-    if change[0] or change[1] != "substantive":
-        why = "a listing's first reading (baseline)" if change[0] else "a cosmetic change"
-        raise ReviewProblem(f"change {change_id}: {why} needs no review")
+    reviewable(db, change_id)
     row = {"change_id": change_id, "state": state, "owner": owner, "note": note, "at": utc_now()}
     db.table("reviews").insert(row)
     return {"id": db.execute("SELECT last_insert_rowid()").fetchone()[0], **row}
@@ -141,7 +147,9 @@ def untagged_changes(
 
 
 def review_log(db: sqlite_utils.Database, change_id: int) -> list[dict[str, Any]]:
-    """Every review of a change, oldest first."""
+    """Every review of a change, oldest first; a change that takes none is refused, as
+    `add_review` refuses it."""
+    reviewable(db, change_id)
     return list(db.query("SELECT * FROM reviews WHERE change_id = ? ORDER BY id", [change_id]))
 
 

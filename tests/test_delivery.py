@@ -381,6 +381,9 @@ def test_outbox_digest_and_alerts_commands(site, tmp_path, db_path):
     test = CliRunner().invoke(cli, [*base, "alerts", "test", "--channel", "file"])
     assert test.exit_code == 0, test.output
     assert list((tmp_path / "digests").glob("*-operator.eml"))
+    # The file it names exists (an operator message has no HTML part).
+    (named,) = [line.split("sent: ", 1)[1] for line in test.output.splitlines() if "sent: " in line]
+    assert named.endswith(".txt") and Path(named).is_file()
 
 
 def test_login_without_tls_only_to_a_loopback_relay(monkeypatch):

@@ -184,7 +184,10 @@ def review_log_command(obj: Context, change_id: int, as_json: bool) -> None:
 
     Example: hkma-tracker review log 42
     """
-    rows = review_log(obj.readonly_db(), change_id)
+    try:
+        rows = review_log(obj.readonly_db(), change_id)
+    except ReviewProblem as error:
+        raise UsageProblem(str(error)) from None
     render.review_rows(rows, as_json)
     if not rows:
         render.echo(f"change {change_id}: no review recorded (open)", err=True)
