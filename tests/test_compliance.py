@@ -254,9 +254,11 @@ def test_reviews_are_an_append_only_log_that_survives_retag_and_new_versions(his
     assert reviews[change["change_id"]] == "actioned"
     assert list(reviews.values()).count("open") == 1
 
-    baseline = sqlite3.connect(history.db).execute(
-        "SELECT id FROM changes WHERE baseline ORDER BY id LIMIT 1"
-    ).fetchone()[0]
+    baseline = (
+        sqlite3.connect(history.db)
+        .execute("SELECT id FROM changes WHERE baseline ORDER BY id LIMIT 1")
+        .fetchone()[0]
+    )
     for bad, why in (
         (["review", "set", "999999", "actioned"], "change 999999: no such change event"),
         (["review", "set", str(change["change_id"]), "done"], "'done' is not one of"),

@@ -29,7 +29,13 @@ INPUTS = {
     "changes_by_function": [("AML", "AML/CFT"), ("aml/cft", "AML/CFT"), ("Nonsense", None)],
     "changes_by_product": [("bank", "Banking"), ("mortgage", "Mortgages")],
     "changes_by_entity_type": [("banks", "Banks (authorized institutions)")],
-    "rule_timeline": [("spm:IC-6", "IC-6"), ("spm:'; DROP TABLE links; --", None)],
+    # As the CLI takes them: with or without the prefix; a key it refuses matches nothing.
+    "rule_timeline": [
+        ("spm:IC-6", "IC-6"),
+        ("IC-6", "IC-6"),
+        ("nonsense", None),
+        ("spm:'; DROP TABLE links; --", None),
+    ],
     "review_log": [("1", None), ("'; DROP TABLE reviews; --", None)],
 }
 PARAMETER = {
@@ -100,3 +106,24 @@ def test_a_database_that_is_not_the_trackers_gets_no_queries(tmp_path):
         conn.execute("CREATE TABLE documents (id TEXT)")
     (listing,) = fetch(other, "/other.json")
     assert listing.json()["queries"] == []
+
+
+def test_checks_in_period_counts_hong_kong_days_as_the_report_does(demo_db, tmp_path):
+    import sqlite3
+
+    copy = tmp_path / "demo.db"
+    shutil.copy(demo_db, copy)
+    with sqlite3.connect(copy) as conn:  # a check on 23 November, 01:00 in Hong Kong
+        run = conn.execute("SELECT max(run_id) FROM source_runs").fetchone()[0]
+        conn.execute(
+            "UPDATE source_runs SET finished_at = '2026-11-22T17:00:00+00:00' WHERE run_id = ?",
+            [run],
+        )
+    (response,) = fetch(
+        copy, "/demo/checks_in_period.json?from_date=2026-11-23&to_date=2026-11-23&_shape=array"
+    )
+    assert {r["finished_at"] for r in response.json()} == {"2026-11-22T17:00:00+00:00"}
+    (before,) = fetch(
+        copy, "/demo/checks_in_period.json?from_date=2026-11-22&to_date=2026-11-22&_shape=array"
+    )
+    assert "2026-11-22T17:00:00+00:00" not in {r["finished_at"] for r in before.json()}

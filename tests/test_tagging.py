@@ -168,12 +168,20 @@ def test_the_taxonomy_is_read_once_while_its_file_stays_the_same(tmp_path):
         ("CR-G-7", "spm:CR-G-7"),
         ("B1/15C", "ref:B1/15C"),
         ("20250428-3", "brdr:20250428-3"),
+        ("20250428-3-EN", "brdr:20250428-3"),
     ],
 )
 def test_rule_keys_as_people_write_them(written, key):
     from tracker.rules import rule_key
 
     assert rule_key(written) == key
+
+
+def test_a_rule_key_in_no_known_form_is_refused():
+    from tracker.rules import UnknownKey, rule_key
+
+    with pytest.raises(UnknownKey, match="'nonsense' is not an SPM module"):
+        rule_key("nonsense")
 
 
 # Real titles of HKMA's feeds and topic pages (../shared/hkma-samples) that tagged wrongly:
@@ -336,3 +344,31 @@ def test_a_circulars_subject_line_tags_as_its_title_does():
     )
     found = tag(Taggable("Circular", document={"text": plain}), load_taxonomy())
     assert "Cybersecurity" not in found["functions"]
+
+
+def test_the_tag_command_reads_a_text_file_as_a_stored_documents_text(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from tracker.cli import cli
+
+    text = tmp_path / "circular.txt"
+    text.write_text(
+        "Our Ref.: B1/15C\nAll restricted licence banks\nDear Sir / Madam,\n"
+        "Revised arrangements\nI am writing to set out the revised arrangements.\n"
+        "Please read it with SPM module CR-G-7.\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(
+        cli, ["tag", "--title", "Circular", "--text-file", str(text), "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.output)
+    # The fields a stored document's text yields: its SPM modules and its addressees.
+    assert {"rule": "SPM module CR-G-7", "where": "metadata", "weight": 3.0} in found["functions"][
+        "Credit"
+    ]
+    assert "Restricted licence banks" in found["entity_types"]
+    bare = CliRunner().invoke(cli, ["tag"])
+    assert bare.exit_code == 2 and "give --title" in bare.output

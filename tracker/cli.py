@@ -62,7 +62,7 @@ from tracker.exit_codes import ExitStatus
 from tracker.lock import RunLocked, run_lock
 from tracker.render import echo
 from tracker.routing import subscribers_of
-from tracker.rules import links_of, rule_key, timeline
+from tracker.rules import UnknownKey, links_of, rule_key, timeline
 from tracker.run import UnknownSourceError, run
 from tracker.schedule import job_list, serve
 from tracker.status import dead_man_check, status_report
@@ -429,7 +429,10 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
 
     Example: hkma-tracker rule spm:IC-6
     """
-    key = rule_key(key)
+    try:
+        key = rule_key(key)
+    except UnknownKey as error:
+        raise UsageProblem(str(error)) from None
     db = obj.readonly_db()
     documents = rule_documents(db, key)
     if not documents:

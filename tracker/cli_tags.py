@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from alerts.subscribers import UnknownName, resolve_names
+from spiders.normalize import clean_text
 from storage.db import check_database, open_db, write_transaction
 from storage.history import change_with_document, find_document
 from storage.records import KINDS
@@ -17,6 +18,7 @@ from storage.tags import CorrectionProblem, add_correction, correction_log
 from tracker import render
 from tracker.cli import Context, UsageProblem, cli, json_option, usable_database
 from tracker.config import vocabularies
+from tracker.extract import document_fields
 from tracker.routing import KIND_WORDS, queue_correction, route_report, subscribers_of
 from tracker.tagging import Taggable, Taxonomy, tag
 
@@ -49,10 +51,14 @@ def tag_group(
         return
     if not title:
         raise UsageProblem("tag: give --title (or a subcommand: set, log, corrections)")
-    text = text_file.read_text(encoding="utf-8") if text_file else ""
     taxonomy = ctx.obj.config().taxonomy
     extra = {"feed": feed} if feed else {}
-    render.tags(tag(Taggable(title, text, source, extra=extra), taxonomy), taxonomy, as_json)
+    document = None
+    if text_file:  # read as a stored document's text is: with the fields extracted from it
+        text = clean_text(text_file.read_text(encoding="utf-8"))
+        document = {**document_fields(text), "text": text}
+    found = tag(Taggable(title, "", source, extra=extra, document=document), taxonomy)
+    render.tags(found, taxonomy, as_json)
 
 
 def resolve_tag(value: str, taxonomy: Taxonomy) -> tuple[str, str]:

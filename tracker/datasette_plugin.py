@@ -17,6 +17,7 @@ from datasette import hookimpl
 
 from storage.search import fts_query
 from tracker.config import vocabularies
+from tracker.rules import UnknownKey, rule_key
 from tracker.sources import binding_sql
 from tracker.tagging import load_taxonomy
 
@@ -95,7 +96,9 @@ QUERIES: dict[str, dict[str, str]] = {
         "title": "Every check of every source between two dates (as `hkma-tracker report`)",
         "sql": "SELECT s.finished_at, s.source, s.healthy, s.reason, s.items, s.new, s.changed, "
         "s.removed, r.command FROM source_runs s JOIN runs r ON r.id = s.run_id "
-        "WHERE s.finished_at >= :from_date AND s.finished_at < date(:to_date, '+1 day') "
+        # Hong Kong days, as `hkma-tracker report` counts them (times are stored in UTC).
+        "WHERE s.finished_at >= strftime('%Y-%m-%dT%H:%M:%S', :from_date, '-8 hours') "
+        "AND s.finished_at < strftime('%Y-%m-%dT%H:%M:%S', :to_date, '+1 day', '-8 hours') "
         "ORDER BY s.finished_at",
     },
     "superseded_rules": {
@@ -109,7 +112,7 @@ QUERIES: dict[str, dict[str, str]] = {
     "rule_timeline": {
         "title": "Documents linked to a rule (spm:IC-6, ref:B1/15C, brdr:20250428-3)",
         "sql": "SELECT d.date, group_concat(l.kind, ', ') AS link, d.title, d.url FROM links l "
-        "JOIN documents d ON d.id = l.document_id WHERE l.key = :key GROUP BY d.id "
+        "JOIN documents d ON d.id = l.document_id WHERE l.key = hkma_rule_key(:key) GROUP BY d.id "
         "ORDER BY d.date",
     },
     "search": {
@@ -151,6 +154,14 @@ def _names(value: str | None) -> str:
     return ", ".join(str(n) for n in names) if isinstance(names, list) else str(value)
 
 
+def _rule_key(value: str | None) -> str:
+    # As `hkma-tracker rule` reads it (IC-6 is spm:IC-6); a key it refuses matches nothing.
+    try:
+        return rule_key(value or "")
+    except UnknownKey:
+        return value or ""
+
+
 def _tag(kind: str, value: str | None) -> str | None:
     known = vocabularies(load_taxonomy())
     return known.get(kind, {}).get((value or "").strip().casefold(), value)
@@ -161,6 +172,7 @@ def prepare_connection(conn: Any) -> None:
     conn.create_function("hkma_fts", 1, _fts, deterministic=True)
     conn.create_function("hkma_names", 1, _names, deterministic=True)
     conn.create_function("hkma_tag", 2, _tag, deterministic=True)
+    conn.create_function("hkma_rule_key", 1, _rule_key, deterministic=True)
 
 
 @hookimpl

@@ -74,14 +74,30 @@ def links_of(snapshot: Snapshot) -> list[Link]:
     return list(found.values())
 
 
+class UnknownKey(ValueError):
+    """A rule key in none of the forms people write them."""
+
+
+_BRDR_NUMBER = re.compile(r"(\d{8}-\d+)(?:-[A-Z]{2})?")
+
+
 def rule_key(text: str) -> str:
-    """A key as people write it: `B1/15C` is a reference, `IC-6` an SPM module, a BRDR id
-    otherwise; a key with its prefix (`spm:IC-6`) is taken as it is."""
+    """A key as people write it: `B1/15C` is a reference, `IC-6` an SPM module, `20250428-3`
+    a BRDR document; a key with its prefix (`spm:IC-6`) is taken as it is. Anything else is
+    refused (it would silently match nothing)."""
+    text = text.strip()
     if ":" in text:
         return text
-    if "/" in text:
+    if REFERENCE.fullmatch(text):
         return f"ref:{text}"
-    return f"spm:{text}" if SPM_CODE.fullmatch(text) else f"brdr:{text}"
+    if SPM_CODE.fullmatch(text):
+        return f"spm:{text}"
+    if number := _BRDR_NUMBER.fullmatch(text):
+        return f"brdr:{number.group(1)}"
+    raise UnknownKey(
+        f"{text!r} is not an SPM module (IC-6), a circular reference (B1/15C) or a BRDR "
+        "document number (20250428-3); or give the key with its prefix (spm:, ref:, brdr:)"
+    )
 
 
 def _entry(date: str | None, what: str, row: dict[str, Any], detail: str = "") -> dict[str, Any]:
