@@ -122,10 +122,10 @@ def chromium() -> str:
     pytest.skip(why)
 
 
-def headless_chromium(chromium: str, page: Path, profile: Path, *action: str) -> None:
+def headless_chromium(chromium: str, page: Path, profile: Path, *action: str) -> str:
     """Open `page` in headless Chromium, offline and without a first-run profile, and do
-    `action` (--screenshot=..., --print-to-pdf=...)."""
-    subprocess.run(
+    `action` (--screenshot=..., --print-to-pdf=..., --dump-dom); what it printed."""
+    done = subprocess.run(
         [
             chromium,
             "--headless",
@@ -143,4 +143,6 @@ def headless_chromium(chromium: str, page: Path, profile: Path, *action: str) ->
         capture_output=True,
         timeout=120,
         check=True,
+        text=True,
     )
+    return done.stdout

@@ -152,6 +152,7 @@ def test_status_reports_each_source(history):
         ),
         (["changes", "--kind", "deleted"], "--kind: 'deleted' is not one of the known names"),
         (["changes", "--since", "last week"], "--since 'last week': expected an ISO date"),
+        (["rule", "nonsense"], "'nonsense' is not an SPM module (IC-6), a circular reference"),
     ],
 )
 def test_bad_usage_exits_2_with_a_clear_message(tmp_path, args, message):
@@ -254,3 +255,13 @@ def test_small_truths_of_status_runs_digest_and_deadline(history, tmp_path):
         ],
     )
     assert run.exit_code == int(ExitStatus.SOURCE_UNHEALTHY), run.output
+
+
+def test_a_dry_run_with_nothing_due_says_so(tmp_path):
+    from storage.db import open_db
+
+    db = tmp_path / "h.db"
+    open_db(db).close()
+    result = CliRunner().invoke(cli, ["--db", str(db), "digest", "--dry-run"])
+    assert result.exit_code == 0
+    assert "no digest due: no change waits for a digest" in result.output

@@ -9,6 +9,7 @@ import copy
 import csv
 import io
 import json
+import re
 import sqlite3
 from datetime import UTC, date, datetime, timedelta
 
@@ -442,6 +443,28 @@ def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromiu
     ):
         assert expected in " ".join(text.split()), expected
 
+    # On a phone (390 px) no table is wider than the screen: the widest element's right edge,
+    # measured from the page's left, stays inside it.
+    phone = tmp_path / "phone.html"
+    phone.write_text(
+        html.read_text(encoding="utf-8").replace("</body>", PHONE_WIDTH + "</body>"), "utf-8"
+    )
+    dom = headless_chromium(
+        chromium, phone, tmp_path / "profile2", "--window-size=390,800", "--dump-dom"
+    )
+    assert int(re.search(r"<title>W(\d+)</title>", dom).group(1)) <= 390
+
+
+# Sets the page 390 px wide and titles it with how far its widest element reaches.
+PHONE_WIDTH = """<script>
+document.body.style.cssText += "width:390px;max-width:390px;box-sizing:border-box;margin:0";
+var reach = 0;
+document.querySelectorAll("body *").forEach(function (e) {
+  reach = Math.max(reach, e.getBoundingClientRect().right);
+});
+document.title = "W" + Math.round(reach);
+</script>"""
+
 
 def test_a_digest_says_what_is_still_open_and_brings_the_calendar_when_dates_moved(history):
     from email import message_from_bytes, policy
@@ -497,6 +520,9 @@ def test_the_report_escapes_hostile_text_and_links_only_to_the_web():
         },
     }  # fmt: skip
     page = report_html(report)
+    unowned = {**change, "owner": None, "reviewed_at": "2026-12-02T04:27:00+00:00"}
+    alone = report_html({**report, "changes": [unowned]})
+    assert "<td>2026-12-02 12:27 HKT" in alone and ", 2026-12-02 12:27 HKT" not in alone
     assert "Binding instruments without a function tag" in page
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert 'href="#"' in page and "javascript:" not in page

@@ -40,7 +40,7 @@ from storage.history import (
 from storage.links import keys_like, rebuild_links, rule_documents
 from storage.outbox import outbox_status
 from storage.records import KINDS
-from storage.search import count_matches, search
+from storage.search import count_matches, fts_query, search
 from storage.tags import retag
 from tracker import __version__, render
 from tracker.config import (
@@ -407,7 +407,7 @@ def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
 
     Example: hkma-tracker search "money laundering" --limit 5
     """
-    if not query.split():
+    if not fts_query(query):  # "", spaces, or only punctuation: nothing to search for
         raise UsageProblem("search: give at least one word")
     db = obj.readonly_db()
     found = search(db, query, limit)
@@ -474,10 +474,13 @@ def digest_command(obj: Context, send: bool, dry_run: bool, subscriber: str | No
         raise UsageProblem(f"no subscriber {subscriber!r} (configured: {', '.join(names)})")
     with exclusive_db(obj) as db:
         if mode == "dry-run":
-            for preview in preview_digests(db, config, subscriber):
+            previews = preview_digests(db, config, subscriber)
+            for preview in previews:
                 echo(f"== {preview.subscriber}: {preview.subject}")
                 if preview.text is not None:
                     echo(preview.text)
+            if not previews:
+                echo("no digest due: no change waits for a digest, no message is pending", err=True)
             return
         report = deliver(db, config, force=True, only=subscriber)
     _exit_with(report)
