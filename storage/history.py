@@ -542,7 +542,8 @@ def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:
 
 CHANGE_WITH_DOCUMENT = (
     "SELECT c.*, d.functions, d.products, d.entity_types, d.extra AS document_extra, "
-    "d.corrections, t.document_content, t.text AS listing_text FROM changes c "
+    "d.listing AS document_listing, d.corrections, t.document_content, "
+    "t.text AS listing_text FROM changes c "
     "JOIN documents d ON d.id = c.document_id JOIN texts t ON t.id = d.text_id "
 )
 

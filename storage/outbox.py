@@ -35,7 +35,7 @@ def queue_changes(db: sqlite_utils.Database, run_id: int, routes_of: Router) -> 
         change_record(row)
         for row in db.query(
             "SELECT c.*, d.functions, d.products, d.entity_types, "
-            "d.extra AS document_extra FROM changes c "
+            "d.extra AS document_extra, d.listing AS document_listing FROM changes c "
             "JOIN documents d ON d.id = c.document_id WHERE c.run_id = ? "
             "AND NOT EXISTS (SELECT 1 FROM outbox_items o WHERE o.change_id = c.id)",
             [run_id],
@@ -83,7 +83,8 @@ def unsent_changes(db: sqlite_utils.Database, subscriber: str) -> list[dict[str,
         change_record(row)
         for row in db.query(
             "SELECT c.*, d.functions, d.products, d.entity_types, d.extra AS document_extra, "
-            "d.corrections, d.last_seen_at AS document_last_seen, p.title AS listing_title, "
+            "d.corrections, d.listing AS document_listing, "
+            "d.last_seen_at AS document_last_seen, p.title AS listing_title, "
             "t.document_content, t.text AS listing_text, o.queued_at, o.route "
             "FROM outbox_items o "
             "JOIN changes c ON c.id = o.change_id JOIN documents d ON d.id = c.document_id "

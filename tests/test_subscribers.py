@@ -243,3 +243,24 @@ def test_chinese_title_in_subject_and_both_parts():
     assert parsed["Subject"] == "HKMA tracker: new – 打擊洗錢及恐怖分子資金籌集指引（修訂）"
     assert "打擊洗錢及恐怖分子資金籌集指引（修訂）" in parsed.get_body(("plain",)).get_content()
     assert "打擊洗錢及恐怖分子資金籌集指引（修訂）" in parsed.get_body(("html",)).get_content()
+
+
+def test_a_feed_added_under_a_name_of_ones_own_files_as_its_kind():
+    import sqlite3
+
+    from tracker.sources import binding, binding_sql, digest_group
+
+    chinese = "https://www.hkma.gov.hk/chi/other-information/rss/rss_circulars.xml"
+    extra = {"feed": "circulars-zh"}
+    assert digest_group("rss", extra, chinese) == "instruments"
+    assert binding("rss", extra, chinese)
+    speeches = "https://www.hkma.gov.hk/chi/other-information/rss/rss_speeches.xml"
+    assert digest_group("rss", {"feed": "speeches-zh"}, speeches) == "news"
+    with sqlite3.connect(":memory:") as conn:  # the SQL says the same as the function
+        conn.execute("CREATE TABLE documents (source, extra, listing)")
+        conn.executemany(
+            "INSERT INTO documents VALUES ('rss', ?, ?)",
+            [('{"feed": "circulars-zh"}', chinese), ('{"feed": "speeches-zh"}', speeches)],
+        )
+        found = conn.execute(f"SELECT listing FROM documents d WHERE {binding_sql()}").fetchall()
+    assert found == [(chinese,)]

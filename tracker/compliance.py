@@ -196,7 +196,7 @@ def attestation_report(
     upcoming = deadlines(db, since=start.date().isoformat(), tags=tags)
     checks = source_checks(db, config, start, end, now)
     until = min(end, now)
-    untagged = untagged_changes(db, binding_sql("d.source", "d.extra"), *period)
+    untagged = untagged_changes(db, binding_sql("d"), *period)
     return {
         # A period not yet over is reported up to the moment the report is made.
         "period": {

@@ -130,7 +130,7 @@ QUERIES: dict[str, dict[str, str]] = {
         "sql": "SELECT r.change_id, r.detected_at, r.kind, r.title, r.state, "  # noqa: S608
         "hkma_names(r.products) AS products, r.document_id, r.url FROM review_status r "
         "JOIN documents d ON d.id = r.document_id "
-        f"WHERE r.functions = '[]' AND {binding_sql('d.source', 'd.extra')} "
+        f"WHERE r.functions = '[]' AND {binding_sql('d')} "
         "ORDER BY r.change_id DESC",
     },
     "unreadable_documents": {

@@ -142,7 +142,9 @@ def build_digest(
         )
     for change in changes:  # its section of the digest, and where it is listed: the source
         extra = json.loads(change.get("document_extra") or "{}")
-        change["digest_group"] = digest_group(change["source"], extra)
+        change["digest_group"] = digest_group(
+            change["source"], extra, str(change.get("document_listing") or "")
+        )
         change["listed_in"] = listed_in(change["source"], extra, change.get("listing_title"))
         change["excerpt_from"] = from_subject(_document_text(change.get("document_content")))
         change["why"], untagged = explain(subscriber, change)

@@ -27,7 +27,8 @@ def routed(change: dict[str, Any]) -> dict[str, Any]:
     consultation, whose untagged changes filtered subscribers still get)."""
     extra = change.get("document_extra")
     extra = json.loads(extra) if isinstance(extra, str) else extra or {}
-    return {**change, "binding": binding(change["source"], extra)}
+    listing = str(change.get("document_listing") or "")
+    return {**change, "binding": binding(change["source"], extra, listing)}
 
 
 def routes_of(subscribers: tuple[Subscriber, ...]) -> Router:

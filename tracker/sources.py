@@ -8,6 +8,7 @@ Adding a source is one spider (spiders/) and one descriptor here (README, "Addin
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -66,6 +67,9 @@ class Source:
     # Where a digest says one of its documents is (or was) listed, from the document's
     # `extra` and the title of its listing's page (None where the listing is no page).
     listed_in: Callable[[dict[str, Any], str | None], str] = lambda extra, page: ""
+    # How a listing's URL names its `digest_group` value, {} for the value ("rss_{}.xml"): a
+    # feed added under a name of one's own (a Chinese circulars feed) still files as its kind.
+    listing_file: str = ""
 
     @property
     def incremental(self) -> bool:
@@ -143,6 +147,7 @@ SOURCES: dict[str, Source] = {
                 "news",
             ),
             free_tables={"feeds": "hkma_url"},
+            listing_file="rss_{}.xml",
             listed_in=lambda extra, page: f"the HKMA RSS feed “{extra.get('feed', '?')}”",
         ),
         Source(
@@ -236,13 +241,20 @@ def source_titles() -> dict[str, str]:
     return {s.name: s.title for s in sorted(SOURCES.values(), key=lambda s: s.digest_order)}
 
 
-def digest_group(source: str, extra: dict[str, Any]) -> str:
-    """The digest section (a DIGEST_GROUPS key) of a document of `source`."""
+def digest_group(source: str, extra: dict[str, Any], listing: str = "") -> str:
+    """The digest section (a DIGEST_GROUPS key) of a document of `source`, listed in
+    `listing`."""
     described = SOURCES.get(source)
     if described is None:
         return "news"
     key, groups, default = described.digest_group
-    return groups.get(str(extra.get(key, ""))) or default
+    value = str(extra.get(key, ""))
+    if value not in groups and described.listing_file:
+        named = re.search(
+            re.escape(described.listing_file).replace(r"\{\}", r"([\w-]+)") + "$", listing
+        )
+        value = named.group(1) if named else value
+    return groups.get(value) or default
 
 
 def listed_in(source: str, extra: dict[str, Any], page: str | None) -> str:
@@ -251,25 +263,36 @@ def listed_in(source: str, extra: dict[str, Any], page: str | None) -> str:
     return described.listed_in(extra, page) if described else ""
 
 
-def binding(source: str, extra: dict[str, Any]) -> bool:
+def binding(source: str, extra: dict[str, Any], listing: str = "") -> bool:
     """Whether a document of `source` is a binding instrument or a consultation (a circular,
     guideline, SPM module, code, consultation paper or conclusions): its digest section."""
-    return source in SOURCES and digest_group(source, extra) in BINDING_GROUPS
+    return source in SOURCES and digest_group(source, extra, listing) in BINDING_GROUPS
 
 
-def binding_sql(source: str = "source", extra: str = "extra") -> str:
-    """`binding` as an SQL condition on a row's `source` and `extra` columns."""
+def _quoted(values: list[str]) -> str:
+    return ", ".join(f"'{v}'" for v in values)  # values of our own descriptors, not input
+
+
+def binding_sql(table: str = "d") -> str:
+    """`binding` as an SQL condition on a documents row (`table`: its alias)."""
     conditions = []
     for described in SOURCES.values():
         key, groups, default = described.digest_group
-        name = f"{source} = '{described.name}'"
+        name = f"{table}.source = '{described.name}'"
+        value = f"coalesce(json_extract({table}.extra, '$.{key}'), '')"
+        bound = sorted(v for v, g in groups.items() if g in BINDING_GROUPS)
+        others = sorted(v for v, g in groups.items() if g not in BINDING_GROUPS)
         if default in BINDING_GROUPS:
-            others = sorted(v for v, g in groups.items() if g not in BINDING_GROUPS)
             if others:
-                quoted = ", ".join(f"'{v}'" for v in others)
-                name += f" AND coalesce(json_extract({extra}, '$.{key}'), '') NOT IN ({quoted})"
+                name += f" AND {value} NOT IN ({_quoted(others)})"
             conditions.append(f"({name})")
-        elif bound := sorted(v for v, g in groups.items() if g in BINDING_GROUPS):
-            quoted = ", ".join(f"'{v}'" for v in bound)
-            conditions.append(f"({name} AND json_extract({extra}, '$.{key}') IN ({quoted}))")
+        elif bound:
+            listed = [f"{value} IN ({_quoted(bound)})"]
+            if described.listing_file:
+                unnamed = f"{value} NOT IN ({_quoted(sorted(groups))})"
+                files = " OR ".join(
+                    f"{table}.listing LIKE '%/{described.listing_file.format(v)}'" for v in bound
+                )
+                listed.append(f"({unnamed} AND ({files}))")
+            conditions.append(f"({name} AND ({' OR '.join(listed)}))")
     return "(" + " OR ".join(conditions or ["0"]) + ")"

@@ -132,9 +132,7 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         "linked_documents": linked_document_states(db),
         "documents_read": config.documents.enabled,
         "outbox": outbox_counts(db),
-        "untagged_instruments": len(
-            untagged_change_ids(db, binding_sql("d.source", "d.extra"), since=since)
-        ),
+        "untagged_instruments": len(untagged_change_ids(db, binding_sql("d"), since=since)),
         "untagged_since": since,
         "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
     }
