@@ -8,6 +8,7 @@ ahead."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -15,6 +16,7 @@ from icalendar import Alarm, Calendar, Event
 
 PRODID = "-//hkma-tracker//deadlines//EN"
 REMINDERS_DAYS = (30, 7)
+_SAFE_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f\"<>\\^`{|}]+")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ def calendar_bytes(entries: list[CalendarEntry], name: str, now: datetime | None
         event.add("dtend", entry.day + timedelta(days=1))
         event.add("summary", entry.summary)
         event.add("description", entry.description)
-        event.add("url", entry.url)
+        if _SAFE_URL.fullmatch(entry.url):  # a URI property is not escaped: only a clean one
+            event.add("url", entry.url)
         event.add("sequence", entry.sequence)
         event.add("transp", "TRANSPARENT")  # a deadline does not make anyone busy
         event.add("status", "CANCELLED" if entry.cancelled else "CONFIRMED")

@@ -21,7 +21,7 @@ from twisted.python.failure import Failure
 
 from spiders.base import HkmaSpider, ListingError, failure_reason
 from spiders.items import DocumentItem, RegisterLookup
-from spiders.normalize import HONG_KONG, clean_text, parse_listing_date
+from spiders.normalize import HONG_KONG, clean_id, clean_text, parse_listing_date
 
 BRDR = "https://brdr.hkma.gov.hk"
 _LANGUAGE_SUFFIX = re.compile(r"-(EN|TC|SC|CHI)$", re.IGNORECASE)
@@ -89,10 +89,10 @@ def _doc_ids(entries: Any) -> list[str]:
     ids = []
     for entry in entries or []:
         if isinstance(entry, str):
-            ids.append(entry)
+            ids.append(clean_id(entry))
         elif isinstance(entry, dict) and entry.get("docId"):
-            ids.append(str(entry["docId"]))
-    return sorted(set(ids))
+            ids.append(clean_id(entry["docId"]))
+    return sorted(set(filter(None, ids)))
 
 
 def base_id(doc_id: str) -> str:
@@ -106,7 +106,7 @@ def document_key(record: dict[str, Any]) -> str:
         return f"spm:{clean_text(record['spmCode'])}"
     if record.get("guidelineNo"):
         return f"guideline:{clean_text(str(record['guidelineNo']))}"
-    return f"doc:{base_id(str(record['docId']))}"
+    return f"doc:{base_id(clean_id(record['docId']))}"
 
 
 def document_items(
@@ -118,12 +118,12 @@ def document_items(
     the documents it names (`supersedes`, `version_history`): the tracker, which holds the
     documents a query does not return, decides what those names mean for them.
     """
-    chinese_by_base = {base_id(str(r["docId"])): r for r in chinese if r.get("docId")}
+    chinese_by_base = {base_id(clean_id(r["docId"])): r for r in chinese if r.get("docId")}
     items: dict[str, DocumentItem] = {}
     for record in english:
-        if not record.get("docId"):
+        doc_id = clean_id(record.get("docId") or "")
+        if not doc_id:
             continue
-        doc_id = str(record["docId"])
         key = document_key(record)
         if key in items:  # several versions listed: results are newest first, keep that one
             continue
@@ -164,7 +164,7 @@ def document_items(
         twin = chinese_by_base.get(base_id(doc_id))
         if twin is not None:
             extra["chinese"] = {
-                "doc_id": str(twin["docId"]),
+                "doc_id": clean_id(twin["docId"]),
                 "title": strip_markup(twin.get("docLongTitle")),
             }
         items[key] = DocumentItem(

@@ -25,6 +25,17 @@ def strip_unprintable(value: str) -> str:
     return UNPRINTABLE.sub("", value)
 
 
+# What an id or a URL may not hold at all: every control character (tab and newline too) and
+# the bidi overrides. A line break in a URL would end an email header or a calendar line.
+_NOT_IN_IDS = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def clean_id(value: object) -> str:
+    """An identifier or URL from outside as the store keeps it: no control or bidi
+    characters anywhere, ends trimmed."""
+    return _NOT_IN_IDS.sub("", str(value)).strip()
+
+
 def clean_text(text: str | None) -> str:
     """NFC, non-breaking spaces as spaces, no control or bidi-override characters, runs of
     whitespace collapsed, ends trimmed."""
@@ -66,12 +77,13 @@ def normalize_url(href: str, base: str) -> str:
     A link that is not a URL at all (a bad IPv6 host, a port out of range) is returned as
     written: it is data to record, not a reason to fail the listing it came from.
     """
+    href = clean_id(href)
     try:
-        parts = urlsplit(urljoin(base, href.strip()))
+        parts = urlsplit(urljoin(base, href))
         host = (parts.hostname or "").lower()
         port = parts.port
     except ValueError:
-        return href.strip()
+        return href
     scheme = "https" if is_hkma_host(host) else parts.scheme.lower()
     netloc = host if port in (None, 80, 443) else f"{host}:{port}"
     return urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))

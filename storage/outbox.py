@@ -310,3 +310,19 @@ def last_operator_alert(db: sqlite_utils.Database, source: str) -> str | None:
         [source],
     ).fetchone()
     return row[0] if row else None
+
+
+def last_unbuilt_alert(db: sqlite_utils.Database, subscriber: str) -> dict[str, Any] | None:
+    """The operator alert that `subscriber`'s digest cannot be built, if none of its digests
+    has been built since (when, and why)."""
+    rows = list(
+        db.query(
+            "SELECT created_at, json_extract(payload, '$.reason') AS reason FROM messages "
+            "WHERE subscriber = 'operator' AND kind = 'digest-unbuilt' "
+            "AND json_extract(payload, '$.source') = ? AND id > coalesce("
+            "(SELECT max(id) FROM messages WHERE subscriber = ? AND kind = 'digest'), 0) "
+            "ORDER BY id LIMIT 1",
+            [subscriber, subscriber],
+        )
+    )
+    return rows[0] if rows else None

@@ -51,6 +51,16 @@ def record(doc_id, title="T", **fields):
     return {"docId": doc_id, "docLongTitle": title, "issueDateStr": "01 Jan 2026", **fields}
 
 
+def test_ids_lose_control_characters_wherever_they_land():
+    english = [
+        record("20260101-1-EN\nBCC: x", "Lying", supersededDocList=[{"docId": "2025\r0101-1-EN"}])
+    ]
+    (item,) = document_items(API + "#CIR", english, [])
+    assert item.extra["doc_id"] == "20260101-1-ENBCC: x"
+    assert not any(c in item.url + item.extra["document_url"] for c in "\r\n\t")
+    assert item.extra["supersedes"] == ["20250101-1-EN"]
+
+
 def test_versions_share_a_document_and_chinese_records_are_paired():
     english = [
         record("20260609-63-EN", "SPM IC-6 (2026)", spmCode="IC-6", docTypeCode="SPM"),

@@ -567,3 +567,18 @@ def test_a_period_not_over_counts_no_future_check_and_says_so(tmp_path):
     january = datetime(2026, 12, 31, 16, tzinfo=UTC), datetime(2027, 1, 31, 16, tzinfo=UTC)
     ahead = attestation_report(db, config, *january, now=now)
     assert ahead["totals"]["gaps"] == 0 and ahead["totals"]["checks"] == 0
+
+
+def test_a_calendar_with_a_broken_url_stays_valid():
+    from alerts.calendar import CalendarEntry, calendar_bytes
+
+    hostile = CalendarEntry(
+        uid="x@hkma-tracker", day=date(2027, 1, 4), summary="Takes effect\r\nBEGIN:VEVENT",
+        description="line one\nline two", url="https://brdr.hkma.gov.hk/x\nEND:VCALENDAR",
+    )  # fmt: skip
+    ics = calendar_bytes([hostile], "HKMA deadlines")
+    parsed = icalendar.Calendar.from_ical(ics)
+    (event,) = parsed.walk("VEVENT")
+    assert str(event["summary"]).endswith("BEGIN:VEVENT")  # escaped text: still one event
+    assert "url" not in event  # a URL that is not clean is left out, not written raw
+    assert ics.count(b"END:VCALENDAR") == 1

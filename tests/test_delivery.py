@@ -899,3 +899,35 @@ untagged = "exclude"
     }
     assert "AML/CFT" in labelled[UNTAGGED_CIRCULAR + " (Revised)"]["functions"]
     assert labelled[UNTAGGED_CIRCULAR + " (Revised)"]["feed"] == "circulars"
+
+
+def test_a_digest_that_cannot_be_built_is_shown_and_the_operator_told_once(
+    site, tmp_path, db_path, mailbox, monkeypatch
+):
+    import tracker.delivery as delivery
+
+    config = write_config(tmp_path, site, smtp_table(mailbox.port))
+    run(config, db_path)
+    use_day(site, 2)
+    real = delivery.Digest.of_changes
+
+    def broken(*args, **kwargs):
+        raise ValueError("Content line can not contain unescaped new line characters.")
+
+    monkeypatch.setattr(delivery.Digest, "of_changes", broken)
+    assert run(config, db_path).exit_status == ExitStatus.DELIVERY_FAILED
+    assert run(config, db_path).exit_status == ExitStatus.DELIVERY_FAILED  # tried each run
+    told = [m for rcpt, m in mailbox.messages if "ops@example.com" in rcpt]
+    assert [m["Subject"] for m in told] == [
+        "HKMA tracker: the digest for aml-team cannot be built",
+        "HKMA tracker: the digest for press-desk cannot be built",
+    ]  # once each, not every run
+    base = ["--config", str(tmp_path / "c.toml"), "--db", str(db_path)]
+    status = CliRunner().invoke(cli, [*base, "status"]).output
+    assert "digest for aml-team cannot be built since" in status
+    assert "unescaped new line characters" in status
+
+    monkeypatch.setattr(delivery.Digest, "of_changes", real)
+    assert run(config, db_path).exit_status == ExitStatus.OK  # its changes were kept queued
+    assert digests_for(mailbox, "aml@example.com")
+    assert "cannot be built" not in CliRunner().invoke(cli, [*base, "status"]).output

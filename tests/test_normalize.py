@@ -61,6 +61,8 @@ def test_clean_title(raw, clean):
         ("https://[www.hkma.gov.hk/x.pdf ", "https://[www.hkma.gov.hk/x.pdf"),
         ("https://www.hkma.gov.hk:99999/x.pdf", "https://www.hkma.gov.hk:99999/x.pdf"),
         ("mailto:aml@hkma.gov.hk", "mailto:aml@hkma.gov.hk"),
+        # A line break or tab inside a link would end an email header or a calendar line.
+        ("/media/eng/x\n.pdf\r\tX-Evil: 1", "https://www.hkma.gov.hk/media/eng/x.pdfX-Evil: 1"),
     ],
     ids=[
         "relative",
@@ -72,6 +74,7 @@ def test_clean_title(raw, clean):
         "bad-ipv6-kept-as-written",
         "bad-port-kept-as-written",
         "mailto-kept",
+        "control-characters-dropped",
     ],
 )
 def test_normalize_url(href, url):

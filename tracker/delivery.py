@@ -38,6 +38,7 @@ from storage.outbox import (
     last_delivery_alert,
     last_message_at,
     last_operator_alert,
+    last_unbuilt_alert,
     mark_failed,
     mark_sent,
     pending_messages,
@@ -199,6 +200,7 @@ def operator_message(
         "source-recovered": f"HKMA tracker: source {source} recovered",
         "delivery-stuck": "HKMA tracker: digests are not being delivered",
         "delivery-recovered": "HKMA tracker: digest delivery recovered",
+        "digest-unbuilt": f"HKMA tracker: the digest for {source} cannot be built",
         "test": "HKMA tracker: test message",
     }[kind]
     body = {
@@ -214,6 +216,9 @@ def operator_message(
         "outbox and are retried; `hkma-tracker outbox` lists them, `hkma-tracker digest "
         "--send` tries them now.",
         "delivery-recovered": "Every message that was failing has been delivered.",
+        "digest-unbuilt": f"The digest for {source} cannot be built:\n\n{reason}\n\nIts "
+        "changes stay queued and every run tries again; `hkma-tracker status` shows it "
+        "until a digest for it is built.",
         "test": "This is a test message from hkma-tracker: the channel works.",
     }[kind]
     message = EmailMessage()
@@ -397,7 +402,11 @@ def _build_digests(
             raise  # the database failed, not this digest: the caller reports that
         except Exception as failure:
             logger.exception("digest for %s could not be built", subscriber.name)
-            report.failed.append(f"digest for {subscriber.name}: not built: {_describe(failure)}")
+            why = _describe(failure)
+            report.failed.append(f"digest for {subscriber.name}: not built: {why}")
+            with write_transaction(db):  # its changes stay queued; the operator hears once
+                if last_unbuilt_alert(db, subscriber.name) is None:
+                    queue_operator_message(db, config, "digest-unbuilt", subscriber.name, why)
 
 
 def _replaceable(

@@ -143,6 +143,8 @@ def status(report: dict[str, Any], as_json: bool) -> None:
         )
         for name, sent in report["last_digest"].items():
             emit({"type": "subscriber", "name": name, "last_digest_sent_at": sent})
+        for name, alert in report["unbuilt_digests"].items():
+            emit({"type": "unbuilt_digest", "subscriber": name, **alert})
         return
     for row in report["sources"]:
         state = "healthy" if row["healthy"] else f"UNHEALTHY: {row['reason']}"
@@ -176,6 +178,11 @@ def status(report: dict[str, Any], as_json: bool) -> None:
     )
     for name, sent in report["last_digest"].items():
         echo(f"subscriber {name}: last digest sent {hong_kong(sent)}")
+    for name, alert in report["unbuilt_digests"].items():
+        echo(
+            f"digest for {name} cannot be built since {hong_kong(alert['created_at'])}: "
+            f"{alert['reason']}"
+        )
 
 
 def runs(rows: list[dict[str, Any]], as_json: bool) -> None:

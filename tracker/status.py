@@ -16,7 +16,7 @@ from storage.history import (
     listing_states,
     source_status,
 )
-from storage.outbox import failing_deliveries, last_sent_at, outbox_counts
+from storage.outbox import failing_deliveries, last_sent_at, last_unbuilt_alert, outbox_counts
 from tracker.config import Config
 from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts
 from tracker.routing import subscribers_of
@@ -135,6 +135,11 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         "untagged_instruments": len(untagged_change_ids(db, binding_sql("d"), since=since)),
         "untagged_since": since,
         "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
+        "unbuilt_digests": {
+            s.name: alert
+            for s in subscribers_of(config)
+            if (alert := last_unbuilt_alert(db, s.name)) is not None
+        },
     }
 
 
