@@ -10,6 +10,7 @@ from typing import Any
 import sqlite_utils
 
 from storage.db import FETCH_DUE, FETCH_REVALIDATED, LINKED, utc_now
+from storage.links import refresh_links
 from storage.records import (
     KINDS,
     ChangeEvent,
@@ -17,6 +18,7 @@ from storage.records import (
     FetchCandidate,
     FetchState,
     Head,
+    LinksOf,
     Snapshot,
     SourcePlan,
     StoredDocument,
@@ -187,8 +189,11 @@ def apply_document_plan(
     run_id: int,
     candidates: dict[str, FetchCandidate],
     tagger: Tagger,
+    links_of: LinksOf,
 ) -> None:
-    """Write fetch results. Call inside `write_transaction`."""
+    """Write fetch results, and the links of every document whose text they bring (a first
+    text has no change event, so the run's link update would not see it). Call inside
+    `write_transaction`."""
     now = utc_now()
     changed = {e.document_id for e in plan.events}
     texts = record_versions(
@@ -205,6 +210,7 @@ def apply_document_plan(
         (_change_row(e, candidates[e.document_id].source, run_id, now) for e in plan.events),
         batch_size=1000,
     )
+    refresh_links(db, links_of, sorted(texts))
 
 
 def listing_states(db: sqlite_utils.Database, source: str) -> dict[str, dict[str, Any]]:

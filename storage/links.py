@@ -36,15 +36,32 @@ def rebuild_links(db: sqlite_utils.Database, links_of: LinksOf) -> None:
 
 def update_links(db: sqlite_utils.Database, links_of: LinksOf, run_id: int) -> int:
     """Store again the links of the documents run `run_id` changed (a version, a new standing,
-    a removal): what one run costs follows what it changed. How many documents. Call inside
-    `write_transaction`."""
-    changed = "SELECT DISTINCT document_id FROM changes WHERE run_id = ?"
-    db.execute(f"DELETE FROM links WHERE document_id IN ({changed})", [run_id])  # noqa: S608
+    a removal) or whose text it read: what one run costs follows what it did. How many
+    documents. Call inside `write_transaction`."""
+    touched = (
+        "SELECT document_id FROM changes WHERE run_id = ? "
+        "UNION SELECT document_id FROM versions WHERE run_id = ?"
+    )
+    params = [run_id, run_id]
+    db.execute(f"DELETE FROM links WHERE document_id IN ({touched})", params)  # noqa: S608
     db.table("links").insert_all(
-        _link_rows(db, links_of, f"{_DOCUMENTS} WHERE d.id IN ({changed})", [run_id]),
+        _link_rows(db, links_of, f"{_DOCUMENTS} WHERE d.id IN ({touched})", params),
         batch_size=1000,
     )
-    return int(db.execute(f"SELECT count(*) FROM ({changed})", [run_id]).fetchone()[0])  # noqa: S608
+    return int(db.execute(f"SELECT count(*) FROM ({touched})", params).fetchone()[0])  # noqa: S608
+
+
+def refresh_links(db: sqlite_utils.Database, links_of: LinksOf, document_ids: list[str]) -> None:
+    """Store again the links of `document_ids` (documents whose text was just read), in the
+    transaction that stored their text. Call inside `write_transaction`."""
+    for start in range(0, len(document_ids), 500):
+        chunk = document_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        db.execute(f"DELETE FROM links WHERE document_id IN ({marks})", chunk)  # noqa: S608
+        db.table("links").insert_all(
+            _link_rows(db, links_of, f"{_DOCUMENTS} WHERE d.id IN ({marks})", chunk),
+            batch_size=1000,
+        )
 
 
 def rule_documents(db: sqlite_utils.Database, key: str) -> list[dict[str, Any]]:

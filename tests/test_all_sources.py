@@ -67,3 +67,51 @@ def test_every_source_and_every_linked_document(site, tmp_path, db_path):
         "fetched": len(rows) - len(refused),
         "not fetchable": len(refused),
     }
+
+
+def test_texts_read_in_later_runs_are_linked_as_retag_would_link_them(tmp_path, db_path):
+    from storage.db import open_db, write_transaction
+    from storage.links import rebuild_links
+    from tracker.rules import links_of
+
+    with RecordedSite(tmp_path) as brdr:
+        brdr.handlers[BrdrFake.path] = BrdrFake(load("brdr-records.json"))
+        brdr.fallback = DocumentsFake()
+        path = tmp_path / "brdr.toml"
+        path.write_text(
+            "[crawl]\ndownload_delay = 0\nretries = 0\n"
+            "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
+            "[sources.press_releases]\nenabled = false\n"
+            "[documents]\nmax_per_run = 40\n"  # 117 records: texts come over three runs
+            f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
+            encoding="utf-8",
+        )
+        config = load_config(path, [f"https://brdr.hkma.gov.hk={brdr.base_url}"])
+        for _ in range(4):
+            run(config, db_path, full_sweep=True)
+        # A run killed before its end had stored texts but not their links: the next run
+        # (which closes it) links what it left.
+        with sqlite3.connect(db_path) as conn:
+            last = conn.execute("SELECT max(run_id) FROM versions").fetchone()[0]
+            conn.execute(
+                "DELETE FROM links WHERE document_id IN "
+                "(SELECT document_id FROM versions WHERE run_id = ?)",
+                [last],
+            )
+            conn.execute("UPDATE runs SET status = 'running' WHERE id = ?", [last])
+        run(config, db_path)
+
+    def links():
+        with sqlite3.connect(db_path) as conn:
+            return sorted(conn.execute("SELECT document_id, key, kind FROM links").fetchall())
+
+    with sqlite3.connect(db_path) as conn:
+        unread = conn.execute("SELECT count(*) FROM documents WHERE fetch_status IS NULL")
+        assert unread.fetchone()[0] == 0  # every text was read, most of them after run one
+    after_runs = links()
+    assert sum(1 for _, key, _ in after_runs if key == "ref:B1/15C") == 117
+    db = open_db(db_path)
+    with write_transaction(db):
+        rebuild_links(db, links_of)
+    db.close()
+    assert links() == after_runs

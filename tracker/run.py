@@ -272,8 +272,13 @@ def _workdir(kind: str) -> tempfile.TemporaryDirectory[str]:
 def _clean_up_after_killed_runs(db: sqlite_utils.Database) -> None:
     """What a run killed part way left: its row still 'running', its temporary folders (with
     up to `max_per_run` downloaded PDFs). Called under the run lock, before a run starts."""
+    left = [row[0] for row in db.execute("SELECT id FROM runs WHERE status = 'running'")]
     if closed := close_interrupted_runs(db):
         logger.warning("closed %d run(s) left running by a process that died", closed)
+    if left:  # what they stored, linked now (a run links its documents at its end)
+        with write_transaction(db):
+            for run_id in left:
+                update_links(db, links_of, run_id)
     for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
         owner = re.match(rf"{WORKDIR_PREFIX}(\d+)-", folder.name)
         if owner and not _process_exists(int(owner.group(1))):
@@ -499,7 +504,7 @@ def _fetch_documents(
         plan.counts["not fetchable"] = len(odd_links)
     report.documents = plan
     with write_transaction(db):
-        apply_document_plan(db, plan, report.run_id, candidates, tagger)
+        apply_document_plan(db, plan, report.run_id, candidates, tagger, links_of)
         queue_for_subscribers(db, config, report.run_id)
     missing = len(requests) - len(fetched) - unread
     if missing:  # the crawl died or was stopped part way: those stay due, fetched next run
