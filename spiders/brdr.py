@@ -179,6 +179,11 @@ def document_items(
     return list(items.values())
 
 
+# Pages read of one listing and language at the most: at 100 a page, 20,000 records (BRDR
+# holds about 1,400 current ones); a pager that never ends stops here, unhealthy.
+MAX_PAGES = 200
+
+
 class BrdrSpider(HkmaSpider):
     """Pages through doc-search for each document type and language.
 
@@ -196,6 +201,7 @@ class BrdrSpider(HkmaSpider):
         super().__init__(listings, options)
         self.languages: list[str] = list(self.options.get("languages", ["eng"]))
         self.page_size = int(self.options.get("page_size", 100))
+        self.max_pages = int(self.options.get("max_pages", MAX_PAGES))
         self.version = str(self.options.get("version", "CURRENT"))
         default = str(self.options.get("date_group", "ALL"))
         self.date_groups = {
@@ -237,12 +243,23 @@ class BrdrSpider(HkmaSpider):
             raise ListingError("no resultList in the doc-search response")
         results = [r for r in data["resultList"] if isinstance(r, dict)]
         total = int(data.get("totalRecordNumber") or 0)
-        collected = self.records.setdefault(listing, {})
-        collected.setdefault(lang, []).extend(results)
-        if results and page * self.page_size < total:
+        collected = self.records.setdefault(listing, {}).setdefault(lang, [])
+        seen = {str(r.get("docId")) for r in collected}
+        if repeated := next(
+            (str(r["docId"]) for r in results if str(r.get("docId")) in seen), None
+        ):
+            raise ListingError(f"page {page} of {lang} repeats a record read before ({repeated})")
+        collected.extend(results)
+        # Read until a page comes back short, whatever the count says; then the count must
+        # agree with what was read. A register that lies is unhealthy, and marks nothing.
+        if len(results) >= self.page_size:
+            if page >= self.max_pages:
+                raise ListingError(f"{lang}: still full pages after {page} pages (page cap)")
             return [self.search(name, listing, lang, page + 1)]
-        if not results and page > 1 and (page - 1) * self.page_size < total:
-            raise ListingError(f"page {page} of {lang} came back empty, {total} records announced")
+        if "totalRecordNumber" in data and total != len(collected):
+            raise ListingError(
+                f"{lang}: read {len(collected)} records, the register announced {total}"
+            )
         next_lang = self.languages.index(lang) + 1
         if next_lang < len(self.languages):
             return [self.search(name, listing, self.languages[next_lang], 1)]

@@ -196,5 +196,38 @@ def test_incremental_runs_ask_for_recent_documents_only(brdr_config, fake, db_pa
         for c in b["docSrchCriteriaDtoList"]
         if c["fieldCode"] == "issueDateGrp"
     } == {"THIS_YEAR"}
-    assert fake.pages("CIR") == [("eng", 1), ("eng", 2)]  # 2026's circulars only
+    # 2026's circulars only, read until a short page: the count filled two, the third is empty
+    assert fake.pages("CIR") == [("eng", 1), ("eng", 2), ("eng", 3)]
     assert report.events == []
+
+
+LIES = {
+    "count 30% short": ({"count_short_by": 0.3}, "read 104 records, the register announced 72"),
+    "a repeated page": ({"repeat_page": 3}, "page 3 of eng repeats a record read before"),
+    "pages that never end": ({"endless": True}, "still full pages after 8 pages (page cap)"),
+}
+
+
+@pytest.mark.parametrize("lie", LIES, ids=list(LIES))
+@pytest.mark.parametrize("after_baseline", [False, True], ids=["first sweep", "after baseline"])
+def test_a_lying_register_makes_the_sweep_unhealthy_and_marks_nothing(
+    brdr_config, fake, db_path, lie, after_baseline
+):
+    config = brdr_config(doc_types=["CIR"], max_pages=8)
+    if after_baseline:
+        assert run(config, db_path, full_sweep=True).exit_status == ExitStatus.OK
+    before = documents(db_path) if after_baseline else {}
+    settings, reason = LIES[lie]
+    for name, value in settings.items():
+        setattr(fake, name, value)
+    fake.bodies.clear()
+    report = run(config, db_path, full_sweep=True)
+    assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    (plan,) = report.plans
+    assert not plan.healthy and reason in plan.reason, plan.reason
+    assert documents(db_path) == before  # nothing stored, withdrawn or superseded
+    with sqlite3.connect(db_path) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM changes WHERE run_id = ?", [report.run_id]
+        ).fetchone() == (0,)
+    assert len(fake.pages("CIR")) <= 9  # the page cap holds an endless pager

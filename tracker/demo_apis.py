@@ -36,6 +36,11 @@ class BrdrFake:
         self.bodies: list[dict] = []
         self.landings: list[str] = []
         self.failing_pages: set[tuple[str, int]] = set()  # (docType, page) answered with 503
+        # Lies a register may tell (fault tests): a count short by this share, a page that
+        # repeats the one before it, pages that never end.
+        self.count_short_by = 0.0
+        self.repeat_page: int | None = None
+        self.endless = False
 
     def __call__(self, request: ServedRequest) -> Override:
         if request.method != "POST":
@@ -61,14 +66,21 @@ class BrdrFake:
         page, size = int(body["pageNumber"]), int(body["pageSize"])
         if (criteria["docType"][0], page) in self.failing_pages:
             return as_json({"error": "Service Unavailable"}, 503)
+        shown = page - 1 if page == self.repeat_page else page
+        results = selected[(shown - 1) * size : shown * size]
+        if self.endless:
+            results = [
+                {**r, "docId": f"{page:05d}{n:03d}-{page}-{suffix}"}
+                for n, r in enumerate((selected * size)[:size])
+            ]
         return as_json(
             {
                 "langCode": body["langCode"],
                 "pageNumber": page,
                 "pageSize": size,
-                "totalRecordNumber": len(selected),
+                "totalRecordNumber": int(len(selected) * (1 - self.count_short_by)),
                 "sortBy": body["sortBy"],
-                "resultList": selected[(page - 1) * size : page * size],
+                "resultList": results,
             }
         )
 

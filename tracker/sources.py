@@ -84,6 +84,7 @@ def _brdr_options(spec: Spec, full: Collection[str]) -> dict[str, Any]:
     return {
         "languages": list(spec["languages"]),
         "page_size": spec["page_size"],
+        "max_pages": spec["max_pages"],
         "version": spec["version"],
         "date_groups": {
             listing: "ALL" if listing in full else spec["recent_date_group"]
@@ -195,6 +196,9 @@ SOURCES: dict[str, Source] = {
                 # code for Traditional Chinese is unverified, hence not on by default.
                 "languages": ["eng"],
                 "page_size": 100,
+                # Pages read of one document type and language at the most: a register that
+                # pages without end stops here, unhealthy (200 x 100 records; BRDR holds ~1,400).
+                "max_pages": 200,
                 "version": "CURRENT",
                 # Incremental runs ask only for recent issue dates; full sweeps ask for ALL
                 # (--full-sweep, the daily sweep job, and whenever a baseline is missing).
