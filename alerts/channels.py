@@ -7,6 +7,7 @@ JSON payload) and raises DeliveryError if the other side did not take it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import smtplib
@@ -131,10 +132,17 @@ class SmtpChannel(Channel):
         try:
             client: smtplib.SMTP
             if security == "ssl":
-                client = smtplib.SMTP_SSL(host, port, timeout=s.timeout, context=self._context())
+                client = smtplib.SMTP_SSL(timeout=s.timeout, context=self._context())
             else:
-                client = smtplib.SMTP(host, port, timeout=s.timeout)
-            with client:
+                client = smtplib.SMTP(timeout=s.timeout)
+            # Connected here rather than in the constructor, so that a connection cut short (the
+            # run's deadline) is still closed; smtplib keeps the host for STARTTLS's
+            # certificate check only when the constructor connects.
+            client._host = host  # type: ignore[attr-defined]
+            try:  # not `with client`: on a failure its QUIT would wait on a server gone mute
+                code, answer = client.connect(host, port)
+                if code != 220:
+                    raise smtplib.SMTPConnectError(code, answer)
                 client.ehlo()
                 if security == "starttls":
                     if not client.has_extn("starttls"):
@@ -157,6 +165,10 @@ class SmtpChannel(Channel):
                 code, answer = client.data(bytes(message["eml"]))
                 if code != 250:  # the server answered after the message: it refused it
                     raise smtplib.SMTPDataError(code, answer)
+                with contextlib.suppress(Exception):  # taken: a QUIT that fails changes nothing
+                    client.quit()
+            finally:
+                client.close()
         except DeliveryError:
             raise
         except UnicodeError as error:  # its message would quote the text: never the password

@@ -931,3 +931,59 @@ def test_a_digest_that_cannot_be_built_is_shown_and_the_operator_told_once(
     assert run(config, db_path).exit_status == ExitStatus.OK  # its changes were kept queued
     assert digests_for(mailbox, "aml@example.com")
     assert "cannot be built" not in CliRunner().invoke(cli, [*base, "status"]).output
+
+
+@contextlib.contextmanager
+def tarpit(trickle: bytes = b""):
+    """An SMTP server that accepts and then never answers (or answers `trickle`, a byte a
+    second): on a free loopback port, for the length of a `with`."""
+    import threading
+    import time as clock
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    held, stop = [], threading.Event()
+
+    def serve():
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            held.append(conn)
+            for byte in trickle:
+                if stop.is_set():
+                    break
+                conn.sendall(bytes([byte]))
+                clock.sleep(1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        server.close()
+
+
+@pytest.mark.parametrize("trickle", [b"", b"220 " + b"x" * 200], ids=["mute", "trickling"])
+def test_the_run_deadline_covers_delivery(site, tmp_path, db_path, trickle):
+    import time as clock
+
+    with tarpit(trickle) as port:
+        config = write_config(tmp_path, site, smtp_table(port, extra="").replace(
+            "timeout = 5", "timeout = 120"))  # fmt: skip
+        run(config, db_path, alerts=False)
+        use_day(site, 2)
+        began = clock.monotonic()
+        report = run(config, db_path, deadline=8)
+        took = clock.monotonic() - began
+    assert report.exit_status == ExitStatus.DELIVERY_FAILED
+    assert took < 16, took  # the deadline, not the server's 120 s timeout or its trickle
+    pending = query(db_path, "SELECT count(*) FROM messages WHERE status = 'pending'")
+    assert pending[0][0] >= 1  # kept for the next run

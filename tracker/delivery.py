@@ -11,16 +11,21 @@ failure), never one per run.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
+import signal
 import sqlite3
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import formatdate, make_msgid, parseaddr
+from types import FrameType
 from typing import Any
 
 import sqlite_utils
@@ -344,19 +349,47 @@ def stuck_deliveries(db: sqlite_utils.Database) -> str | None:
 MAX_PASSES = 10  # a call sends each message once; passes end when one makes no progress
 
 
+class OutOfTime(Exception):
+    """The time given to delivery ran out in the middle of a send."""
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise OutOfTime in whatever the block waits on once `seconds` have passed: one timer
+    for a whole send (connect, greeting, each command, the body), which a server trickling a
+    byte at a time cannot stretch as it stretches a per-read timeout. Only the main thread
+    receives the signal; elsewhere the channels' own timeouts apply."""
+    if seconds is None or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise OutOfTime()
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def deliver(
     db: sqlite_utils.Database,
     config: Config,
     now: datetime | None = None,
     force: bool = False,
     only: str | None = None,
+    time_left: Callable[[], float] | None = None,
 ) -> DeliveryReport:
     """Send what is due (everything pending with `force`), and keep going while that makes
     progress: once a subscriber has nothing pending, its next due digest is built from
     everything queued and sent in the same call. A digest that was surely never accepted is
     rebuilt with the changes queued after it, so a backlog is one digest; one that may have
     arrived is resent as it is. An older message is never overtaken. Each message is tried
-    at most once a call; a message is marked sent only once its channel took it."""
+    at most once a call; a message is marked sent only once its channel took it.
+    `time_left` (the run's deadline): no send outlasts it; what is left stays pending."""
     now = now or datetime.now(UTC)
     due_by = None if force else now.replace(microsecond=0).isoformat()
     report = DeliveryReport()
@@ -371,8 +404,12 @@ def deliver(
         if not due:
             break
         for message in due:
+            if time_left is not None and time_left() <= 0:
+                left = len([m for m in due if m["id"] not in tried])
+                report.failed.append(f"{left} message(s) left pending at the run deadline")
+                return report
             tried.add(message["id"])
-            _send(db, config, channels, message, now, report)
+            _send(db, config, channels, message, now, report, time_left)
     return report
 
 
@@ -434,13 +471,17 @@ def _send(
     message: dict[str, Any],
     now: datetime,
     report: DeliveryReport,
+    time_left: Callable[[], float] | None = None,
 ) -> None:
     label = f"{message['kind']} #{message['id']} for {message['subscriber']}"
     channel = message["channel"]
     if message["subscriber"] == "operator" and channel == "smtp" and not config.operator.emails:
         channel = "file"  # queued before the addresses were removed: kept on disk instead
     try:
-        where = channels[channel].send(message)
+        with time_limit(time_left() if time_left else None):
+            where = channels[channel].send(message)
+    except OutOfTime:  # it may have arrived (the body may have gone): resent as it is
+        error, maybe_delivered = f"{channel}: stopped at the run deadline", True
     except DeliveryError as failure:
         error, maybe_delivered = str(failure), failure.maybe_delivered
     except Exception as failure:  # whatever a channel raises, it is not surely delivered

@@ -239,7 +239,7 @@ def run(
                 if _out_of_time(limit):
                     report.unfinished.append("delivery: not attempted (run deadline reached)")
                 else:
-                    delivery = deliver(db, config)
+                    delivery = deliver(db, config, time_left=limit.remaining if limit else None)
                     report.digest = delivery.sent[0] if delivery.sent else None
                     report.delivery_error = "; ".join(delivery.failed) or None
             if report.run_id is not None:
