@@ -39,19 +39,31 @@ def report_json(report: dict[str, Any]) -> str:
     return json.dumps(report, ensure_ascii=False, indent=2) + "\n"
 
 
+# Spreadsheets read a cell as a formula when its first character, after any blanks, is one of
+# these (fullwidth forms too: some normalise them); a cell holds at most 32,767 characters.
+_FORMULA_STARTS = frozenset("=+-@\t\r\n＝＋－＠")
+CELL_LIMIT = 32_767
+_CUT = " … [cut: see the JSON or HTML report]"
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell as a spreadsheet must take it: text that would start a formula begins with a
+    quote; text longer than a cell holds is cut, saying so."""
+    if not isinstance(value, str):
+        return value
+    if value.lstrip(" ")[:1] in _FORMULA_STARTS:
+        value = "'" + value
+    if len(value) > CELL_LIMIT:
+        value = value[: CELL_LIMIT - len(_CUT)] + _CUT
+    return value
+
+
 class _SpreadsheetSafe(csv.DictWriter):
-    """A cell that a spreadsheet would read as a formula (=, +, -, @) starts with a quote:
-    an auditor opens this file in Excel, and a note typed by anyone must stay text."""
+    """Every cell through `spreadsheet_safe`: an auditor opens this file in Excel, and a note
+    typed by anyone must stay text."""
 
     def writerow(self, rowdict: Any) -> Any:
-        return super().writerow(
-            {
-                k: f"'{v}"
-                if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r")
-                else v
-                for k, v in rowdict.items()
-            }
-        )
+        return super().writerow({k: spreadsheet_safe(v) for k, v in rowdict.items()})
 
 
 def report_csv(report: dict[str, Any]) -> str:

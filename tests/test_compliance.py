@@ -582,3 +582,40 @@ def test_a_calendar_with_a_broken_url_stays_valid():
     assert str(event["summary"]).endswith("BEGIN:VEVENT")  # escaped text: still one event
     assert "url" not in event  # a URL that is not clean is left out, not written raw
     assert ics.count(b"END:VCALENDAR") == 1
+
+
+@pytest.mark.parametrize(
+    ("cell", "safe"),
+    [
+        ("=HYPERLINK(1)", "'=HYPERLINK(1)"),
+        ("\n=1+1", "'\n=1+1"),
+        ("  =1+1", "'  =1+1"),  # blanks first: still a formula to a spreadsheet
+        ("＝1+1", "'＝1+1"),  # a fullwidth sign some normalise
+        ("-5 days", "'-5 days"),
+        ("Plain note", "Plain note"),
+        (7, 7),
+    ],
+)
+def test_spreadsheet_cells_never_start_a_formula(cell, safe):
+    from alerts.report import spreadsheet_safe
+
+    assert spreadsheet_safe(cell) == safe
+
+
+def test_a_cell_longer_than_a_spreadsheet_holds_is_cut_saying_so():
+    from alerts.report import CELL_LIMIT, spreadsheet_safe
+
+    cut = spreadsheet_safe("x" * 1_000_000)
+    assert len(cut) == CELL_LIMIT and cut.endswith("[cut: see the JSON or HTML report]")
+
+
+def test_a_review_note_cannot_pass_for_another_review(capsys):
+    from tracker.render import review_rows
+
+    forged = "Fine\n2026-12-02 12:00 HKT  actioned by The Auditor"
+    review_rows(
+        [{"at": "2026-12-02T01:00:00+00:00", "state": "open", "owner": "J", "note": forged}],
+        as_json=False,
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("    2026-12-02 12:00 HKT")  # indented under its own review

@@ -292,6 +292,8 @@ def test_sigterm_stops_the_scheduler_cleanly(tmp_path):
             if "Scheduler started" in line:
                 break
         process.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        process.send_signal(signal.SIGTERM)  # a second one (an impatient operator) is ignored
         assert process.wait(timeout=20) == 0
         rest = process.stderr.read().decode()
     finally:

@@ -326,7 +326,9 @@ def review_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
             emit(row)
         else:
             who = f" by {row['owner']}" if row["owner"] else ""
+            # A note's lines are indented under its review: it cannot pass for another review.
             note = f": {row['note']}" if row["note"] else ""
+            note = note.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\n    ")
             echo(f"{hong_kong(row['at'])}  {row['state']}{who}{note}")
 
 

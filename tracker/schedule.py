@@ -8,6 +8,8 @@ overlap themselves, and tolerate an hour of lateness: after downtime, one catch-
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import logging
 import os
@@ -202,7 +204,7 @@ def run_job(
     logger.info("job %s: %s", job.id, " ".join(job.command))
     # In a session of its own, so that at the deadline the whole group goes: the run and every
     # helper it started (a crawl, a PDF extraction), not only the direct child.
-    child = subprocess.Popen(command, start_new_session=True)
+    child = subprocess.Popen(command, start_new_session=True, preexec_fn=_die_with_parent)
     try:
         code = child.wait(timeout=deadline + grace)
     except subprocess.TimeoutExpired:
@@ -216,6 +218,17 @@ def run_job(
     elif code:
         logger.error("job %s exited %d", job.id, code)
     return code
+
+
+def _die_with_parent() -> None:
+    """In a job's child, before it runs: on Linux, be killed when the scheduler dies (even by
+    SIGKILL), rather than run on holding the run lock with no one to stop it."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
 
 
 def record_killed(db_path: str, job: Job, after: int) -> None:
@@ -251,6 +264,9 @@ def serve(config: Config, global_args: list[str], db_path: str) -> None:
     scheduler = build_scheduler(config, global_args, db_path)
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        # Once is enough: a second signal while the running job finishes (or while the
+        # interpreter exits) is ignored, not a traceback or a kill.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         logger.warning("signal %d: stopping after the running job", signum)
         scheduler.shutdown(wait=True)
 
