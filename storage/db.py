@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -84,6 +85,17 @@ def check_database(path: Path, create: bool) -> None:
             conn.close()
 
 
+@contextlib.contextmanager
+def _migration_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on `<db>.migrate.lock`, held while the schema is migrated."""
+    with open(path.with_name(path.name + ".migrate.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def open_db(path: str | Path, create: bool = True) -> sqlite_utils.Database:
     """Open the tracker database at `path`, migrating it to this release's schema; with
     `create`, an absent (or empty) file becomes a new database."""
@@ -96,14 +108,19 @@ def open_db(path: str | Path, create: bool = True) -> sqlite_utils.Database:
         db.enable_wal()
         db.execute("PRAGMA synchronous = NORMAL")
         if migrations.pending(db):
-            # Migrations rebuild tables that others refer to: SQLite's recipe is to switch
-            # foreign keys off (not possible inside the migration's transaction), then check.
-            db.execute("PRAGMA foreign_keys = OFF")
-            migrations.apply(db)
-            if broken := db.execute("PRAGMA foreign_key_check").fetchall():
-                raise sqlite3.IntegrityError(
-                    f"{path}: after migrating, dangling references {broken[:5]}"
-                )
+            # One process migrates at a time (a `review set` racing a run's start): the
+            # others wait, then find nothing left to do.
+            with _migration_lock(path):
+                if migrations.pending(db):
+                    # Migrations rebuild tables that others refer to: SQLite's recipe is to
+                    # switch foreign keys off (not possible inside the migration's
+                    # transaction), then check.
+                    db.execute("PRAGMA foreign_keys = OFF")
+                    migrations.apply(db)
+                    if broken := db.execute("PRAGMA foreign_key_check").fetchall():
+                        raise sqlite3.IntegrityError(
+                            f"{path}: after migrating, dangling references {broken[:5]}"
+                        )
         db.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         db.close()

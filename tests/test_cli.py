@@ -265,3 +265,32 @@ def test_a_dry_run_with_nothing_due_says_so(tmp_path):
     result = CliRunner().invoke(cli, ["--db", str(db), "digest", "--dry-run"])
     assert result.exit_code == 0
     assert "no digest due: no change waits for a digest" in result.output
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        __import__("sqlite3").OperationalError("database or disk is full"),
+        OSError(28, "No space left on device", "/srv/hkma/digests/x.eml"),
+    ],
+    ids=["sqlite", "os"],
+)
+def test_a_full_disk_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys, failure):
+    import tracker.cli_compliance as compliance
+    from storage.db import open_db
+    from tracker.cli import main
+
+    db = tmp_path / "h.db"
+    open_db(db).close()
+
+    def full(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(compliance, "add_review", full)
+    monkeypatch.setattr("sys.argv", ["hkma-tracker", "--db", str(db), "review", "set", "1", "open"])
+    with pytest.raises(SystemExit) as ended:
+        main()
+    assert ended.value.code == 1
+    said = capsys.readouterr().err
+    assert "hkma-tracker: disk full writing" in said and "Traceback" not in said
+    assert "nothing stored was lost" in said

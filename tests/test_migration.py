@@ -158,3 +158,25 @@ def test_deadlines_stated_before_the_upgrade_are_found_after_it(upgraded):
     assert stated and found == stated
     current = rows(path, "SELECT count(*) FROM deadlines WHERE kind = 'takes effect'")[0][0]
     assert 0 < current <= len(found)
+
+
+def _open(path: str) -> None:
+    open_db(path).close()
+
+
+def test_processes_that_open_an_old_database_at_once_migrate_it_once(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "old.db"
+    with gzip.open(OLD) as packed, open(path, "wb") as out:
+        shutil.copyfileobj(packed, out)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_open, args=(str(path),)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    assert [w.exitcode for w in workers] == [0, 0, 0, 0]  # none met "table already exists"
+    with sqlite3.connect(path) as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
+    assert len(names) == len(set(names)) and "m017_routes_and_tag_corrections" in names

@@ -6,6 +6,7 @@ Data goes to stdout (`--json`: one object per line); logs go to stderr.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sqlite3
@@ -667,6 +668,11 @@ def demo(obj: Context, mirrors: tuple[str, ...], workdir: Path | None) -> None:
     sys.exit(int(max(day1.exit_status, day2.exit_status)))
 
 
+def _disk_full(error: BaseException) -> bool:
+    """A full disk, as SQLite or the operating system says it."""
+    return getattr(error, "errno", None) == errno.ENOSPC or "disk is full" in str(error)
+
+
 def main() -> None:
     """Console entry point: click's handling, except that Ctrl-C exits 130."""
     try:
@@ -677,8 +683,18 @@ def main() -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except sqlite3.OperationalError as error:
-        if "locked" not in str(error) and "busy" not in str(error):
+    except (sqlite3.OperationalError, OSError) as error:
+        if _disk_full(error):
+            where = getattr(error, "filename", None) or os.environ.get(DB_ENV) or "the database"
+            echo(
+                f"hkma-tracker: disk full writing {where} ({error}); what was being written "
+                "was rolled back and nothing stored was lost: free space and run again",
+                err=True,
+            )
+            sys.exit(int(ExitStatus.ERROR))
+        if not isinstance(error, sqlite3.OperationalError) or (
+            "locked" not in str(error) and "busy" not in str(error)
+        ):
             raise
         echo(
             f"hkma-tracker: the database is busy: another process kept it locked for over "
