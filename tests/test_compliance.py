@@ -619,3 +619,29 @@ def test_a_review_note_cannot_pass_for_another_review(capsys):
     )
     lines = capsys.readouterr().out.splitlines()
     assert lines[1].startswith("    2026-12-02 12:00 HKT")  # indented under its own review
+
+
+def test_review_set_waits_its_turn_while_a_run_holds_the_database(history):
+    import threading
+    import time
+
+    history.record(CONSULTATION)["consultClsDate"] = epoch_ms(EXTENDED_TO)
+    history.run(effective(EFFECTIVE_ON))
+    change_id = history.lines("review", "list")[-1]["change_id"]
+    held = threading.Event()
+
+    def long_write():  # a run's transaction, longer than the busy timeout
+        conn = sqlite3.connect(history.db, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(12)
+        conn.execute("COMMIT")
+        conn.close()
+
+    writer = threading.Thread(target=long_write)
+    writer.start()
+    held.wait(5)
+    result = history.cli("review", "set", str(change_id), "in review", "--owner", "J. Chan")
+    writer.join()
+    assert result.exit_code == 0, result.output  # stored, not exit 75
+    assert [r["state"] for r in history.lines("review", "log", str(change_id))][-1] == "in review"

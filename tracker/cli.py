@@ -12,6 +12,7 @@ import os
 import sqlite3
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,6 +127,28 @@ def exclusive_db(obj: Context, create: bool = False) -> Iterator[sqlite_utils.Da
     except RunLocked as error:
         echo(f"hkma-tracker: {error}", err=True)
         sys.exit(int(ExitStatus.LOCKED))
+
+
+OFFICER_WAIT = 300.0  # seconds an officer's one small write waits for a run's long one
+
+
+def patient_write(db: sqlite_utils.Database, write: Callable[[], Any]) -> Any:
+    """Run `write` in a write transaction, waiting its turn while a run holds the database for
+    longer than the busy timeout (a long sweep's transaction), up to OFFICER_WAIT seconds:
+    an officer's review or tag is stored, not refused with "try again later"."""
+    waited_since = time.monotonic()
+    told = False
+    while True:
+        try:
+            with write_transaction(db):
+                return write()
+        except sqlite3.OperationalError as error:
+            locked = "locked" in str(error) or "busy" in str(error)
+            if not locked or time.monotonic() - waited_since > OFFICER_WAIT:
+                raise
+            if not told:
+                echo("waiting for a run to finish writing…", err=True)
+                told = True
 
 
 mirror_option = click.option(

@@ -22,9 +22,16 @@ from storage.compliance import (
     review_log,
     review_status,
 )
-from storage.db import REVIEW_STATES, check_database, open_db, write_transaction
+from storage.db import REVIEW_STATES, check_database, open_db
 from tracker import render
-from tracker.cli import Context, UsageProblem, cli, json_option, usable_database
+from tracker.cli import (
+    Context,
+    UsageProblem,
+    cli,
+    json_option,
+    patient_write,
+    usable_database,
+)
 from tracker.compliance import attestation_report, calendar_entries
 from tracker.config import vocabularies
 
@@ -160,14 +167,13 @@ def review_set(
 
     Example: hkma-tracker review set 42 actioned --owner "J. Chan" --note "Policy updated"
     """
-    # Not behind the run lock: one small insert waits for a run's write at most the busy
-    # timeout, where the lock would make an officer wait for the whole run.
+    # Not behind the run lock: one small insert waits for a run's write (its turn), where
+    # the lock would make an officer wait for the whole run.
     with usable_database():
         check_database(Path(obj.db_path), create=False)
         db = open_db(obj.db_path)
     try:
-        with write_transaction(db):
-            row = add_review(db, change_id, state, owner, note)
+        row = patient_write(db, lambda: add_review(db, change_id, state, owner, note))
     except ReviewProblem as error:
         raise UsageProblem(str(error)) from None
     finally:
