@@ -56,7 +56,7 @@ from storage.outbox import (
 from tracker.compliance import calendar_entries
 from tracker.config import Config
 from tracker.extract import from_subject
-from tracker.routing import explain, routes_of, subscribers_of
+from tracker.routing import explain, json_dict, routes_of, subscribers_of
 from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
 logger = logging.getLogger(__name__)
@@ -152,7 +152,8 @@ def build_digest(
             change["source"], extra, str(change.get("document_listing") or "")
         )
         change["listed_in"] = listed_in(change["source"], extra, change.get("listing_title"))
-        change["excerpt_from"] = from_subject(_document_text(change.get("document_content")))
+        text = json_dict(change.get("document_content")).get("text")
+        change["excerpt_from"] = from_subject(str(text or ""))
         change["why"], untagged = explain(subscriber, change)
         if untagged:
             change["digest_group"] = UNTAGGED
@@ -190,11 +191,6 @@ def build_digest(
         payload=digest.payload(subscriber.webhook_format),
         change_ids=[c["id"] for c in changes],
     )
-
-
-def _document_text(document_content: Any) -> str:
-    loaded = json.loads(document_content) if isinstance(document_content, str) else None
-    return str(loaded.get("text") or "") if isinstance(loaded, dict) else ""
 
 
 def operator_message(

@@ -25,8 +25,7 @@ def subscribers_of(config: Config) -> tuple[Subscriber, ...]:
 def routed(change: dict[str, Any]) -> dict[str, Any]:
     """A change as subscribers' filters read it: with `binding` (a binding instrument or
     consultation, whose untagged changes filtered subscribers still get)."""
-    extra = change.get("document_extra")
-    extra = json.loads(extra) if isinstance(extra, str) else extra or {}
+    extra = json_dict(change.get("document_extra"))
     listing = str(change.get("document_listing") or "")
     return {**change, "binding": binding(change["source"], extra, listing)}
 
@@ -53,8 +52,8 @@ def _or(words: list[str]) -> str:
 def untagged_why(change: dict[str, Any], kinds: list[str]) -> str:
     """Why a binding instrument has no tag of `kinds`, in an officer's words: what the rules
     read of it and found nothing in."""
-    extra = _loaded(change.get("document_extra"))
-    document = _loaded(change.get("document_content"))
+    extra = json_dict(change.get("document_extra"))
+    document = json_dict(change.get("document_content"))
     read = ["title"]
     if change.get("listing_text") or document.get("text"):
         read.append("text")
@@ -66,7 +65,7 @@ def untagged_why(change: dict[str, Any], kinds: list[str]) -> str:
 def tagged_by(change: dict[str, Any], matched: dict[str, list[str]] | None = None) -> str:
     """Which of the tags a change matched on (all its tags, without `matched`) a person set:
     "Tagged AML/CFT by J. Chan on 2026-12-02" ("" when none)."""
-    corrections = _loaded(change.get("corrections"))
+    corrections = json_dict(change.get("corrections"))
     found = [
         f"Tagged {name} by {c['by']} on {c['at'][:10]}"
         for kind, named in corrections.items()
@@ -85,7 +84,7 @@ def explain(subscriber: Subscriber, change: dict[str, Any]) -> tuple[str, bool]:
     if isinstance(now, Route):
         via, matched, kinds = now.via, now.matched, list(now.untagged)
     else:
-        queued = _loaded(change.get("route"))
+        queued = json_dict(change.get("route"))
         via, matched, kinds = queued.get("via", ""), queued.get("matched", {}), []
         if via == "untagged":
             words = " or ".join(KIND_WORDS[k] for k in queued["untagged"])
@@ -95,7 +94,8 @@ def explain(subscriber: Subscriber, change: dict[str, Any]) -> tuple[str, bool]:
     return tagged_by(change, None if via == "everything" else matched), False
 
 
-def _loaded(value: Any) -> dict[str, Any]:
+def json_dict(value: Any) -> dict[str, Any]:
+    """A stored JSON column (or its already-loaded value) as a dict; {} for anything else."""
     loaded = json.loads(value) if isinstance(value, str) else value
     return loaded if isinstance(loaded, dict) else {}
 
@@ -139,7 +139,7 @@ def route_report(
     or the officer who set it), as untagged, or which filter excludes it."""
     queued = {r["subscriber"]: r for r in routes_of_change(db, change["id"])}
     evidence = machine_tags(db, change["document_id"])
-    corrections = _loaded(change.get("corrections"))
+    corrections = json_dict(change.get("corrections"))
     answers = []
     for subscriber in subscribers_of(config):
         if only not in (None, subscriber.name):
@@ -166,7 +166,7 @@ def route_report(
         if (item := queued.get(subscriber.name)) is not None:
             answer["queued"] = {
                 "at": item["queued_at"],
-                "route": _loaded(item["route"]),
+                "route": json_dict(item["route"]),
                 "message": item["message"],
                 "message_status": item["message_status"],
                 "sent_at": item["sent_at"],
