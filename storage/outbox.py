@@ -312,6 +312,16 @@ def last_operator_alert(db: sqlite_utils.Database, source: str) -> str | None:
     return row[0] if row else None
 
 
+def last_alert_reason(db: sqlite_utils.Database, kind: str, source: str) -> str | None:
+    """The reason given by the latest operator message of `kind` about `source`, if any."""
+    row = db.execute(
+        "SELECT json_extract(payload, '$.reason') FROM messages WHERE subscriber = 'operator' "
+        "AND kind = ? AND json_extract(payload, '$.source') = ? ORDER BY id DESC LIMIT 1",
+        [kind, source],
+    ).fetchone()
+    return row[0] if row else None
+
+
 def last_unbuilt_alert(db: sqlite_utils.Database, subscriber: str) -> dict[str, Any] | None:
     """The operator alert that `subscriber`'s digest cannot be built, if none of its digests
     has been built since (when, and why)."""

@@ -240,14 +240,19 @@ class SourcePlan:
     restated: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)
     sweep: str | None = None  # full, incremental or mixed (sources with an incremental mode)
     sweep_reason: str = ""
+    # Documents gone from the register that would be marked withdrawn, held back (too many
+    # in one sweep to trust), and why: the source is unhealthy until someone decides.
+    held: list[StoredDocument] = field(default_factory=list)
+    held_reason: str = ""
 
     @property
     def healthy(self) -> bool:
-        return all(v.healthy for v in self.verdicts)
+        return all(v.healthy for v in self.verdicts) and not self.held
 
     @property
     def reason(self) -> str:
-        return "; ".join(f"{v.url}: {v.reason}" for v in self.verdicts if not v.healthy)
+        reasons = [f"{v.url}: {v.reason}" for v in self.verdicts if not v.healthy]
+        return "; ".join([*reasons, self.held_reason] if self.held else reasons)
 
     def count(self, kind: str) -> int:
         return sum(1 for e in self.events if e.kind == kind)

@@ -76,14 +76,14 @@ def brdr(tmp_path, fake):
         site.handlers[BrdrFake.path] = fake
         site.fallback = fake.landing
 
-        def invoke(*args, doc_types=("CIR", "GLI", "SPM")):
+        def invoke(*args, doc_types=("CIR", "GLI", "SPM"), settings=""):
             config = tmp_path / "c.toml"
             config.write_text(
                 "[crawl]\ndownload_delay = 0\nretries = 0\n"
                 "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
                 "[sources.press_releases]\nenabled = false\n[documents]\nenabled = false\n"
                 f"[sources.brdr]\npage_size = 3\ndoc_types = {json.dumps(list(doc_types))}\n"
-                f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
+                f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n{settings}',
                 encoding="utf-8",
             )
             mirror = f"https://brdr.hkma.gov.hk={site.base_url}"
@@ -315,6 +315,69 @@ def test_a_full_sweep_looks_up_what_left_the_register(brdr, fake):
         "brdr:doc:20230319-1": ("changed", ["extra.left_register_on", "extra.status"], False)
     }
     assert extra(brdr.db, "brdr:doc:20230319-1")["status"] == "current"
+
+
+def test_many_withdrawals_in_one_sweep_are_held_for_the_operator(brdr, fake):
+    """A register that quietly serves fewer records (a drop too small for the drop check) must
+    not withdraw current rules wholesale: more than the cap in one sweep is held, the run is
+    unhealthy and the operator is told once; a sweep with the operator's leave applies them."""
+    cap = "[health]\nmax_withdrawals_per_sweep = 3\n"
+    assert brdr("run", settings=cap).exit_code == 0
+    # One is archived with a newer version its landing page names: that is evidence.
+    replaced, successor = by_id(fake, "20221010-2-EN"), by_id(fake, "20260527-4-EN")
+    circulars = [
+        r for r in fake.records if r["docTypeCode"] == "CIR" and r not in (replaced, successor)
+    ]
+    gone = circulars[10:15]  # 5 of 104: far under the 50% drop check
+    for record in gone:
+        fake.records.remove(record)
+    replaced["versionCode"] = "Archive"
+    replaced["versionHistoryDocList"] = [{"docId": successor["docId"]}]
+
+    held = brdr("run", "--full-sweep", settings=cap)
+
+    assert held.exit_code == 3, held.output
+    assert "5 current documents left the register in one sweep" in held.output
+    assert "--accept-withdrawals" in held.output
+    assert events(brdr.db) == {
+        "brdr:doc:20221010-2": (
+            "changed",
+            [
+                "extra.left_register_on",
+                "extra.status",
+                "extra.superseded_by",
+                "extra.supersession_date",
+            ],
+            False,
+        )
+    }
+    assert query(
+        brdr.db, "SELECT count(*) FROM documents WHERE extra ->> '$.status' = 'withdrawn'"
+    ) == [(0,)]
+    alerts = query(
+        brdr.db,
+        "SELECT subject, eml FROM messages WHERE subscriber = 'operator' "
+        "AND kind = 'withdrawals-held'",
+    )
+    assert len(alerts) == 1
+    subject, eml = alerts[0]
+    assert "brdr" in subject and "5" in subject
+    body = eml.decode() if isinstance(eml, bytes) else eml
+    for record in gone:
+        assert record["docId"].removesuffix("-EN") in body
+
+    again = brdr("run", "--full-sweep", settings=cap)
+    assert again.exit_code == 3
+    assert query(brdr.db, "SELECT count(*) FROM messages WHERE kind = 'withdrawals-held'") == [
+        (1,)
+    ]  # told once, not at every sweep
+
+    accepted = brdr("run", "--full-sweep", "--accept-withdrawals", settings=cap)
+    assert accepted.exit_code == 0, accepted.output
+    assert set(events(brdr.db)) == {"brdr:doc:" + r["docId"].removesuffix("-EN") for r in gone}
+    assert query(
+        brdr.db, "SELECT count(*) FROM documents WHERE extra ->> '$.status' = 'withdrawn'"
+    ) == [(5,)]
 
 
 def test_an_unhealthy_sweep_marks_nothing(brdr, fake):

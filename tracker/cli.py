@@ -6,6 +6,7 @@ Data goes to stdout (`--json`: one object per line); logs go to stderr.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -216,10 +217,14 @@ def _run(
     mirrors: tuple[str, ...],
     dry_run: bool,
     full_sweep: bool,
+    accept_withdrawals: bool,
     deadline: float | None,
     as_json: bool,
 ) -> NoReturn:
     config = obj.config(mirrors)
+    if accept_withdrawals:
+        health = dataclasses.replace(config.health, max_withdrawals_per_sweep=-1)
+        config = dataclasses.replace(config, health=health)
     with usable_database():
         check_database(Path(obj.db_path), create=True)
     try:
@@ -267,6 +272,13 @@ def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Ask BRDR and the press-release API for everything, not only recent items "
             "(the daily reconciliation; also done by itself when a source has no baseline yet "
             "or was not run within its incremental window).",
+        ),
+        click.option(
+            "--accept-withdrawals",
+            is_flag=True,
+            help="Mark every document a full sweep finds gone from the register as withdrawn, "
+            "even more than [health] max_withdrawals_per_sweep (which are otherwise held and "
+            "reported to the operator).",
         ),
         click.option(
             "--deadline",

@@ -53,6 +53,11 @@ class HealthSettings:
     min_items_for_drop_check: int = 5
     # A listing where more than this share of items has no date has changed its layout.
     max_undated_share: float = 0.5
+    # A full sweep of a register (BRDR) after which more current documents than this are gone
+    # with nothing naming a successor is more likely a register serving too little than a
+    # wave of withdrawals: the marks are held and the operator asked (`run --full-sweep
+    # --accept-withdrawals` applies them). -1: never hold.
+    max_withdrawals_per_sweep: int = 10
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from storage.db import write_transaction
 from storage.outbox import (
     failing_deliveries,
     inherit_failure,
+    last_alert_reason,
     last_delivery_alert,
     last_message_at,
     last_operator_alert,
@@ -53,6 +54,7 @@ from storage.outbox import (
     unhealthy_streak,
     unsent_changes,
 )
+from storage.records import SourcePlan
 from tracker.compliance import calendar_entries
 from tracker.config import Config
 from tracker.extract import from_subject
@@ -202,6 +204,7 @@ def operator_message(
         "delivery-stuck": "HKMA tracker: digests are not being delivered",
         "delivery-recovered": "HKMA tracker: digest delivery recovered",
         "digest-unbuilt": f"HKMA tracker: the digest for {source} cannot be built",
+        "withdrawals-held": f"HKMA tracker: {source}: {runs} withdrawals held for you",
         "test": "HKMA tracker: test message",
     }[kind]
     body = {
@@ -220,6 +223,11 @@ def operator_message(
         "digest-unbuilt": f"The digest for {source} cannot be built:\n\n{reason}\n\nIts "
         "changes stay queued and every run tries again; `hkma-tracker status` shows it "
         "until a digest for it is built.",
+        "withdrawals-held": f"A full sweep of {source} no longer lists {runs} current "
+        f"documents, and nothing names a successor:\n\n{reason}\n\nSo many at once is more "
+        "often a register serving too little than a wave of withdrawals, so none is marked "
+        "withdrawn and every full sweep holds them again. Check a few on the register; if they "
+        "were withdrawn, `hkma-tracker run --full-sweep --accept-withdrawals` marks them.",
         "test": "This is a test message from hkma-tracker: the channel works.",
     }[kind]
     message = EmailMessage()
@@ -302,6 +310,20 @@ def raise_operator_alerts(
             queue_operator_message(db, config, "source-broken", source, reason, streak)
         elif streak == 0 and source not in (stale or {}) and last == "source-broken":
             queue_operator_message(db, config, "source-recovered", source)
+
+
+def raise_withdrawal_alert(db: sqlite_utils.Database, config: Config, plan: SourcePlan) -> None:
+    """Tell the operator which withdrawals a sweep held, once for each set of documents (every
+    full sweep holds them again until someone decides). Call in a transaction."""
+    if not plan.held:
+        return
+    lines = "\n".join(
+        f"- {doc.head.extra.get('doc_id') or doc.id}: {doc.head.title} ({doc.head.url})"
+        for doc in sorted(plan.held, key=lambda d: d.id)
+    )
+    if last_alert_reason(db, "withdrawals-held", plan.source) != lines:
+        kind = "withdrawals-held"
+        queue_operator_message(db, config, kind, plan.source, lines, len(plan.held))
 
 
 def _describe(error: Exception) -> str:

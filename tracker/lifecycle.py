@@ -221,11 +221,16 @@ def settle_departures(
     departed: list[StoredDocument],
     lookups: dict[str, dict[str, Any]],
     today: str,
+    max_withdrawals: int = -1,
 ) -> None:
     """Record what each departed document became: superseded (successor and date where its
     landing page names them) or withdrawn from the current register. One not looked up this
-    run (the lookup crawl died, or the per-run cap) waits for the next full sweep."""
+    run (the lookup crawl died, or the per-run cap) waits for the next full sweep.
+
+    More than `max_withdrawals` withdrawals (-1: no limit) are held, not marked: the plan
+    carries them and says why. Supersessions are evidence and are marked all the same."""
     held = _held(plan, stored)
+    withdrawals = []
     for doc in departed:
         found = lookups.get(doc.id)
         if found is None:
@@ -233,6 +238,17 @@ def settle_departures(
         successor = _lookup_successor(doc.head, found["related"], held) if found["ok"] else None
         if successor:
             new = _superseded(doc.snapshot, successor[0], successor[1], left_on=today)
+            _restate(plan, stored, doc.id, new)
         else:
-            new = _withdrawn(doc.snapshot, today)
-        _restate(plan, stored, doc.id, new)
+            withdrawals.append(doc)
+    if 0 <= max_withdrawals < len(withdrawals):
+        plan.held = withdrawals
+        plan.held_reason = (
+            f"{len(withdrawals)} current documents left the register in one sweep with nothing "
+            f"naming a successor (more than [health] max_withdrawals_per_sweep = "
+            f"{max_withdrawals}); none is marked withdrawn. If the register did withdraw them, "
+            "run `hkma-tracker run --full-sweep --accept-withdrawals`"
+        )
+        return
+    for doc in withdrawals:
+        _restate(plan, stored, doc.id, _withdrawn(doc.snapshot, today))

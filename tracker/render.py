@@ -74,6 +74,8 @@ def run_report(report: RunReport, as_json: bool, show_events: bool) -> None:
             for verdict in plan.verdicts:
                 if not verdict.healthy:
                     echo(f"  {verdict.url}: {verdict.reason}")
+            if plan.held:
+                echo(f"  {plan.held_reason}")
     if show_events:
         for event in report.events:
             record = {

@@ -46,6 +46,7 @@ from tracker.delivery import (
     deliver,
     queue_for_subscribers,
     raise_operator_alerts,
+    raise_withdrawal_alert,
     stuck_deliveries,
 )
 from tracker.detect import ListingHistory, plan_source
@@ -405,7 +406,12 @@ def record_source(
                 "result; those documents wait for the next full sweep"
             )
         settle_departures(
-            plan, stored, departed, lookups, datetime.now(HONG_KONG).date().isoformat()
+            plan,
+            stored,
+            departed,
+            lookups,
+            datetime.now(HONG_KONG).date().isoformat(),
+            config.health.max_withdrawals_per_sweep,
         )
     report.plans.append(plan)
     if report.run_id is not None:
@@ -417,6 +423,7 @@ def record_source(
             }
             apply_plan(db, plan, report.run_id, figures, tagger)
             queue_for_subscribers(db, config, report.run_id)
+            raise_withdrawal_alert(db, config, plan)
     _log_source(plan)
     return plan
 
