@@ -906,7 +906,9 @@ def test_a_digest_that_cannot_be_built_is_shown_and_the_operator_told_once(
 ):
     import tracker.delivery as delivery
 
-    config = write_config(tmp_path, site, smtp_table(mailbox.port))
+    # Stuck at once: a digest that cannot be built is a delivery failure like any other.
+    stuck = "delivery_stuck_after = 0"
+    config = write_config(tmp_path, site, smtp_table(mailbox.port), operator=stuck)
     run(config, db_path)
     use_day(site, 2)
     real = delivery.Digest.of_changes
@@ -921,7 +923,10 @@ def test_a_digest_that_cannot_be_built_is_shown_and_the_operator_told_once(
     assert [m["Subject"] for m in told] == [
         "HKMA tracker: the digest for aml-team cannot be built",
         "HKMA tracker: the digest for press-desk cannot be built",
+        "HKMA tracker: digests are not being delivered",
     ]  # once each, not every run
+    stuck_body = told[-1].get_content()
+    assert "- aml-team: failing since" in stuck_body and "not built" in stuck_body
     base = ["--config", str(tmp_path / "c.toml"), "--db", str(db_path)]
     status = CliRunner().invoke(cli, [*base, "status"]).output
     assert "digest for aml-team cannot be built since" in status
@@ -931,6 +936,8 @@ def test_a_digest_that_cannot_be_built_is_shown_and_the_operator_told_once(
     assert run(config, db_path).exit_status == ExitStatus.OK  # its changes were kept queued
     assert digests_for(mailbox, "aml@example.com")
     assert "cannot be built" not in CliRunner().invoke(cli, [*base, "status"]).output
+    told = [m["Subject"] for rcpt, m in mailbox.messages if "ops@example.com" in rcpt]
+    assert told[-1] == "HKMA tracker: digest delivery recovered"
 
 
 @contextlib.contextmanager

@@ -339,13 +339,24 @@ def raise_delivery_alerts(db: sqlite_utils.Database, config: Config, now: dateti
     longer than `[operator] delivery_stuck_after`, one 'delivery recovered' when nothing fails
     any more; nothing in between. Call in a transaction."""
     failing = [f for f in failing_deliveries(db) if f["subscriber"] != "operator"]
+    for subscriber in subscribers_of(config):  # a digest not built is not delivered either
+        if alert := last_unbuilt_alert(db, subscriber.name):
+            failing.append(
+                {
+                    "subscriber": subscriber.name,
+                    "failing_since": alert["created_at"],
+                    "attempts": None,
+                    "last_error": f"digest not built: {alert['reason']}",
+                }
+            )
     threshold = timedelta(seconds=config.operator.delivery_stuck_after)
     stuck = [f for f in failing if now - datetime.fromisoformat(f["failing_since"]) >= threshold]
     last = last_delivery_alert(db)
     if stuck and last != "delivery-stuck":
         lines = "\n".join(
-            f"- {f['subscriber']}: failing since {f['failing_since']} UTC "
-            f"({f['attempts']} attempts): {f['last_error']}"
+            f"- {f['subscriber']}: failing since {f['failing_since']} UTC"
+            + (f" ({f['attempts']} attempts)" if f["attempts"] is not None else "")
+            + f": {f['last_error']}"
             for f in stuck
         )
         queue_operator_message(db, config, "delivery-stuck", reason=lines)
