@@ -9,6 +9,7 @@ tells the tracker the crawl died.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import importlib
 import json
 import logging
@@ -24,6 +25,9 @@ from scrapy.crawler import Crawler, CrawlerProcess
 from spiders.items import ListingOutcome
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
 from spiders.normalize import strip_unprintable
+
+# The exit status of a crawl that could not write a result for want of space (errno ENOSPC).
+NO_SPACE = 28
 
 
 def spider_class(path: str) -> type[Spider]:
@@ -45,6 +49,7 @@ class ResultWriter:
         self.path = path
         self.items: list[dict[str, Any]] = []
         self.outcomes: list[dict[str, Any]] = []
+        self.write_error: OSError | None = None
         crawler.signals.connect(self.item_scraped, signal=signals.item_scraped)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
@@ -67,8 +72,14 @@ class ResultWriter:
             "stats": stats,
         }
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result, default=str, ensure_ascii=False), encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            tmp.write_text(json.dumps(result, default=str, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as error:  # the process's exit status says it (a signal handler's
+            # exception would only be logged by Scrapy)
+            tmp.unlink(missing_ok=True)
+            logging.getLogger(__name__).error("could not write %s: %s", self.path, error)
+            self.write_error = error
 
 
 def printable(value: Any) -> Any:
@@ -83,7 +94,9 @@ def printable(value: Any) -> Any:
     return value
 
 
-def run_job(job: dict[str, Any]) -> None:
+def run_job(job: dict[str, Any]) -> int:
+    """Run the job's spiders; the process's exit status (NO_SPACE: a result could not be
+    written for want of space)."""
     output = Path(job["output"])
     output.mkdir(parents=True, exist_ok=True)
     # Our handler, installed before Scrapy logs anything (its versions at INFO come first):
@@ -111,14 +124,17 @@ def run_job(job: dict[str, Any]) -> None:
         writers.append(ResultWriter(crawler, output / f"{name}.json"))
         process.crawl(crawler, listings=spec["listings"], options=spec.get("options", {}))
     process.start()
+    errors = [w.write_error for w in writers if w.write_error is not None]
+    if any(e.errno == errno.ENOSPC for e in errors):
+        return NO_SPACE
+    return 1 if errors else 0
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
         sys.stderr.write("usage: python -m spiders.crawl JOB.json\n")
         return 2
-    run_job(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
-    return 0
+    return run_job(json.loads(Path(argv[0]).read_text(encoding="utf-8")))
 
 
 if __name__ == "__main__":

@@ -127,8 +127,17 @@ class DocumentsSpider(scrapy.Spider):
         if looks_like_pdf(response.body):
             path = self.output / pdf_file_name(doc_id)
             partial = path.with_suffix(".part")
-            partial.write_bytes(response.body)
-            partial.replace(path)
+            try:
+                partial.write_bytes(response.body)
+                partial.replace(path)
+            except OSError as error:  # a full disk, say: no result, so the document stays due
+                partial.unlink(missing_ok=True)
+                logger.error("document %s: could not be saved: %s", asked, error)
+                stats = self.crawler.stats
+                assert stats is not None
+                stats.inc_value("documents/not_saved")
+                stats.set_value("documents/not_saved_reason", f"{error.strerror} ({self.output})")
+                return
             yield FetchedDocument(status="fetched", format="pdf", pdf_file=str(path), **common)
             return
         if not isinstance(response, TextResponse) or "html" not in content_type:

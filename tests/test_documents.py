@@ -8,6 +8,7 @@ import json
 import re
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from conftest import DEMO_PAGE, page_path
@@ -492,3 +493,46 @@ def test_html_documents_have_a_limit_of_their_own_and_texts_a_cap(sites, config,
     content = json.loads(row(db_path, doc_id(PDFS[0]))["document_content"])
     assert len(content["text"]) == 300 and content["text_cut"].startswith("first 300 of ")
     assert content["effective_dates"][0]["date"] == "2026-03-01"  # read from the whole text
+
+
+@pytest.mark.parametrize("full", ["downloads", "downloads and results"])
+def test_a_full_temporary_folder_is_named_and_the_documents_stay_due(
+    sites, config, db_path, monkeypatch, full
+):
+    """Writing into /dev/full fails as a full disk does (ENOSPC): the PDFs the crawl saves
+    (and, worse, the crawl's own results) cannot be written. The run says so, not only that
+    fetches 'gave no result', and every document is fetched again by the next run."""
+    import tempfile
+
+    import tracker.run
+    from spiders.documents import pdf_file_name
+
+    listings_only = dataclasses.replace(config.documents, enabled=False)
+    run(dataclasses.replace(config, documents=listings_only), db_path)
+    made = tracker.run._workdir
+    ids = [*map(doc_id, PDFS), BRDR_DOC]
+
+    def full_folder(kind):
+        folder = made(kind)
+        if kind == "documents":
+            root = Path(folder.name)
+            (root / "pdf").mkdir()
+            for doc in ids:
+                (root / "pdf" / pdf_file_name(doc)).with_suffix(".part").symlink_to("/dev/full")
+            if full == "downloads and results":
+                (root / "results").mkdir()
+                (root / "results" / "documents.tmp").symlink_to("/dev/full")
+        return folder
+
+    monkeypatch.setattr(tracker.run, "_workdir", full_folder)
+    cut = run(config, db_path)
+
+    assert cut.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    (line,) = cut.unfinished
+    assert line.startswith("documents: 4 of 4 fetches gave no result: ")
+    assert "no space left on device" in line.lower() and tempfile.gettempdir() in line, line
+    assert [row(db_path, doc)["fetch_status"] for doc in ids] == [None] * 4  # still due
+
+    monkeypatch.setattr(tracker.run, "_workdir", made)
+    after = run(config, db_path)
+    assert after.exit_status == ExitStatus.OK and after.documents.counts == {"fetched": 4}

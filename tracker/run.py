@@ -23,6 +23,7 @@ from typing import Any
 
 import sqlite_utils
 
+from spiders.crawl import NO_SPACE
 from spiders.documents import pdf_file_name
 from spiders.normalize import HONG_KONG
 from spiders.settings import settings_for
@@ -181,7 +182,9 @@ def crawl(
                     while_running()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(max(0.0, tick_ends - time.monotonic()))
-        if child.returncode != 0:
+        if child.returncode == NO_SPACE:
+            failure = f"no space left on device in the temporary folder {workdir.parent}"
+        elif child.returncode != 0:
             failure = f"crawl process exited with status {child.returncode}"
     except subprocess.TimeoutExpired:
         failure = why
@@ -515,8 +518,26 @@ def _fetch_documents(
         queue_for_subscribers(db, config, report.run_id)
     missing = len(requests) - len(fetched) - unread
     if missing:  # the crawl died or was stopped part way: those stay due, fetched next run
-        report.unfinished.append(f"documents: {missing} of {len(requests)} fetches gave no result")
+        report.unfinished.append(
+            f"documents: {missing} of {len(requests)} fetches gave no result: "
+            + _no_result_reason(result)
+        )
     logger.info("documents: %s", plan.counts)
+
+
+def _no_result_reason(result: CrawlResult) -> str:
+    """Why a documents crawl left fetches without a result, as far as it can tell."""
+    stats = result.get("stats", {})
+    if not_saved := stats.get("documents/not_saved"):
+        return f"{not_saved} downloads could not be saved: {stats['documents/not_saved_reason']}"
+    finish = result.get("finish_reason")
+    if finish and finish != "finished":
+        return f"crawl ended ({finish})"
+    return (
+        "the crawl process died"
+        if not result
+        else "the crawl gave nothing for them (its log says why)"
+    )
 
 
 def _pdf_readers(settings: DocumentSettings, deadline: Deadline | None) -> PdfReaders:
