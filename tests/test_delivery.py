@@ -11,6 +11,7 @@ import json
 import socket
 import sqlite3
 import ssl
+import time
 from email import message_from_bytes, policy
 from pathlib import Path
 
@@ -774,8 +775,33 @@ def test_a_filtered_subscriber_gets_the_circular_no_rule_tags_and_not_the_speech
     assert UNTAGGED_CIRCULAR not in [c["title"] for c in data["changes"]]
 
 
+@contextlib.contextmanager
+def held_for_writing(db_path, seconds):
+    """A run's write transaction on `db_path`, held for `seconds` from another thread while
+    the block runs."""
+    import threading
+
+    held = threading.Event()
+
+    def hold():
+        conn = sqlite3.connect(db_path, isolation_level=None)
+        conn.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(seconds)
+        conn.execute("COMMIT")
+        conn.close()
+
+    writer = threading.Thread(target=hold)
+    writer.start()
+    held.wait(5)
+    try:
+        yield
+    finally:
+        writer.join()
+
+
 def test_an_officers_tag_routes_the_change_once_and_holds_across_retag_and_versions(
-    site, tmp_path, db_path, mailbox
+    site, tmp_path, db_path, mailbox, monkeypatch
 ):
     subscribers = """
 [[subscribers]]
@@ -818,8 +844,13 @@ untagged = "exclude"
     added = hkma("tag", "set", document, "--add", "aml", "--by", "J. Chan", "--note", "KYC")
     assert added.exit_code == 0, added.output
     assert "queued for the next digest of: aml" in added.output
-    again = hkma("tag", "set", document, "--add", "AML/CFT", "--by", "J. Chan")
+    # Given while a run holds the database longer than the busy timeout: it waits its turn.
+    monkeypatch.setattr("storage.db.BUSY_TIMEOUT_MS", 200)
+    with held_for_writing(db_path, seconds=2):
+        again = hkma("tag", "set", document, "--add", "AML/CFT", "--by", "J. Chan")
+    assert again.exit_code == 0, again.output
     assert "no subscriber newly matches" in again.output
+    monkeypatch.undo()
     waiting = [json.loads(line) for line in hkma("outbox", "--json").output.splitlines()]
     (queued,) = [w for w in waiting if w["type"] == "queued_change"]
     assert (queued["subscriber"], queued["route"]["via"]) == ("aml", "correction")

@@ -11,12 +11,19 @@ import click
 
 from alerts.subscribers import UnknownName, resolve_names
 from spiders.normalize import clean_text
-from storage.db import check_database, open_db, write_transaction
+from storage.db import check_database, open_db
 from storage.history import change_with_document, find_document
 from storage.records import KINDS
 from storage.tags import CorrectionProblem, add_correction, correction_log
 from tracker import render
-from tracker.cli import Context, UsageProblem, cli, json_option, usable_database
+from tracker.cli import (
+    Context,
+    UsageProblem,
+    cli,
+    json_option,
+    patient_write,
+    usable_database,
+)
 from tracker.config import vocabularies
 from tracker.extract import document_fields
 from tracker.routing import KIND_WORDS, queue_correction, route_report, subscribers_of
@@ -125,7 +132,8 @@ def tag_set(
         document = find_document(db, document_id)
         if document is None:
             raise UsageProblem(f"no document {document_id!r} (give an id from `changes`)")
-        with write_transaction(db):
+
+        def correct() -> tuple[list[dict[str, Any]], int | None, list[str]]:
             rows = [
                 add_correction(db, document["id"], kind, name, action, by, note)
                 for action, kind, name in wanted
@@ -138,6 +146,9 @@ def tag_set(
             change, queued = queue_correction(
                 db, config, document["id"], rows[0]["before"], correction
             )
+            return rows, change, queued
+
+        rows, change, queued = patient_write(db, correct)
     except CorrectionProblem as error:
         raise UsageProblem(str(error)) from None
     finally:
