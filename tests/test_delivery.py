@@ -973,8 +973,8 @@ def test_a_digest_that_cannot_be_built_is_shown_and_the_operator_told_once(
 
 @contextlib.contextmanager
 def tarpit(trickle: bytes = b""):
-    """An SMTP server that accepts and then never answers (or answers `trickle`, a byte a
-    second): on a free loopback port, for the length of a `with`."""
+    """A server (SMTP or HTTP) that accepts and then never answers (or answers `trickle`, a
+    byte a second): on a free loopback port, for the length of a `with`."""
     import threading
     import time as clock
 
@@ -1009,13 +1009,32 @@ def tarpit(trickle: bytes = b""):
         server.close()
 
 
-@pytest.mark.parametrize("trickle", [b"", b"220 " + b"x" * 200], ids=["mute", "trickling"])
-def test_the_run_deadline_covers_delivery(site, tmp_path, db_path, trickle):
+def smtp_to(port):
+    return smtp_table(port).replace("timeout = 5", "timeout = 120")
+
+
+def webhook_to(port):  # the mail channel unused (digests to files), one webhook subscriber
+    return (
+        '[smtp]\ntimeout = 120\n[[subscribers]]\nname = "hook"\n'
+        f'webhook = "http://127.0.0.1:{port}/hooks/aml"\n'
+    )
+
+
+@pytest.mark.parametrize(
+    "channel, trickle",
+    [
+        (smtp_to, b""),
+        (smtp_to, b"220 " + b"x" * 200),
+        (webhook_to, b""),  # answers after 10 minutes, or never
+        (webhook_to, b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 200),
+    ],
+    ids=["smtp mute", "smtp trickling", "webhook mute", "webhook trickling"],
+)
+def test_the_run_deadline_covers_delivery(site, tmp_path, db_path, channel, trickle):
     import time as clock
 
     with tarpit(trickle) as port:
-        config = write_config(tmp_path, site, smtp_table(port, extra="").replace(
-            "timeout = 5", "timeout = 120"))  # fmt: skip
+        config = write_config(tmp_path, site, channel(port))
         run(config, db_path, alerts=False)
         use_day(site, 2)
         began = clock.monotonic()
