@@ -35,6 +35,7 @@ browser:  ## Debian's Chromium for the digest rendering test (root and apt; CI r
 bench: $(BIN)/hkma-tracker
 	$(BIN)/python bench/rerun.py
 	$(BIN)/python bench/tagging.py
+	$(BIN)/python bench/records.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/sweep.py
 	$(BIN)/python bench/big_html.py

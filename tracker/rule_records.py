@@ -1,0 +1,325 @@
+"""Rule records: which publications belong to one rule or initiative. Pure functions.
+
+A record grows as the regulator publishes: a press release launches an initiative, a circular
+sets its arrangements, a consultation is followed by its conclusions. Publications join a record
+on evidence, strongest first:
+- the same key: an SPM module the title names (any version), a BRDR document and its
+  supersession or version chain, a reference number that identifies one publication (a number
+  printed on many is a file reference and joins nothing);
+- a shared name: what two titles have in common, weighted by how rare its words are across the
+  whole history (an initiative's name, "GenA.I. Sandbox", "Money Safe", is rare; "consultation",
+  "revised", "Hong Kong" are not), within a time window.
+What only a weak name match links is a related record, not a join. Titles alone decide the
+names: measured on hand-labelled threads of real feed items (`bench/records.py`).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import pairwise
+
+from tracker.extract import SPM_CODE
+
+# Noise around a title's subject: the PDF size note, a speech's byline, an annex's own title.
+_PDF_NOTE = re.compile(r"\s*\((?:PDF|Word|Excel) File[^)]*\)", re.IGNORECASE)
+_CHINESE = re.compile(r"\s*\(Chinese version\)", re.IGNORECASE)
+_BYLINE = re.compile(r"\s+by\s+[^,]+,[^,]*(?:,\s*Hong Kong Monetary Authority)\s*$")
+_ANNEX = re.compile(r"\s+(?:Annex|Enclosure|Encl\.)(?:\s*\d+)?\s*:.*$", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z]\.?)*")
+# Words that carry grammar, not subject.
+_GRAMMAR = (
+    "a an and are as at be by for from in into is it its of on or over the their to under "
+    "with within amid after before about between this that these those our your"
+)
+_STOP = frozenset(_GRAMMAR.split())
+
+
+def subject(title: str) -> str:
+    """A title without what is not its subject: PDF note, byline, annex title."""
+    title = _PDF_NOTE.sub("", title)
+    title = _CHINESE.sub("", title)
+    title = _BYLINE.sub("", title)
+    return _ANNEX.sub("", title).strip()
+
+
+def _raw_words(text: str) -> list[str]:
+    """Words as written, a series number dropped ("FiNETech8" -> "FiNETech"); an acronym
+    written with dots keeps them ("A.I.", which is not "AI", authorized institutions)."""
+    words = []
+    for word in _WORD.findall(text):
+        word = re.sub(r"(?<=[A-Za-z])\d+[A-Za-z]?$", "", word)
+        dotted = re.search(r"(?:[A-Z]\.){2,}$", word)  # "A.I.", "GenA.I."
+        words.append(word if dotted else word.replace(".", ""))
+    return words
+
+
+def _initials(acronym: str) -> str:
+    return acronym.replace(".", "")
+
+
+def acronyms(titles: Iterable[str]) -> dict[str, list[str]]:
+    """What the acronyms of a history stand for, read from the history itself: an acronym
+    ("PAPT", "IRRBB", "A.I.") is the initials of capitalised words other titles spell out
+    ("Payment Arrangements for Property Transactions"; grammar words skipped). A definition
+    ("Distributed Ledger Technology (DLT)") decides. Otherwise the spelling whose titles share
+    the most uncommon words with the acronym's titles wins, if it shares at least two and more
+    than any other spelling (initials match words by chance; context does not); a two-letter
+    acronym needs its dots or a definition."""
+    sources = [_raw_words(_BYLINE.sub("", _CHINESE.sub("", _PDF_NOTE.sub("", t)))) for t in titles]
+    df = Counter(w for words in sources for w in {x.lower() for x in words})
+    common = max(3, len(sources) // 100)
+
+    def uncommon(words: list[str]) -> set[str]:
+        return {w.lower() for w in words if w.lower() not in _STOP and df[w.lower()] <= common}
+
+    by_letters: dict[str, set[str]] = defaultdict(set)
+    context: dict[str, set[str]] = defaultdict(set)  # acronym or spelling -> words around it
+    for words in sources:
+        for word in words:
+            letters = _initials(word)
+            if letters.isalpha() and sum(c.isupper() for c in letters) >= 2:
+                by_letters[letters].add(word)
+                context[word] |= uncommon(words)
+    defined: dict[str, Counter[tuple[str, ...]]] = defaultdict(Counter)
+    spellings: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+    for words in sources:
+        content = [(n, w) for n, w in enumerate(words) if w.lower() not in _STOP]
+        for start in range(len(content)):
+            initials = ""
+            for end in range(start, min(start + 8, len(content))):
+                word = content[end][1]
+                if not word[0].isupper() or _initials(word) in by_letters:
+                    break
+                initials += word[0]
+                if end == start or initials not in by_letters:
+                    continue
+                spelling = tuple(w.lower() for _, w in content[start : end + 1])
+                context[" ".join(spelling)] |= uncommon(words) - set(spelling)
+                after = content[end][0] + 1
+                for acronym in by_letters[initials]:
+                    spellings[acronym].add(spelling)
+                    if after < len(words) and words[after] == acronym:
+                        defined[acronym][spelling] += 1
+    found: dict[str, list[str]] = {}
+    for acronym, candidates in spellings.items():
+        if defined[acronym]:
+            found[acronym] = list(defined[acronym].most_common(1)[0][0])
+            continue
+        if len(_initials(acronym)) < 3 and "." not in acronym:
+            continue
+        around = context[acronym] - {acronym.lower()}
+        scored = sorted(((len(around & context[" ".join(c)]), c) for c in candidates), reverse=True)
+        (best, spelling), *rest = scored
+        if best >= 2 and (not rest or best > rest[0][0]):
+            found[acronym] = list(spelling)
+    return found
+
+
+def phrases(title: str, spelled: dict[str, list[str]]) -> list[list[str]]:
+    """A title's subject as runs of lowercase content words, acronyms spelled out: a grammar
+    word ends a run, and so does an acronym's spelling (its words are a run of their own)."""
+    runs: list[list[str]] = [[]]
+    for word in _raw_words(subject(title)):
+        gen = re.fullmatch(r"Gen((?:[A-Z]\.?){2,})", word)  # GenA.I.: generative A.I.
+        expanded = (
+            ["generative", *spelled[gen.group(1)]] if gen and gen.group(1) in spelled else None
+        )
+        expanded = expanded or spelled.get(word)
+        if expanded:
+            runs += [[stem(w) for w in expanded], []]
+        elif word.lower() in _STOP:
+            runs.append([])
+        else:
+            runs[-1].append(stem(word.lower()))
+    return [run for run in runs if run]
+
+
+_SUFFIXES = (("ations", ""), ("ation", ""), ("ings", ""), ("ing", ""), ("ies", "y"), ("s", ""))
+
+
+def stem(word: str) -> str:
+    """A word without the endings that make "consult", "consultation" and "consultations",
+    or "rule" and "rules", look different."""
+    for suffix, replacement in _SUFFIXES:
+        if len(word) > len(suffix) + 3 and word.endswith(suffix) and not word.endswith("ss"):
+            return word[: -len(suffix)] + replacement
+    return word
+
+
+def terms(runs: Sequence[Sequence[str]]) -> set[str]:
+    """Single words and adjacent pairs within a run: a pair ("money safe") says more than its
+    words."""
+    found: set[str] = set()
+    for run in runs:
+        found.update(run)
+        found.update(f"{a} {b}" for a, b in pairwise(run))
+    return found
+
+
+@dataclass(frozen=True)
+class Publication:
+    """What the linker knows of one publication (however many listings carried it)."""
+
+    id: str
+    title: str
+    date: str | None = None
+    kind: str = ""  # press release, circular, consultation, speech, guideline, ...
+    keys: frozenset[str] = frozenset()  # spm:<code>, brdr:<base id>, ref:<number>
+
+
+@dataclass(frozen=True)
+class Join:
+    """Why two publications share a record (or, weaker, are related)."""
+
+    a: str
+    b: str
+    evidence: str
+    strength: float
+
+
+@dataclass
+class Grouping:
+    records: list[list[str]]  # publication ids per record, oldest first
+    joins: list[Join] = field(default_factory=list)
+    related: list[Join] = field(default_factory=list)
+
+
+# Name matches (NameModel.similarity): the score that joins two publications, the one that only
+# relates their records, and the window in days within which a name joins.
+JOIN_SIMILARITY = 0.5
+RELATED_SIMILARITY = 0.3
+NAME_WINDOW_DAYS = 730
+# A key carried by more publications than this is a file reference, not an identity.
+MAX_KEY_SHARE = 3
+
+
+def _days(a: str | None, b: str | None) -> int | None:
+    if not a or not b:
+        return None
+    return abs((date.fromisoformat(a[:10]) - date.fromisoformat(b[:10])).days)
+
+
+def title_keys(title: str) -> set[str]:
+    """The SPM modules a title names."""
+    return {f"spm:{code}" for code in SPM_CODE.findall(title)}
+
+
+_YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+
+
+def _editions_differ(a: Publication, b: Publication) -> bool:
+    """Whether two titles name different SPM modules or different years (one survey, summit
+    or module each, however alike their wording): a name never joins them."""
+    modules_a = {k for k in a.keys | title_keys(a.title) if k.startswith("spm:")}
+    modules_b = {k for k in b.keys | title_keys(b.title) if k.startswith("spm:")}
+    if modules_a and modules_b and not modules_a & modules_b:
+        return True
+    years_a, years_b = set(_YEAR.findall(subject(a.title))), set(_YEAR.findall(subject(b.title)))
+    return bool(years_a and years_b and not years_a & years_b)
+
+
+class NameModel:
+    """The titles of a history as rarity-weighted terms (idf over the history)."""
+
+    def __init__(self, titles: Sequence[str]) -> None:
+        spelled = acronyms(titles)
+        self.bags = [terms(phrases(t, spelled)) for t in titles]
+        self.df = Counter(t for bag in self.bags for t in bag)
+        n = len(titles)
+        self.idf = {t: math.log((n + 1) / (c + 0.5)) for t, c in self.df.items()}
+        self.norms = [math.sqrt(sum(self.idf[t] ** 2 for t in bag)) or 1.0 for bag in self.bags]
+        # A term at most this many titles share (1%) can be a name; more share a topic.
+        self.rare = max(3, n // 100)
+
+    def neighbours(self) -> list[set[int]]:
+        """Per title, the titles it shares a rare term with."""
+        holding: dict[str, list[int]] = defaultdict(list)
+        for index, bag in enumerate(self.bags):
+            for t in bag:
+                if self.df[t] <= self.rare:
+                    holding[t].append(index)
+        found: list[set[int]] = [set() for _ in self.bags]
+        for held in holding.values():
+            for a in held:
+                found[a].update(held)
+        for index, near in enumerate(found):
+            near.discard(index)
+        return found
+
+    def similarity(self, a: int, b: int, symmetric: bool = False) -> tuple[float, str]:
+        """What two titles share, by weight, and their rarest shared term; 0 unless they share
+        a rare term (a name, not only common words). Symmetric: the cosine, for two titles of
+        one kind (two consultations must be alike as wholes); otherwise how much of the shorter
+        title the longer holds (a press release wraps the name a circular is titled with)."""
+        shared = self.bags[a] & self.bags[b]
+        rare = [t for t in shared if self.df[t] <= self.rare]
+        if not rare:
+            return 0.0, ""
+        mass = sum(self.idf[t] ** 2 for t in shared)
+        if symmetric:
+            score = mass / (self.norms[a] * self.norms[b])
+        else:
+            score = mass / min(self.norms[a] ** 2, self.norms[b] ** 2)
+        return score, max(rare, key=lambda t: (self.idf[t], t))
+
+
+def group(publications: Sequence[Publication]) -> Grouping:
+    """Every publication in exactly one record: publications that share an identifying key, or
+    whose titles share a name strongly enough within the window, are in one record (and so,
+    through them, are the publications each is joined to). Weaker name matches between
+    records are kept as related."""
+    parent = list(range(len(publications)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    joins: list[Join] = []
+
+    def join(a: int, b: int, evidence: str, strength: float) -> None:
+        ra, rb = root(a), root(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+            joins.append(Join(publications[a].id, publications[b].id, evidence, strength))
+
+    holders: dict[str, list[int]] = defaultdict(list)
+    for index, p in enumerate(publications):
+        for key in sorted(p.keys | title_keys(p.title)):
+            holders[key].append(index)
+    for key, held in sorted(holders.items()):
+        if len(held) <= MAX_KEY_SHARE or key.startswith(("spm:", "brdr:")):
+            for other in held[1:]:
+                join(held[0], other, f"same {key}", 1.0)
+
+    names = NameModel([p.title for p in publications])
+    weaker: list[tuple[int, int, str, float]] = []
+    for a, near in enumerate(names.neighbours()):
+        for b in sorted(n for n in near if n > a):
+            pa, pb = publications[a], publications[b]
+            if _editions_differ(pa, pb):
+                continue
+            score, name = names.similarity(a, b, symmetric=bool(pa.kind) and pa.kind == pb.kind)
+            apart = _days(pa.date, pb.date)
+            evidence, strength = f'shared name "{name}"', round(min(score, 1.0), 2)
+            if score >= JOIN_SIMILARITY and (apart is None or apart <= NAME_WINDOW_DAYS):
+                join(a, b, evidence, strength)
+            elif score >= RELATED_SIMILARITY:
+                weaker.append((a, b, evidence, strength))
+
+    members: dict[int, list[int]] = defaultdict(list)  # oldest first, records too
+    for index in sorted(range(len(publications)), key=lambda i: (publications[i].date or "", i)):
+        members[root(index)].append(index)
+    records = [[publications[i].id for i in m] for m in members.values()]
+    related = [
+        Join(publications[a].id, publications[b].id, evidence, strength)
+        for a, b, evidence, strength in weaker
+        if root(a) != root(b)
+    ]
+    return Grouping(records, joins, related)
