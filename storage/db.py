@@ -914,3 +914,63 @@ def m017_routes_and_tag_corrections(db: sqlite_utils.Database) -> None:
                            WHEN 'products' THEN d.products ELSE d.entity_types END) t;
         """,
     )
+
+
+@migrations()
+def m018_rule_records(db: sqlite_utils.Database) -> None:
+    """Rule records: one per rule or initiative, every document in exactly one
+    (`record_members`, with why it joined), one update per publication, related records, and
+    the officers' corrections (`record_corrections`, append-only, applied at every
+    recomputation). Filled by the first run or `retag` after the migration."""
+    _execute_script(
+        db,
+        """
+        CREATE TABLE records (
+            id INTEGER PRIMARY KEY,
+            title TEXT NOT NULL,          -- its first publication's, or an officer's
+            started_by TEXT NOT NULL,     -- the document that started it
+            first_date TEXT,
+            last_date TEXT,               -- its latest publication's date
+            updates INTEGER NOT NULL,     -- publications (one publication, one update)
+            computed_at TEXT NOT NULL
+        );
+        CREATE TABLE record_members (
+            document_id TEXT PRIMARY KEY REFERENCES documents(id),
+            record_id INTEGER NOT NULL REFERENCES records(id),
+            publication TEXT NOT NULL,    -- documents of one publication are one update
+            evidence TEXT NOT NULL,       -- why it is in this record
+            strength REAL NOT NULL
+        );
+        CREATE INDEX record_members_record ON record_members(record_id);
+        CREATE TABLE record_links (       -- related records: a weaker match than a join
+            record_id INTEGER NOT NULL REFERENCES records(id),
+            other_id INTEGER NOT NULL REFERENCES records(id),
+            evidence TEXT NOT NULL,
+            strength REAL NOT NULL,
+            PRIMARY KEY (record_id, other_id)
+        );
+        CREATE TABLE record_corrections (
+            id INTEGER PRIMARY KEY,
+            action TEXT NOT NULL CHECK (action IN ('join', 'split', 'retitle')),
+            document_id TEXT NOT NULL REFERENCES documents(id),
+            -- join: the document that started the record joined; retitle: the new title
+            target TEXT,
+            by TEXT NOT NULL,
+            note TEXT,
+            at TEXT NOT NULL
+        );
+        CREATE TRIGGER record_corrections_no_update BEFORE UPDATE ON record_corrections BEGIN
+            SELECT RAISE(ABORT, 'record corrections are append-only: add a correction instead');
+        END;
+        CREATE TRIGGER record_corrections_no_delete BEFORE DELETE ON record_corrections BEGIN
+            SELECT RAISE(ABORT, 'record corrections are append-only: add a correction instead');
+        END;
+        -- One row per update: a publication of a record, however many documents carry it.
+        CREATE VIEW record_updates AS
+            SELECT m.record_id, m.publication, min(d.date) AS date,
+                   min(d.title) AS title, group_concat(DISTINCT d.source) AS sources,
+                   group_concat(m.document_id, ' ') AS documents
+            FROM record_members m JOIN documents d ON d.id = m.document_id
+            GROUP BY m.record_id, m.publication;
+        """,
+    )

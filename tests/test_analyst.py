@@ -278,7 +278,7 @@ def test_search_in_chinese(history):
 
 
 def test_rule_timeline_of_an_spm_module(history):
-    entries = lines(invoke(history, "rule", "IC-6", "--json"))
+    entries = [e for e in lines(invoke(history, "rule", "IC-6", "--json")) if e["type"] == "entry"]
     kinds = [(e["entry"], e["document_id"]) for e in entries]
     assert ("issued", "brdr:spm:IC-6") in kinds
     assert ("revised", "brdr:spm:IC-6") in kinds
@@ -387,3 +387,26 @@ def test_supersession_wording_links_what_it_names():
         ("spm:CR-G-7", "supersedes"),
         ("ref:B9/29C", "supersedes"),
     }
+
+
+def test_a_file_reference_is_not_one_rule(history):
+    """Every circular of this history prints "Our Ref.: B1/15C B9/29C" (HKMA's file
+    references): `rule ref:B1/15C` says what it is and lists the records that carry it,
+    instead of one timeline of unrelated circulars."""
+    (carrying,) = query(
+        history, "SELECT count(DISTINCT document_id) FROM links WHERE key = 'ref:B1/15C'"
+    )[0]
+    assert carrying > 3
+    shown = CliRunner().invoke(cli, ["--db", str(history["db"]), "rule", "ref:B1/15C"])
+    assert shown.exit_code == 0, shown.output
+    first, *rows = shown.output.splitlines()
+    assert first.startswith(f"ref:B1/15C is a file reference, not one rule: {carrying} documents")
+    records = query(
+        history,
+        "SELECT count(DISTINCT record_id) FROM record_members WHERE document_id IN "
+        "(SELECT document_id FROM links WHERE key = 'ref:B1/15C')",
+    )[0][0]
+    assert len(rows) == records > 1
+    # A key that is one rule: its record first, then its timeline.
+    module = lines(invoke(history, "rule", "IC-6", "--json"))
+    assert module[0]["type"] == "record" and "IC-6" in module[0]["title"]

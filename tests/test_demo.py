@@ -111,3 +111,95 @@ def test_the_demo_tells_each_document_apart_and_judges_itself_by_what_it_watched
     assert len(tag_sets) >= 15
     timeline = CliRunner().invoke(cli, [*base, "rule", "IC-6"])
     assert timeline.exit_code == 0 and len(timeline.output.splitlines()) < 30
+
+
+def record_id_of(db, title_start):
+    import sqlite3
+
+    with sqlite3.connect(db) as conn:
+        (found,) = conn.execute(
+            "SELECT m.record_id FROM record_members m JOIN documents d ON d.id = m.document_id "
+            "WHERE d.title LIKE ? GROUP BY m.record_id",
+            [title_start + "%"],
+        ).fetchall()
+    return found[0]
+
+
+def test_a_record_holds_a_consultation_its_conclusions_and_their_press_release(demo):
+    workdir, _ = demo
+    db = str(workdir / "demo.db")
+    record = record_id_of(db, "Joint consultation paper on proposed amendments to the Clearing")
+    shown = CliRunner().invoke(cli, ["--db", db, "record", str(record), "--json"])
+    assert shown.exit_code == 0, shown.output
+    view = json.loads(shown.output)
+    kinds = [(u["date"], u["kind"]) for u in view["updates"]]
+    assert sorted(kinds) == [
+        ("2026-01-29", "consultation"),
+        ("2026-06-05", "consultation"),
+        ("2026-06-05", "press release"),
+    ]
+    assert any(u["title"].startswith("Join consultation conclusions") for u in view["updates"])
+    assert view["rule_type"] == "consultation concluded"
+    assert view["regulator"] == "HKMA" and "Securities" in view["products"]
+    # A record is found from any of its documents too, and listed by `records`.
+    document = view["updates"][0]["documents"][0]
+    by_document = CliRunner().invoke(cli, ["--db", db, "record", document, "--json"])
+    assert json.loads(by_document.output)["id"] == record
+    listed = CliRunner().invoke(
+        cli, ["--db", db, "records", "--since", "2026-06-01", "--limit", "1000", "--json"]
+    )
+    assert record in [json.loads(line)["id"] for line in listed.output.splitlines()]
+
+
+def test_one_publication_is_one_update_whatever_listings_carry_it(demo):
+    workdir, _ = demo
+    db = str(workdir / "demo.db")
+    record = record_id_of(db, "Generative Artificial Intelligence Sandbox: Second Cohort Annex")
+    view = json.loads(CliRunner().invoke(cli, ["--db", db, "record", str(record), "--json"]).output)
+    (annex,) = [u for u in view["updates"] if u["publication"] == "brdr:20250428-3"]
+    assert annex["sources"] == ["brdr", "rss"] and len(annex["documents"]) == 2
+    assert len({u["publication"] for u in view["updates"]}) == len(view["updates"])
+    text = CliRunner().invoke(cli, ["--db", db, "record", str(record)]).output
+    assert f"{len(view['updates'])} updates, newest first:" in text
+
+
+def test_officers_corrections_of_records_survive_recomputation(demo, tmp_path):
+    import shutil
+    import sqlite3
+
+    workdir, _ = demo
+    db = str(tmp_path / "copy.db")
+    shutil.copy(workdir / "demo.db", db)
+    base = ["--db", db]
+    record = record_id_of(db, "Joint consultation paper on proposed amendments to the Clearing")
+    view = json.loads(CliRunner().invoke(cli, [*base, "record", str(record), "--json"]).output)
+    release = next(u for u in view["updates"] if u["kind"] == "press release")["documents"][0]
+
+    split = CliRunner().invoke(cli, [*base, "record", "split", release, "--by", "J. Chan"])
+    assert split.exit_code == 0, split.output
+    assert "started the record (set by J. Chan)" in split.output
+    retitled = CliRunner().invoke(
+        cli,
+        [*base, "record", "retitle", str(record), "OTC Clearing Rules: calculation periods",
+         "--by", "A. Lee", "--note", "as the desk calls it"],
+    )  # fmt: skip
+    assert retitled.exit_code == 0, retitled.output
+    assert CliRunner().invoke(cli, [*base, "retag"]).exit_code == 0  # records made again
+    after = json.loads(CliRunner().invoke(cli, [*base, "record", str(record), "--json"]).output)
+    assert after["title"] == "OTC Clearing Rules: calculation periods"
+    assert release not in [d for u in after["updates"] for d in u["documents"]]
+
+    joined = CliRunner().invoke(
+        cli, [*base, "record", "join", release, str(record), "--by", "J. Chan"]
+    )
+    assert joined.exit_code == 0, joined.output
+    again = json.loads(CliRunner().invoke(cli, [*base, "record", str(record), "--json"]).output)
+    assert release in [d for u in again["updates"] for d in u["documents"]]
+    with sqlite3.connect(db) as conn:
+        assert [r[0] for r in conn.execute("SELECT action FROM record_corrections")] == [
+            "split", "retitle", "join",
+        ]  # fmt: skip
+        with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+            conn.execute("DELETE FROM record_corrections")
+    unknown = CliRunner().invoke(cli, [*base, "record", "no-such-thing"])
+    assert unknown.exit_code == 2 and "no record 'no-such-thing'" in unknown.output

@@ -43,6 +43,7 @@ from storage.history import (
 from storage.links import keys_like, rebuild_links, rule_documents
 from storage.outbox import outbox_status
 from storage.records import KINDS
+from storage.rule_records import IDENTIFYING_LINKS, records_holding
 from storage.search import count_matches, fts_query, search
 from storage.tags import retag
 from tracker import __version__, render
@@ -65,6 +66,7 @@ from tracker.exit_codes import ExitStatus
 from tracker.lock import RunLocked, run_lock
 from tracker.render import echo
 from tracker.routing import subscribers_of
+from tracker.rule_records import FILE_REFERENCE_AT, update_records
 from tracker.rules import UnknownKey, links_of, rule_key, timeline
 from tracker.run import UnknownSourceError, run
 from tracker.schedule import job_list, serve
@@ -426,6 +428,7 @@ def retag_command(obj: Context, as_json: bool) -> None:
         summary = retag(db, Tagger(taxonomy))
         with write_transaction(db):
             rebuild_links(db, links_of)  # how links are read may have changed with the code
+            update_records(db)
     render.retag(summary, as_json)
 
 
@@ -459,9 +462,11 @@ def search_command(obj: Context, query: str, limit: int, as_json: bool) -> None:
 @json_option
 @click.pass_obj
 def rule_command(obj: Context, key: str, as_json: bool) -> None:
-    """The timeline of a rule: every dated entry (issued, revised, superseded, consultation,
-    effective date, circular, press release) of the documents linked to KEY: an SPM module
-    (spm:IC-6 or IC-6), a circular reference (ref:B1/15C) or a BRDR document (brdr:20250428-3).
+    """The timeline of a rule: the records holding KEY, then every dated entry (issued,
+    revised, superseded, consultation, effective date, circular, press release) of the
+    documents linked to it: an SPM module (spm:IC-6 or IC-6), a circular reference
+    (ref:B1/15C) or a BRDR document (brdr:20250428-3). A reference printed on more than a few
+    documents is a file reference, not a rule: its records are listed instead.
 
     Example: hkma-tracker rule spm:IC-6
     """
@@ -476,6 +481,16 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
         raise UsageProblem(
             f"no document is linked to {key!r}" + (f" (known: {similar})" if similar else "")
         )
+    # The records holding the key: those of the documents that are it (or continue it),
+    # else of every document naming it.
+    holding = [
+        d["id"] for d in documents if set(d["link_kind"].split(", ")) & set(IDENTIFYING_LINKS)
+    ]
+    records = records_holding(db, holding or [d["id"] for d in documents])
+    if key.startswith("ref:") and len(documents) > FILE_REFERENCE_AT:
+        render.file_reference(key, len(documents), records, as_json)
+        return
+    render.records_of_key(key, records, as_json)
     render.timeline(key, timeline(key, documents), as_json)
 
 
@@ -742,4 +757,4 @@ def main() -> None:
 
 # The compliance commands (deadlines, calendar, review, report) and the tag and route commands
 # register themselves on `cli`.
-from tracker import cli_compliance, cli_tags  # noqa: E402, F401
+from tracker import cli_compliance, cli_records, cli_tags  # noqa: E402, F401

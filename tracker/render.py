@@ -345,7 +345,7 @@ def search_cut(shown: int, total: int, newest_ranked: int | None) -> str:
 def timeline(key: str, entries: list[dict[str, Any]], as_json: bool) -> None:
     for entry in entries:
         if as_json:
-            emit({"key": key, **entry})
+            emit({"key": key, "type": "entry", **entry})
         else:
             date, what = entry["date"] or "?", entry["entry"]
             echo(f"{date:10}  {what:13} {entry['title']}  ({entry['detail']})")
@@ -513,3 +513,73 @@ def route(change: dict[str, Any], answers: list[dict[str, Any]], as_json: bool) 
                 echo(f"    {answer['why']}")
         else:
             echo(f"{answer['subscriber']}: {state}: {answer['why']}")
+
+
+def rule_record(view: dict[str, Any], as_json: bool) -> None:
+    """A record: its fields, then its updates newest first, each with its summary."""
+    if as_json:
+        emit(view)
+        return
+    echo(f"record {view['id']}: {view['title']}")
+    fields = [
+        ("regulator", view["regulator"]),
+        ("rule type", view["rule_type"]),
+        ("rule date", view["rule_date"]),
+        ("effective", view["effective_date"]),
+        ("last update", view["last_update"]),
+        ("last substantive change", view["last_substantive_change"]),
+        ("functions", ", ".join(view["functions"])),
+        ("products", ", ".join(view["products"])),
+        ("entity types", ", ".join(view["entity_types"])),
+        ("references", ", ".join(f"{r['number']} ({r['date']})" for r in view["references"])),
+    ]
+    for label, value in fields:
+        if value:
+            echo(f"  {label + ':':25}{value}")
+    for related in view["related"]:
+        echo(f"  related: record {related['id']} {related['title']} ({related['evidence']})")
+    echo(f"{len(view['updates'])} updates, newest first:")
+    for n, update in enumerate(view["updates"]):
+        number = len(view["updates"]) - n
+        echo(f"  {number:>3}. {update['date'] or '?'}  {update['kind']}: {update['title']}")
+        echo(f"       {update['url']}  [{', '.join(update['sources'])}; {update['evidence']}]")
+        if update["summary"] and update["summary"] != update["title"]:
+            echo(f"       {update['summary']}")
+
+
+def rule_records(rows: list[dict[str, Any]], as_json: bool) -> None:
+    for row in rows:
+        if as_json:
+            emit(row)
+        else:
+            dates = f"{row['first_date'] or '?'} to {row['last_date'] or '?'}"
+            echo(f"{row['id']:>6}  {row['updates']:>3} updates  {dates}  {row['title']}")
+    if not rows and not as_json:
+        echo("no record matches")
+
+
+def records_of_key(key: str, records: list[dict[str, Any]], as_json: bool) -> None:
+    """The records a rule key's documents are in, before its timeline."""
+    for record in records:
+        if as_json:
+            emit({"key": key, "type": "record", **record})
+        else:
+            echo(f"record {record['id']}: {record['title']} ({record['updates']} updates)")
+
+
+def file_reference(key: str, documents: int, records: list[dict[str, Any]], as_json: bool) -> None:
+    """A reference printed on many documents: what carries it, by record, not one timeline."""
+    if as_json:
+        emit({"key": key, "type": "file reference", "documents": documents})
+        for record in records:
+            emit({"key": key, "type": "record", **record})
+        return
+    echo(
+        f"{key} is a file reference, not one rule: {documents} documents carry it, in "
+        f"{len(records)} records. `hkma-tracker record ID` shows one:"
+    )
+    for record in records:
+        echo(
+            f"{record['id']:>6}  {record['documents']:>3} documents  "
+            f"{record['last_date'] or '?'}  {record['title']}"
+        )

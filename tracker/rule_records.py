@@ -3,9 +3,9 @@
 A record grows as the regulator publishes: a press release launches an initiative, a circular
 sets its arrangements, a consultation is followed by its conclusions. Publications join a record
 on evidence, strongest first:
-- the same key: an SPM module the title names (any version), a BRDR document and its
-  supersession or version chain, a reference number that identifies one publication (a number
-  printed on many is a file reference and joins nothing);
+- the same key: an SPM module (any version), a BRDR document and its supersession or version
+  chain. Reference numbers join nothing: HKMA's ("B1/15C") are file references printed on
+  every circular of a file, not a rule's identity;
 - a shared name: what two titles have in common, weighted by how rare its words are across the
   whole history (an initiative's name, "GenA.I. Sandbox", "Money Safe", is rare; "consultation",
   "revised", "Hong Kong" are not), within a time window.
@@ -15,6 +15,7 @@ names: measured on hand-labelled threads of real feed items (`bench/records.py`)
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter, defaultdict
@@ -22,8 +23,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from itertools import pairwise
+from typing import Any
 
-from tracker.extract import SPM_CODE
+import sqlite_utils
+
+from storage.rule_records import (
+    record_corrections,
+    record_documents,
+    record_inputs,
+    record_row,
+    related_records,
+    save_records,
+)
+from tracker.extract import SPM_CODE, from_subject
 
 # Noise around a title's subject: the PDF size note, a speech's byline, an annex's own title.
 _PDF_NOTE = re.compile(r"\s*\((?:PDF|Word|Excel) File[^)]*\)", re.IGNORECASE)
@@ -132,7 +144,7 @@ def phrases(title: str, spelled: dict[str, list[str]]) -> list[list[str]]:
         expanded = expanded or spelled.get(word)
         if expanded:
             runs += [[stem(w) for w in expanded], []]
-        elif word.lower() in _STOP:
+        elif word.lower() in _STOP or len(word) == 1:  # a grammar word, or the s of "Kong's"
             runs.append([])
         else:
             runs[-1].append(stem(word.lower()))
@@ -169,7 +181,7 @@ class Publication:
     title: str
     date: str | None = None
     kind: str = ""  # press release, circular, consultation, speech, guideline, ...
-    keys: frozenset[str] = frozenset()  # spm:<code>, brdr:<base id>, ref:<number>
+    keys: frozenset[str] = frozenset()  # spm:<code>, brdr:<base id> (others are ignored)
 
 
 @dataclass(frozen=True)
@@ -189,13 +201,14 @@ class Grouping:
     related: list[Join] = field(default_factory=list)
 
 
+# A reference number more documents than this carry is a file reference ("B1/15C"): `rule`
+# lists the records that carry it instead of one timeline.
+FILE_REFERENCE_AT = 3
 # Name matches (NameModel.similarity): the score that joins two publications, the one that only
 # relates their records, and the window in days within which a name joins.
 JOIN_SIMILARITY = 0.5
 RELATED_SIMILARITY = 0.3
 NAME_WINDOW_DAYS = 730
-# A key carried by more publications than this is a file reference, not an identity.
-MAX_KEY_SHARE = 3
 
 
 def _days(a: str | None, b: str | None) -> int | None:
@@ -294,7 +307,7 @@ def group(publications: Sequence[Publication]) -> Grouping:
         for key in sorted(p.keys | title_keys(p.title)):
             holders[key].append(index)
     for key, held in sorted(holders.items()):
-        if len(held) <= MAX_KEY_SHARE or key.startswith(("spm:", "brdr:")):
+        if key.startswith(("spm:", "brdr:")):
             for other in held[1:]:
                 join(held[0], other, f"same {key}", 1.0)
 
@@ -323,3 +336,230 @@ def group(publications: Sequence[Publication]) -> Grouping:
         if root(a) != root(b)
     ]
     return Grouping(records, joins, related)
+
+
+# From stored documents to records ---------------------------------------------------------
+
+_BRDR_ID = re.compile(r"brdr\.hkma\.gov\.hk/\w+/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-")
+
+
+def publication_of(document: dict[str, Any]) -> str:
+    """What was published, whichever listing carried it: a BRDR document (its RSS item, its
+    register record and a topic-page row linking it are one publication), else its link."""
+    for url in (document["url"], str(document["extra"].get("document_url") or "")):
+        if match := _BRDR_ID.search(url):
+            return f"brdr:{match.group(1)}"
+    if doc_id := re.match(r"(\d{8}-\d+)", str(document["extra"].get("doc_id") or "")):
+        return f"brdr:{doc_id.group(1)}"
+    return str(document["url"] or document["id"])
+
+
+def kind_of(document: dict[str, Any]) -> str:
+    """A publication's kind in the words of a record's timeline."""
+    extra, title = document["extra"], str(document["title"]).lower()
+    feed, doc_type = extra.get("feed", ""), extra.get("doc_type", "")
+    if document["source"] == "press_releases" or feed == "press-release":
+        return "press release"
+    if feed == "speeches":
+        return "speech"
+    if doc_type == "CPR" or feed == "consultations" or "consultation" in title:
+        return "consultation"
+    if doc_type == "SPM":
+        return "SPM module"
+    if doc_type in ("GLI", "IGL") or feed == "guidelines":
+        return "guideline"
+    if doc_type == "COP":
+        return "code of practice"
+    return "circular"
+
+
+SUMMARY_WORDS = 60
+_SENTENCE_END = re.compile(r"(?<=[.;:])\s+(?=[A-Z(])")
+
+
+def summary(title: str, text: str | None) -> str:
+    """A few lines saying what a publication says, taken from the document itself: its
+    subject heading and first sentences, about SUMMARY_WORDS words, cut at a sentence where
+    one ends in time; the title's subject where there is no text. Never composed."""
+    if not text:
+        return subject(title)
+    body = from_subject(text) or text
+    words: list[str] = []
+    for sentence in _SENTENCE_END.split(" ".join(body.split())):
+        if words and len(words) + len(sentence.split()) > SUMMARY_WORDS:
+            break
+        words += sentence.split()
+    if len(words) > SUMMARY_WORDS:
+        words = [*words[:SUMMARY_WORDS], "…"]
+    return " ".join(words)
+
+
+def records_of(
+    documents: list[dict[str, Any]], corrections: list[dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[tuple[int, int, str, float]]]:
+    """Records for `documents` (rows of `storage.rule_records.record_inputs`), with the
+    officers' `corrections` applied in order: a join puts a document's publication in the
+    record of the target document's, a split gives it a record of its own, a retitle names
+    the record. Each record: title, started_by, first_date, last_date, updates, members."""
+    by_publication: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for document in sorted(documents, key=lambda d: (d["date"] or "", d["id"])):
+        by_publication[publication_of(document)].append(document)
+    publications = [
+        Publication(
+            key,
+            docs[0]["title"],
+            docs[0]["date"],
+            kind_of(docs[0]),
+            frozenset(k for d in docs for k in d["keys"]),
+        )
+        for key, docs in by_publication.items()
+    ]
+    grouping = group(publications)
+    group_of = {pid: n for n, record in enumerate(grouping.records) for pid in record}
+    why = {j.b: (j.evidence, j.strength) for j in grouping.joins}
+    why.update({j.a: why.get(j.a, ("", 0.0)) for j in grouping.joins if j.a not in why})
+    titles: dict[int, str] = {}
+    publication_of_document = {d["id"]: p for p, docs in by_publication.items() for d in docs}
+    for correction in corrections:
+        mine = publication_of_document.get(correction["document_id"])
+        if mine is None:
+            continue
+        who = f"set by {correction['by']}"
+        if correction["action"] == "join":
+            target = publication_of_document.get(str(correction["target"]))
+            if target is not None:
+                group_of[mine] = group_of[target]
+                why[mine] = (f"joined by {correction['by']}", 1.0)
+        elif correction["action"] == "split":
+            group_of[mine] = max(group_of.values()) + 1
+            why[mine] = (f"started the record ({who})", 1.0)
+        elif correction["action"] == "retitle":
+            titles[group_of[mine]] = str(correction["target"])
+    members: dict[int, list[str]] = defaultdict(list)
+    dated = sorted(publications, key=lambda p: (p.date or "", p.id))
+    for p in dated:
+        members[group_of[p.id]].append(p.id)
+    order = sorted(members, key=lambda g: (by_publication[members[g][0]][0]["date"] or "", g))
+    index_of = {g: n for n, g in enumerate(order)}
+    records = []
+    for g in order:
+        pubs = members[g]
+        first = by_publication[pubs[0]][0]
+        rows = []
+        for n, pid in enumerate(pubs):
+            evidence, strength = why.get(pid, ("", 0.0))
+            if n == 0 and not evidence.startswith("started the record"):
+                evidence, strength = "started the record", 1.0
+            if n > 0 and not evidence:
+                evidence = "joined through another publication of the record"
+            rows += [
+                {
+                    "document_id": d["id"],
+                    "publication": pid,
+                    "evidence": evidence,
+                    "strength": strength,
+                }
+                for d in by_publication[pid]
+            ]
+        records.append(
+            {
+                "title": titles.get(g) or subject(first["title"]),
+                "started_by": first["id"],
+                "first_date": first["date"],
+                "last_date": max((by_publication[p][0]["date"] or "" for p in pubs), default="")
+                or None,
+                "updates": len(pubs),
+                "members": rows,
+            }
+        )
+    related = {
+        (min(a, b), max(a, b)): (r.evidence, r.strength)
+        for r in grouping.related
+        if (a := index_of[group_of[r.a]]) != (b := index_of[group_of[r.b]])
+    }
+    return records, [(a, b, e, s) for (a, b), (e, s) in sorted(related.items())]
+
+
+def update_records(db: sqlite_utils.Database) -> int:
+    """Group the whole history into records again (corrections applied) and store them,
+    record ids kept where their documents were. How many records. Call in a transaction."""
+    records, related = records_of(record_inputs(db), record_corrections(db))
+    save_records(db, records, related)
+    return len(records)
+
+
+_INSTRUMENTS = ("circular", "SPM module", "guideline", "code of practice")
+
+
+def record_view(db: sqlite_utils.Database, record_id: int) -> dict[str, Any] | None:
+    """A record as people read it: its fields, and its updates (one per publication, newest
+    first, each with its kind, sources and a summary taken from the document)."""
+    row = record_row(db, record_id)
+    if row is None:
+        return None
+    documents = record_documents(db, record_id)
+    for d in documents:
+        d["extra"] = json.loads(d["extra"] or "{}")
+        d["document_content"] = json.loads(d["document_content"] or "null") or {}
+    by_publication: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for d in documents:
+        by_publication[d["publication"]].append(d)
+    updates = []
+    for publication, docs in by_publication.items():
+        read = next((d for d in docs if d["text"]), docs[0])
+        updates.append(
+            {
+                "publication": publication,
+                "date": min((d["date"] for d in docs if d["date"]), default=None),
+                "kind": kind_of(docs[0]),
+                "title": docs[0]["title"],
+                "url": docs[0]["url"],
+                "sources": sorted({d["source"] for d in docs}),
+                "documents": [d["id"] for d in docs],
+                "evidence": docs[0]["evidence"],
+                "summary": summary(read["title"], read["text"]),
+            }
+        )
+    updates.sort(key=lambda u: (u["date"] or "", u["publication"]), reverse=True)
+
+    def union(column: str) -> list[str]:
+        return sorted({t for d in documents for t in json.loads(d[column] or "[]")})
+
+    references: dict[tuple[str, str], dict[str, Any]] = {}  # the first document naming each
+    for d in documents:
+        named = [("reference", n) for n in d["document_content"].get("references", [])]
+        if code := d["extra"].get("spm_code"):
+            named.append(("SPM module", code))
+        for kind, number in named:
+            references.setdefault(
+                (kind, number), {"kind": kind, "number": number, "date": d["date"]}
+            )
+    effective = sorted(
+        e["date"] for d in documents for e in d["document_content"].get("effective_dates", [])
+    )
+    kinds = [u["kind"] for u in sorted(updates, key=lambda u: u["date"] or "")]
+    consultations = [u for u in updates if u["kind"] == "consultation"]
+    if kinds and kinds[-1] in ("consultation", "press release") and consultations:
+        concluded = any("conclusion" in u["title"].lower() for u in consultations)
+        rule_type = "consultation concluded" if concluded else "consultation"
+    elif any(k in _INSTRUMENTS for k in kinds):
+        rule_type = "final"
+    else:
+        rule_type = "information"
+    substantive = [d["last_substantive"] for d in documents if d["last_substantive"]]
+    return {
+        "id": row["id"],
+        "title": row["title"],
+        "regulator": "HKMA",
+        "rule_type": rule_type,
+        "rule_date": row["first_date"],
+        "effective_date": effective[-1] if effective else None,
+        "last_update": row["last_date"],
+        "last_substantive_change": max(substantive) if substantive else None,
+        "functions": union("functions"),
+        "products": union("products"),
+        "entity_types": union("entity_types"),
+        "references": list(references.values()),
+        "related": related_records(db, record_id),
+        "updates": updates,
+    }

@@ -67,6 +67,7 @@ from tracker.lifecycle import (
     settle_departures,
 )
 from tracker.results import CrawlResult, ResultError, read_result
+from tracker.rule_records import update_records
 from tracker.rules import links_of
 from tracker.sources import HELPER_SPIDERS, SOURCES
 from tracker.status import stale_sweeps
@@ -238,6 +239,7 @@ def run(
                 stale = stale_sweeps(db, config, datetime.now(UTC))
                 with write_transaction(db):
                     update_links(db, links_of, report.run_id)
+                    update_records(db)  # after the links: keys come from them
                     raise_operator_alerts(db, config, selected, stale)
             if alerts and report.run_id is not None:
                 if _out_of_time(limit):
