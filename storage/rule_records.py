@@ -35,6 +35,16 @@ def record_inputs(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return documents
 
 
+def documents_without_record(db: sqlite_utils.Database) -> bool:
+    """Whether some document is in no record (new since, or records never made)."""
+    return bool(
+        db.execute(
+            "SELECT EXISTS (SELECT 1 FROM documents d WHERE NOT EXISTS "
+            "(SELECT 1 FROM record_members m WHERE m.document_id = d.id))"
+        ).fetchone()[0]
+    )
+
+
 def record_corrections(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Officers' corrections of records, oldest first."""
     return list(db.query("SELECT * FROM record_corrections ORDER BY id"))

@@ -77,6 +77,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m015_fetch_indexes",
         "m016_deadlines_and_reviews",
         "m017_routes_and_tag_corrections",
+        "m018_rule_records",
     ]
     assert {
         "runs",

@@ -47,7 +47,10 @@ def _record_id(db: sqlite_utils.Database, given: str) -> int:
 @cli.group("record", cls=_ShowByDefault)
 def record_group() -> None:
     """A rule record: one rule or initiative and every publication on it (`record ID`), and
-    officers' corrections of what belongs together (join, split, retitle)."""
+    officers' corrections of what belongs together (join, split, retitle).
+
+    Example: hkma-tracker record 12
+    """
 
 
 @record_group.command("show")

@@ -41,6 +41,7 @@ from storage.history import (
 )
 from storage.links import update_links
 from storage.records import ChangeEvent, DocumentPlan, SourcePlan, StoredDocument
+from storage.rule_records import documents_without_record
 from tracker.children import die_with_parent
 from tracker.config import Config, DocumentSettings
 from tracker.delivery import (
@@ -238,8 +239,9 @@ def run(
                 # A healthy incremental run must not call a source whose sweeps fail recovered.
                 stale = stale_sweeps(db, config, datetime.now(UTC))
                 with write_transaction(db):
-                    update_links(db, links_of, report.run_id)
-                    update_records(db)  # after the links: keys come from them
+                    touched = update_links(db, links_of, report.run_id)
+                    if touched or documents_without_record(db):  # keys come from the links
+                        update_records(db)
                     raise_operator_alerts(db, config, selected, stale)
             if alerts and report.run_id is not None:
                 if _out_of_time(limit):
