@@ -117,6 +117,12 @@ class DigestEntry:
     # Why it is in this subscriber's digest, where a reader may wonder: "No function tag: no
     # rule matched its title or text", "Tagged AML/CFT by J. Chan on 2026-12-02".
     why: str = ""
+    # Its rule record, when it is not the record's first update: which update it is, since
+    # when the record runs, and the dates and kinds of the updates before it (newest first).
+    record_title: str = ""
+    record_update: int = 0
+    record_since: str = ""
+    record_earlier: tuple[str, ...] = ()
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -158,6 +164,10 @@ class DigestEntry:
             else "",
             last_seen=str(change.get("document_last_seen") or "")[:10],
             why=str(change.get("why") or ""),
+            record_title=str(change.get("record_title") or ""),
+            record_update=int(change.get("record_update") or 0),
+            record_since=str(change.get("record_since") or ""),
+            record_earlier=tuple(change.get("record_earlier") or ()),
         )
 
     @property

@@ -216,3 +216,18 @@ def records_holding(db: sqlite_utils.Database, document_ids: list[str]) -> list[
             [json.dumps(document_ids)],
         )
     )
+
+
+def record_publications(db: sqlite_utils.Database, document_id: str) -> list[dict[str, Any]]:
+    """The documents of the record `document_id` is in, with its record's id and title, oldest
+    first: what a digest entry needs to say which update of which record it is."""
+    return list(
+        db.query(
+            "SELECT r.id AS record_id, r.title AS record_title, m.publication, d.id, d.source, "
+            "d.title, d.date, d.extra FROM record_members m "
+            "JOIN records r ON r.id = m.record_id JOIN documents d ON d.id = m.document_id "
+            "WHERE m.record_id = (SELECT record_id FROM record_members WHERE document_id = ?) "
+            "ORDER BY d.date, d.id",
+            [document_id],
+        )
+    )

@@ -203,3 +203,19 @@ def test_officers_corrections_of_records_survive_recomputation(demo, tmp_path):
             conn.execute("DELETE FROM record_corrections")
     unknown = CliRunner().invoke(cli, [*base, "record", "no-such-thing"])
     assert unknown.exit_code == 2 and "no record 'no-such-thing'" in unknown.output
+
+
+def test_a_digest_entry_says_which_update_of_which_record_it_is(demo):
+    _, output = demo
+    digest = output.split("== Day 2", 1)[1].split("== Digest", 1)[1]
+    entry = digest.split("[NEW] Revised: Research Paper on Distributed Ledger Technology", 1)[1]
+    entry = entry.split("\n\n", 1)[0]
+    assert (
+        "Update 4 to: Research Paper on Distributed Ledger Technology in the Financial Sector, "
+        "since 2025-03-19" in entry
+    )
+    # The earlier updates, newest first: a press release (another source), two circulars.
+    assert "Earlier: 2026-06-29 press release · 2025-03-19 circular · 2025-03-19 circular" in entry
+    # A record's first update says nothing of the kind.
+    _, first = digest.split("[NEW] International Reserves and Foreign Currency Liquidity", 1)
+    assert "Update " not in first.split("\n\n", 1)[0]

@@ -59,6 +59,7 @@ from tracker.compliance import calendar_entries
 from tracker.config import Config
 from tracker.extract import from_subject
 from tracker.routing import explain, json_dict, routes_of, subscribers_of
+from tracker.rule_records import record_context
 from tracker.sources import DIGEST_GROUPS, digest_group, listed_in, source_titles
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ def build_digest(
         change["why"], untagged = explain(subscriber, change)
         if untagged:
             change["digest_group"] = UNTAGGED
+        change.update(record_context(db, change["document_id"]))
     digest = Digest.of_changes(
         now,
         changes,

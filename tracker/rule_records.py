@@ -31,6 +31,7 @@ from storage.rule_records import (
     record_corrections,
     record_documents,
     record_inputs,
+    record_publications,
     record_row,
     related_records,
     save_records,
@@ -562,4 +563,34 @@ def record_view(db: sqlite_utils.Database, record_id: int) -> dict[str, Any] | N
         "references": list(references.values()),
         "related": related_records(db, record_id),
         "updates": updates,
+    }
+
+
+# Earlier updates a digest entry lists (the most recent of them).
+EARLIER_SHOWN = 5
+
+
+def record_context(db: sqlite_utils.Database, document_id: str) -> dict[str, Any]:
+    """Which update of which record a document is, for its digest entry: record (id),
+    record_title, record_update (its publication's place, oldest first), record_since (the
+    record's first date) and record_earlier ("2024-04-26 consultation", newest first). Empty
+    for a document that is the first update of its record (or in none yet)."""
+    rows = record_publications(db, document_id)
+    publications: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        publications.setdefault(
+            row["publication"], {**row, "extra": json.loads(row["extra"] or "{}")}
+        )
+    order = list(publications)
+    mine = next((r["publication"] for r in rows if r["id"] == document_id), None)
+    if mine is None or order.index(mine) == 0:
+        return {}
+    place = order.index(mine)
+    earlier = [publications[p] for p in order[:place]][::-1][:EARLIER_SHOWN]
+    return {
+        "record": rows[0]["record_id"],
+        "record_title": rows[0]["record_title"],
+        "record_update": place + 1,
+        "record_since": publications[order[0]]["date"] or "",
+        "record_earlier": tuple(f"{p['date'] or '?'} {kind_of(p)}" for p in earlier),
     }
