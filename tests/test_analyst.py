@@ -198,7 +198,9 @@ def test_export_csv_and_json(history):
         "products",
         "entity_types",
         "tags_set_by",
+        "record_id",
     ]
+    assert all(r["record_id"].isdigit() for r in rows)  # every change's rule record
     as_json = lines(invoke(history, "export", "--format", "json", "--limit", "3"))
     assert len(as_json) == 3 and isinstance(as_json[0]["functions"], list)
 

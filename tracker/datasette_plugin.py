@@ -38,6 +38,10 @@ TABLES = {
     "brdr:<docId>.",
     "reviews": "Who assessed which change and what was decided; append-only (a change's review "
     "is its newest row; review_status shows each substantive change with it).",
+    "records": "Rule records: one per rule or initiative, grown by every publication on it "
+    "(record_updates: one row per publication; `hkma-tracker record ID`).",
+    "record_members": "Which record each document is in, and the evidence that put it there.",
+    "record_corrections": "Officers' joins, splits and retitles of records; append-only.",
 }
 
 _TAGS = (
@@ -108,6 +112,13 @@ QUERIES: dict[str, dict[str, str]] = {
         "coalesce(d.extra ->> '$.supersession_date', d.extra ->> '$.left_register_on') AS on_date, "
         "d.url FROM documents d WHERE d.extra ->> '$.status' IN ('superseded', 'withdrawn') "
         "ORDER BY on_date DESC",
+    },
+    "records_updated_this_week": {
+        "title": "Rule records with a publication in the last 7 days, and their updates",
+        "sql": "SELECT r.id, r.title, r.updates, u.date, u.title AS update_title, u.sources "
+        "FROM records r JOIN record_updates u ON u.record_id = r.id "
+        "WHERE r.last_date >= date('now', '+8 hours', '-7 days') ORDER BY r.last_date DESC, "
+        "r.id, u.date DESC",
     },
     "rule_timeline": {
         "title": "Documents linked to a rule (spm:IC-6, ref:B1/15C, brdr:20250428-3)",

@@ -119,9 +119,11 @@ def changes(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
             if change["significance"] == "cosmetic":
                 marks.append(f"cosmetic: {change['significance_reason']}")
             fields += "".join(f" ({mark})" for mark in marks)
+            record = f"  (record {change['record_id']})" if change.get("record_id") else ""
             echo(
                 f"{change['id']:>6} {change['detected_at']} {change['kind']:8} "
                 f"{change['source']:6} {change['title']}{fields}\n       {change['document_id']}"
+                + record
                 + (f"\n       tags: {tags}" if tags else "")
             )
 
@@ -225,6 +227,7 @@ EXPORT_COLUMNS = (
     "products",
     "entity_types",
     "tags_set_by",
+    "record_id",  # its rule record (`hkma-tracker record ID`)
 )
 
 
