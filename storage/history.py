@@ -515,9 +515,9 @@ def list_changes(
     (an export of the whole history holds one row at a time)."""
     where, params = _change_filter(since, sources, kinds, include_cosmetic, include_baseline, tags)
     sql = (
-        "SELECT c.*, d.functions, d.products, d.entity_types, d.corrections, "
+        "SELECT c.*, d.functions, d.products, d.entity_types, d.corrections, "  # noqa: S608
         "(SELECT m.record_id FROM record_members m WHERE m.document_id = c.document_id) "
-        f"AS record_id {_CHANGES}{where} ORDER BY c.id DESC"  # noqa: S608
+        f"AS record_id {_CHANGES}{where} ORDER BY c.id DESC"
     )
     if limit is not None:
         sql += " LIMIT ?"

@@ -17,18 +17,15 @@ IDENTIFYING_LINKS = ("is", "supersedes", "superseded-by", "version-of")
 
 
 def record_inputs(db: sqlite_utils.Database) -> list[dict[str, Any]]:
-    """Every document with what the linker weighs: title, date, source, extra, its text, and
-    its keys (identifying links: what it is, supersedes, is superseded by, is a version of)."""
+    """Every document with what the linker weighs: title, date, source, extra, and its keys
+    (identifying links: what it is, supersedes, is superseded by, is a version of)."""
     keys: dict[str, set[str]] = {}
     marks = ",".join("?" * len(IDENTIFYING_LINKS))
     sql = f"SELECT document_id, key FROM links WHERE kind IN ({marks})"  # noqa: S608
     for row in db.query(sql, list(IDENTIFYING_LINKS)):
         keys.setdefault(row["document_id"], set()).add(row["key"])
     documents = []
-    for row in db.query(
-        "SELECT d.id, d.source, d.title, d.url, d.date, d.extra, t.text "
-        "FROM documents d LEFT JOIN texts t ON t.id = d.text_id ORDER BY d.id"
-    ):
+    for row in db.query("SELECT id, source, title, url, date, extra FROM documents ORDER BY id"):
         documents.append(
             {**row, "extra": json.loads(row["extra"] or "{}"), "keys": keys.get(row["id"], set())}
         )

@@ -111,7 +111,8 @@ def record_join(
     """Put a document (with the other listings of its publication) in a record. Kept in an
     append-only log and applied whenever records are made again.
 
-    Example: hkma-tracker record join 'press_releases:20260305-3' 12 --by "J. Chan"
+    Example: hkma-tracker record join 'press_releases:https://www.hkma.gov.hk/…/20260305-3/' 12
+    --by "J. Chan"
     """
     db = obj.readonly_db()
     row = record_row(db, _record_id(db, record))

@@ -237,6 +237,11 @@ def _editions_differ(a: Publication, b: Publication) -> bool:
     return bool(years_a and years_b and not years_a & years_b)
 
 
+# However long the history, a term more than this many titles share is a topic or a series,
+# not a name (and comparing every pair of its titles would cost the square of their number).
+MAX_RARE = 30
+
+
 class NameModel:
     """The titles of a history as rarity-weighted terms (idf over the history)."""
 
@@ -247,8 +252,8 @@ class NameModel:
         n = len(titles)
         self.idf = {t: math.log((n + 1) / (c + 0.5)) for t, c in self.df.items()}
         self.norms = [math.sqrt(sum(self.idf[t] ** 2 for t in bag)) or 1.0 for bag in self.bags]
-        # A term at most this many titles share (1%) can be a name; more share a topic.
-        self.rare = max(3, n // 100)
+        # A term at most this many titles share (1%, at most MAX_RARE) can be a name.
+        self.rare = min(max(3, n // 100), MAX_RARE)
 
     def neighbours(self) -> list[set[int]]:
         """Per title, the titles it shares a rare term with."""
