@@ -216,6 +216,14 @@ def test_a_digest_entry_says_which_update_of_which_record_it_is(demo):
     )
     # The earlier updates, newest first: a press release (another source), two circulars.
     assert "Earlier: 2026-06-29 press release · 2025-03-19 circular · 2025-03-19 circular" in entry
+    # The demo's last words point at that record.
+    pointer = re.search(
+        r"^A rule record that grew over (\d+) publications from (\d+) sources: "
+        r".* record (\d+)  \(or records\)$",
+        output,
+        re.MULTILINE,
+    )
+    assert pointer and int(pointer.group(1)) >= 3 and int(pointer.group(2)) >= 2
     # A record's first update says nothing of the kind.
     _, first = digest.split("[NEW] International Reserves and Foreign Currency Liquidity", 1)
     assert "Update " not in first.split("\n\n", 1)[0]

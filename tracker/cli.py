@@ -43,7 +43,7 @@ from storage.history import (
 from storage.links import keys_like, rebuild_links, rule_documents
 from storage.outbox import outbox_status
 from storage.records import KINDS
-from storage.rule_records import IDENTIFYING_LINKS, records_holding
+from storage.rule_records import IDENTIFYING_LINKS, records_across_sources, records_holding
 from storage.search import count_matches, fts_query, search
 from storage.tags import retag
 from tracker import __version__, render
@@ -714,7 +714,8 @@ def demo(obj: Context, mirrors: tuple[str, ...], workdir: Path | None) -> None:
         day1, day2, db_path = run_demo(config, workdir)
     except FileExistsError as error:
         raise UsageProblem(str(error)) from None
-    render.demo(day1, day2, db_path)
+    grown = records_across_sources(open_readonly(db_path), min_updates=3, limit=1)
+    render.demo(day1, day2, db_path, grown[0] if grown else None)
     sys.exit(int(max(day1.exit_status, day2.exit_status)))
 
 

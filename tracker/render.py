@@ -415,7 +415,9 @@ def schedule(jobs: list[dict[str, Any]], as_json: bool) -> None:
             echo(f"{job['id']:28} {job['next_run']}  {job['trigger']}")
 
 
-def demo(day1: RunReport, day2: RunReport, db_path: Path) -> None:
+def demo(
+    day1: RunReport, day2: RunReport, db_path: Path, record: dict[str, Any] | None = None
+) -> None:
     echo("== Day 1: first crawl (the baseline: recorded, not alerted)")
     run_report(day1, as_json=False, show_events=False)
     echo("\n== Day 2: the site changed")
@@ -424,7 +426,13 @@ def demo(day1: RunReport, day2: RunReport, db_path: Path) -> None:
         echo(f"\n== Digest ({Path(day2.digest).with_suffix('.txt')})\n")
         echo(Path(day2.digest).with_suffix(".txt").read_text(encoding="utf-8"))
     config = db_path.with_name("demo.toml")
-    echo(f"Explore: hkma-tracker --config {config} --db {db_path} status  (or changes, deadlines)")
+    base = f"hkma-tracker --config {config} --db {db_path}"
+    if record:
+        echo(
+            f"A rule record that grew over {record['updates']} publications from "
+            f"{record['sources']} sources: {base} record {record['id']}  (or records)"
+        )
+    echo(f"Explore: {base} status  (or changes, deadlines)")
 
 
 def set_by(corrections: dict[str, Any] | str | None, action: str = "add") -> dict[str, str]:
