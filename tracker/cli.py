@@ -135,6 +135,28 @@ def exclusive_db(obj: Context, create: bool = False) -> Iterator[sqlite_utils.Da
 OFFICER_WAIT = 300.0  # seconds an officer's one small write waits for a run's long one
 
 
+@contextlib.contextmanager
+def officer_database(obj: Context) -> Iterator[sqlite_utils.Database]:
+    """The database for an officer's one small write (a review, a tag, a record correction):
+    not behind the run lock, which would make them wait for a whole run; `patient_write`
+    waits for a run's transaction instead."""
+    with usable_database():
+        check_database(Path(obj.db_path), create=False)
+        db = open_db(obj.db_path)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def known_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any]:
+    """A document by id (or by a URL only it has), or a usage error saying what to give."""
+    document = find_document(db, ref)
+    if document is None:
+        raise UsageProblem(f"no document {ref!r} (give an id from `changes`)")
+    return document
+
+
 def patient_write(db: sqlite_utils.Database, write: Callable[[], Any]) -> Any:
     """Run `write` in a write transaction, waiting its turn while a run holds the database for
     longer than the busy timeout (a long sweep's transaction), up to OFFICER_WAIT seconds:

@@ -22,15 +22,15 @@ from storage.compliance import (
     review_log,
     review_status,
 )
-from storage.db import REVIEW_STATES, check_database, open_db
+from storage.db import REVIEW_STATES
 from tracker import render
 from tracker.cli import (
     Context,
     UsageProblem,
     cli,
     json_option,
+    officer_database,
     patient_write,
-    usable_database,
 )
 from tracker.compliance import attestation_report, calendar_entries
 from tracker.config import vocabularies
@@ -167,17 +167,11 @@ def review_set(
 
     Example: hkma-tracker review set 42 actioned --owner "J. Chan" --note "Policy updated"
     """
-    # Not behind the run lock: one small insert waits for a run's write (its turn), where
-    # the lock would make an officer wait for the whole run.
-    with usable_database():
-        check_database(Path(obj.db_path), create=False)
-        db = open_db(obj.db_path)
     try:
-        row = patient_write(db, lambda: add_review(db, change_id, state, owner, note))
+        with officer_database(obj) as db:
+            row = patient_write(db, lambda: add_review(db, change_id, state, owner, note))
     except ReviewProblem as error:
         raise UsageProblem(str(error)) from None
-    finally:
-        db.close()
     render.review_added(row, as_json)
 
 

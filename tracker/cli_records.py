@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 import sqlite_utils
 
-from storage.db import check_database, open_db
 from storage.history import find_document
 from storage.rule_records import (
     add_record_correction,
@@ -17,7 +15,15 @@ from storage.rule_records import (
     record_row,
 )
 from tracker import render
-from tracker.cli import Context, UsageProblem, cli, json_option, patient_write, usable_database
+from tracker.cli import (
+    Context,
+    UsageProblem,
+    cli,
+    json_option,
+    known_document,
+    officer_database,
+    patient_write,
+)
 from tracker.rule_records import record_view, update_records
 
 
@@ -72,13 +78,8 @@ def record_show(obj: Context, record: str, as_json: bool) -> None:
 def _correct(
     obj: Context, action: str, document: str, by: str, target: str | None, note: str | None
 ) -> dict[str, Any]:
-    with usable_database():  # not behind the run lock, as `tag set`
-        check_database(Path(obj.db_path), create=False)
-        db = open_db(obj.db_path)
-    try:
-        found = find_document(db, document)
-        if found is None:
-            raise UsageProblem(f"no document {document!r} (give an id from `changes`)")
+    with officer_database(obj) as db:
+        found = known_document(db, document)
 
         def write() -> int:
             add_record_correction(db, action, found["id"], by, target, note)
@@ -88,10 +89,8 @@ def _correct(
             return record_id
 
         view = record_view(db, patient_write(db, write))
-        assert view is not None
-        return view
-    finally:
-        db.close()
+    assert view is not None
+    return view
 
 
 by_option = click.option("--by", required=True, help="Who decides (kept in the log).")

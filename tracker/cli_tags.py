@@ -11,7 +11,6 @@ import click
 
 from alerts.subscribers import UnknownName, resolve_names
 from spiders.normalize import clean_text
-from storage.db import check_database, open_db
 from storage.history import change_with_document, find_document
 from storage.records import KINDS
 from storage.tags import CorrectionProblem, add_correction, correction_log
@@ -21,8 +20,9 @@ from tracker.cli import (
     UsageProblem,
     cli,
     json_option,
+    known_document,
+    officer_database,
     patient_write,
-    usable_database,
 )
 from tracker.config import vocabularies
 from tracker.extract import document_fields
@@ -125,34 +125,28 @@ def tag_set(
     config = obj.config()
     wanted = [("add", *resolve_tag(t, config.taxonomy)) for t in added]
     wanted += [("remove", *resolve_tag(t, config.taxonomy)) for t in removed]
-    with usable_database():  # not behind the run lock, as `review set`
-        check_database(Path(obj.db_path), create=False)
-        db = open_db(obj.db_path)
     try:
-        document = find_document(db, document_id)
-        if document is None:
-            raise UsageProblem(f"no document {document_id!r} (give an id from `changes`)")
+        with officer_database(obj) as db:
+            document = known_document(db, document_id)
 
-        def correct() -> tuple[list[dict[str, Any]], int | None, list[str]]:
-            rows = [
-                add_correction(db, document["id"], kind, name, action, by, note)
-                for action, kind, name in wanted
-            ]
-            correction = {
-                "by": rows[-1]["by"],
-                "at": rows[-1]["at"],
-                **{a: [r["tag"] for r in rows if r["action"] == a] for a in ("add", "remove")},
-            }
-            change, queued = queue_correction(
-                db, config, document["id"], rows[0]["before"], correction
-            )
-            return rows, change, queued
+            def correct() -> tuple[list[dict[str, Any]], int | None, list[str]]:
+                rows = [
+                    add_correction(db, document["id"], kind, name, action, by, note)
+                    for action, kind, name in wanted
+                ]
+                correction = {
+                    "by": rows[-1]["by"],
+                    "at": rows[-1]["at"],
+                    **{a: [r["tag"] for r in rows if r["action"] == a] for a in ("add", "remove")},
+                }
+                change, queued = queue_correction(
+                    db, config, document["id"], rows[0]["before"], correction
+                )
+                return rows, change, queued
 
-        rows, change, queued = patient_write(db, correct)
+            rows, change, queued = patient_write(db, correct)
     except CorrectionProblem as error:
         raise UsageProblem(str(error)) from None
-    finally:
-        db.close()
     render.tag_corrected(document, rows, change, queued, as_json)
 
 
