@@ -32,6 +32,26 @@ def record_inputs(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return documents
 
 
+def register_versions(
+    db: sqlite_utils.Database, document_ids: list[str] | None = None
+) -> dict[str, list[dict[str, Any]]]:
+    """Per register document (of `document_ids`, default all) that the register has issued
+    under more than one id (an SPM module revised, a guideline re-issued), each id it had with
+    its first date, title and link, oldest first: every one was a publication of its own."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    only = "" if document_ids is None else "AND d.id IN (SELECT value FROM json_each(?)) "
+    for row in db.query(
+        "SELECT v.document_id, v.extra ->> '$.doc_id' AS doc_id, min(v.date) AS date, "  # noqa: S608
+        "min(v.title) AS title, min(v.url) AS url FROM versions v "
+        f"JOIN documents d ON d.id = v.document_id WHERE d.source = 'brdr' {only}"
+        "AND v.extra ->> '$.doc_id' IS NOT NULL GROUP BY v.document_id, doc_id "
+        "ORDER BY v.document_id, date",
+        [] if document_ids is None else [json.dumps(document_ids)],
+    ):
+        found.setdefault(row["document_id"], []).append(row)
+    return {document: ids for document, ids in found.items() if len(ids) > 1}
+
+
 def documents_without_record(db: sqlite_utils.Database) -> bool:
     """Whether some document is in no record (new since, or records never made)."""
     return bool(
@@ -221,7 +241,7 @@ def record_publications(db: sqlite_utils.Database, document_id: str) -> list[dic
     return list(
         db.query(
             "SELECT r.id AS record_id, r.title AS record_title, m.publication, d.id, d.source, "
-            "d.title, d.date, d.extra FROM record_members m "
+            "d.url, d.title, d.date, d.extra FROM record_members m "
             "JOIN records r ON r.id = m.record_id JOIN documents d ON d.id = m.document_id "
             "WHERE m.record_id = (SELECT record_id FROM record_members WHERE document_id = ?) "
             "ORDER BY d.date, d.id",

@@ -227,3 +227,20 @@ def test_a_digest_entry_says_which_update_of_which_record_it_is(demo):
     # A record's first update says nothing of the kind.
     _, first = digest.split("[NEW] International Reserves and Foreign Currency Liquidity", 1)
     assert "Update " not in first.split("\n\n", 1)[0]
+
+
+def test_each_version_of_an_spm_module_is_an_update_of_its_record(demo):
+    workdir, output = demo
+    db = str(workdir / "demo.db")
+    view = json.loads(
+        CliRunner().invoke(cli, ["--db", db, "record", "brdr:spm:IC-6", "--json"]).output
+    )
+    modules = [(u["publication"], u["date"]) for u in view["updates"] if u["kind"] == "SPM module"]
+    assert modules == [("brdr:20261020-70", "2026-10-20"), ("brdr:20260609-63", "2026-06-09")]
+    assert any(u["kind"] == "circular" and "IC-6" in u["title"] for u in view["updates"])
+    # Day 2's revision of the module is the record's third update, after the first version
+    # and the circular that announced it.
+    digest = output.split("== Digest", 1)[1]
+    entry = digest.split("[CHANGED] Supervisory Policy Manual IC-6", 1)[1].split("\n\n", 1)[0]
+    assert "Update 3 to: " in entry
+    assert "Earlier: 2026-06-09 " in entry

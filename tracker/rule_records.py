@@ -33,6 +33,7 @@ from storage.rule_records import (
     record_inputs,
     record_publications,
     record_row,
+    register_versions,
     related_records,
     save_records,
 )
@@ -400,8 +401,30 @@ def summary(title: str, text: str | None) -> str:
     return " ".join(words)
 
 
+def earlier_publications(
+    document: dict[str, Any], versions: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The publications a register document was before its current one (`versions`: each
+    register id it had, oldest first): an earlier version of an SPM module is an update."""
+    current = publication_of(document)
+    earlier = []
+    for version in versions:
+        publication = f"brdr:{base_id_of(str(version['doc_id']))}"
+        if publication != current:
+            earlier.append({**version, "publication": publication})
+    return earlier
+
+
+def base_id_of(doc_id: str) -> str:
+    """A register id without its language ("20260609-63-EN" -> "20260609-63")."""
+    match = re.match(r"(\d{8}-\d+)", doc_id)
+    return match.group(1) if match else doc_id
+
+
 def records_of(
-    documents: list[dict[str, Any]], corrections: list[dict[str, Any]]
+    documents: list[dict[str, Any]],
+    corrections: list[dict[str, Any]],
+    versions: dict[str, list[dict[str, Any]]] | None = None,
 ) -> tuple[list[dict[str, Any]], list[tuple[int, int, str, float]]]:
     """Records for `documents` (rows of `storage.rule_records.record_inputs`), with the
     officers' `corrections` applied in order: a join puts a document's publication in the
@@ -451,6 +474,15 @@ def records_of(
     for g in order:
         pubs = members[g]
         first = by_publication[pubs[0]][0]
+        earlier = [
+            e
+            for pid in pubs
+            for d in by_publication[pid]
+            for e in earlier_publications(d, (versions or {}).get(d["id"], []))
+        ]
+        dates = [by_publication[p][0]["date"] or "" for p in pubs] + [
+            e["date"] or "" for e in earlier
+        ]
         rows = []
         for n, pid in enumerate(pubs):
             evidence, strength = why.get(pid, ("", 0.0))
@@ -471,10 +503,9 @@ def records_of(
             {
                 "title": titles.get(g) or subject(first["title"]),
                 "started_by": first["id"],
-                "first_date": first["date"],
-                "last_date": max((by_publication[p][0]["date"] or "" for p in pubs), default="")
-                or None,
-                "updates": len(pubs),
+                "first_date": min(d for d in dates if d) if any(dates) else None,
+                "last_date": max(dates) or None,
+                "updates": len(pubs) + len({e["publication"] for e in earlier}),
                 "members": rows,
             }
         )
@@ -489,7 +520,7 @@ def records_of(
 def update_records(db: sqlite_utils.Database) -> int:
     """Group the whole history into records again (corrections applied) and store them,
     record ids kept where their documents were. How many records. Call in a transaction."""
-    records, related = records_of(record_inputs(db), record_corrections(db))
+    records, related = records_of(record_inputs(db), record_corrections(db), register_versions(db))
     save_records(db, records, related)
     return len(records)
 
@@ -526,6 +557,22 @@ def record_view(db: sqlite_utils.Database, record_id: int) -> dict[str, Any] | N
                 "summary": summary(read["title"], read["text"]),
             }
         )
+    versions = register_versions(db, [d["id"] for d in documents])
+    for d in documents:
+        for earlier in earlier_publications(d, versions.get(d["id"], [])):
+            updates.append(
+                {
+                    "publication": earlier["publication"],
+                    "date": earlier["date"],
+                    "kind": kind_of(d),
+                    "title": earlier["title"],
+                    "url": earlier["url"],
+                    "sources": [d["source"]],
+                    "documents": [d["id"]],
+                    "evidence": "an earlier version of the same register document",
+                    "summary": subject(earlier["title"]),
+                }
+            )
     updates.sort(key=lambda u: (u["date"] or "", u["publication"]), reverse=True)
 
     def union(column: str) -> list[str]:
@@ -582,11 +629,13 @@ def record_context(db: sqlite_utils.Database, document_id: str) -> dict[str, Any
     for a document that is the first update of its record (or in none yet)."""
     rows = record_publications(db, document_id)
     publications: dict[str, dict[str, Any]] = {}
+    versions = register_versions(db, [r["id"] for r in rows])
     for row in rows:
-        publications.setdefault(
-            row["publication"], {**row, "extra": json.loads(row["extra"] or "{}")}
-        )
-    order = list(publications)
+        row = {**row, "extra": json.loads(row["extra"] or "{}")}
+        publications.setdefault(row["publication"], row)
+        for version in earlier_publications(row, versions.get(row["id"], [])):
+            publications.setdefault(version["publication"], {**row, "date": version["date"]})
+    order = sorted(publications, key=lambda p: (publications[p]["date"] or "", p))
     mine = next((r["publication"] for r in rows if r["id"] == document_id), None)
     if mine is None or order.index(mine) == 0:
         return {}
