@@ -260,14 +260,19 @@ class DigestEntry:
 
     @property
     def publication(self) -> str:
-        """What was published, whichever source saw it: a BRDR doc id, else the URL."""
-        match = _BRDR_DOC_ID.search(self.url)
-        return f"brdr:{match.group(1)}" if match else self.url
+        return publication(self.url)
 
     @property
     def href(self) -> str:
         """The link target, only ever http(s): a title is text, a link must not run code."""
         return safe_href(self.url)
+
+
+def publication(url: str) -> str:
+    """What was published, whichever source saw it: a BRDR doc id ("brdr:20250428-3"), else
+    the URL."""
+    match = _BRDR_DOC_ID.search(url)
+    return f"brdr:{match.group(1)}" if match else url
 
 
 def safe_href(url: str) -> str:

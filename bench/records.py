@@ -13,20 +13,19 @@ or more; the held-back half's errors are never printed), or `--scale`: the secon
 from __future__ import annotations
 
 import json
-import re
 import sys
 import tomllib
 from collections.abc import Callable
 from itertools import combinations
 from pathlib import Path
 
+from alerts.digest import publication
 from tracker.rule_records import NameModel, Publication, group
 
 ROOT = Path(__file__).parents[1]
 LABELLED = ROOT / "tests" / "labelled"
 SETS = ("threads.toml", "threads_heldout.toml")
 GOAL = {"precision": 0.90, "recall": 0.70}
-_BRDR = re.compile(r"/doc-ldg/(?:current|docId)/(\d{8}-\d+)-[A-Z]{2}")
 KINDS = {
     "press-release": "press release",
     "circulars": "circular",
@@ -38,9 +37,9 @@ KINDS = {
 
 
 def publication_id(link: str) -> str:
-    """One publication, whichever feed item carries it: a BRDR document, else its link."""
-    match = _BRDR.search(link)
-    return f"brdr:{match.group(1)}" if match else link
+    """One publication, whichever feed item carries it: a BRDR document, else its link (as the
+    tracker keys them)."""
+    return publication(link)
 
 
 def publications() -> list[Publication]:

@@ -27,6 +27,8 @@ from typing import Any
 
 import sqlite_utils
 
+from alerts.digest import publication as url_publication
+from spiders.brdr import base_id
 from storage.rule_records import (
     record_corrections,
     record_documents,
@@ -347,17 +349,15 @@ def group(publications: Sequence[Publication]) -> Grouping:
 
 # From stored documents to records ---------------------------------------------------------
 
-_BRDR_ID = re.compile(r"brdr\.hkma\.gov\.hk/\w+/doc-ldg/(?:current|docId)/(?:getPdf/)?(\d{8}-\d+)-")
-
 
 def publication_of(document: dict[str, Any]) -> str:
     """What was published, whichever listing carried it: a BRDR document (its RSS item, its
     register record and a topic-page row linking it are one publication), else its link."""
     for url in (document["url"], str(document["extra"].get("document_url") or "")):
-        if match := _BRDR_ID.search(url):
-            return f"brdr:{match.group(1)}"
-    if doc_id := re.match(r"(\d{8}-\d+)", str(document["extra"].get("doc_id") or "")):
-        return f"brdr:{doc_id.group(1)}"
+        if (found := url_publication(url)).startswith("brdr:"):
+            return found
+    if doc_id := document["extra"].get("doc_id"):
+        return f"brdr:{base_id(str(doc_id))}"
     return str(document["url"] or document["id"])
 
 
@@ -409,16 +409,10 @@ def earlier_publications(
     current = publication_of(document)
     earlier = []
     for version in versions:
-        publication = f"brdr:{base_id_of(str(version['doc_id']))}"
-        if publication != current:
-            earlier.append({**version, "publication": publication})
+        key = f"brdr:{base_id(str(version['doc_id']))}"
+        if key != current:
+            earlier.append({**version, "publication": key})
     return earlier
-
-
-def base_id_of(doc_id: str) -> str:
-    """A register id without its language ("20260609-63-EN" -> "20260609-63")."""
-    match = re.match(r"(\d{8}-\d+)", doc_id)
-    return match.group(1) if match else doc_id
 
 
 def records_of(
@@ -446,14 +440,12 @@ def records_of(
     grouping = group(publications)
     group_of = {pid: n for n, record in enumerate(grouping.records) for pid in record}
     why = {j.b: (j.evidence, j.strength) for j in grouping.joins}
-    why.update({j.a: why.get(j.a, ("", 0.0)) for j in grouping.joins if j.a not in why})
     titles: dict[int, str] = {}
     publication_of_document = {d["id"]: p for p, docs in by_publication.items() for d in docs}
     for correction in corrections:
         mine = publication_of_document.get(correction["document_id"])
         if mine is None:
             continue
-        who = f"set by {correction['by']}"
         if correction["action"] == "join":
             target = publication_of_document.get(str(correction["target"]))
             if target is not None:
@@ -461,7 +453,7 @@ def records_of(
                 why[mine] = (f"joined by {correction['by']}", 1.0)
         elif correction["action"] == "split":
             group_of[mine] = max(group_of.values()) + 1
-            why[mine] = (f"started the record ({who})", 1.0)
+            why[mine] = (f"started the record (set by {correction['by']})", 1.0)
         elif correction["action"] == "retitle":
             titles[group_of[mine]] = str(correction["target"])
     members: dict[int, list[str]] = defaultdict(list)
