@@ -18,17 +18,18 @@ IDENTIFYING_LINKS = ("is", "supersedes", "superseded-by", "version-of")
 
 def record_inputs(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     """Every document with what the linker weighs: title, date, source, extra, and its keys
-    (identifying links: what it is, supersedes, is superseded by, is a version of)."""
+    (identifying links: what it is, supersedes, is superseded by, is a version of; the
+    documents its text names by title, `doc:<id>`; and its own `doc:<id>`)."""
     keys: dict[str, set[str]] = {}
-    marks = ",".join("?" * len(IDENTIFYING_LINKS))
+    kinds = [*IDENTIFYING_LINKS, "names"]
+    marks = ",".join("?" * len(kinds))
     sql = f"SELECT document_id, key FROM links WHERE kind IN ({marks})"  # noqa: S608
-    for row in db.query(sql, list(IDENTIFYING_LINKS)):
+    for row in db.query(sql, kinds):
         keys.setdefault(row["document_id"], set()).add(row["key"])
     documents = []
     for row in db.query("SELECT id, source, title, url, date, extra FROM documents ORDER BY id"):
-        documents.append(
-            {**row, "extra": json.loads(row["extra"] or "{}"), "keys": keys.get(row["id"], set())}
-        )
+        held = keys.get(row["id"], set()) | {f"doc:{row['id']}"}  # named by others' texts
+        documents.append({**row, "extra": json.loads(row["extra"] or "{}"), "keys": held})
     return documents
 
 
@@ -60,6 +61,10 @@ def documents_without_record(db: sqlite_utils.Database) -> bool:
             "(SELECT 1 FROM record_members m WHERE m.document_id = d.id))"
         ).fetchone()[0]
     )
+
+
+def document_titles(db: sqlite_utils.Database) -> dict[str, str]:
+    return dict(db.execute("SELECT id, title FROM documents").fetchall())
 
 
 def record_corrections(db: sqlite_utils.Database) -> list[dict[str, Any]]:

@@ -136,3 +136,42 @@ def test_the_subject_of_a_title_leaves_out_its_pdf_note_byline_and_annex():
         subject("Generative Artificial Intelligence Sandbox: Second Cohort Annex: Arrangement")
         == "Generative Artificial Intelligence Sandbox: Second Cohort"
     )
+
+
+def test_a_document_whose_text_names_another_by_title_joins_its_record():
+    """The Phase 2A taxonomy's circular (real title) whose text names the consultation (real
+    title) by its title: one record, whatever their titles share; a short title named in
+    passing ("Licence Fees") links nothing, and neither does a document's own title."""
+    from storage.records import Snapshot
+    from tracker.rule_records import TitleIndex, records_of
+
+    consultation = (
+        "Consultation on Phase 2A prototype of Hong Kong Taxonomy for Sustainable Finance"
+    )
+    circular = "Hong Kong Taxonomy for Sustainable Finance (Phase 2A)"
+    text = (
+        f"{circular} I am writing to inform you that, following the {consultation.lower()} "
+        "launched in September 2025, the HKMA has published the taxonomy. Licence Fees are "
+        "not affected."
+    )
+    index = TitleIndex({"cons": consultation, "circ": circular, "fees": "Licence Fees"})
+    links = index.links(Snapshot(circular, "https://x", "2026-01-22", "", {}, {"text": text}))
+    assert [(link.key, link.kind) for link in links] == [("doc:cons", "names")]
+
+    def row(doc_id, title, date, feed, keys):
+        return {"id": doc_id, "source": "rss", "title": title, "url": f"https://hkma/{doc_id}",
+                "date": date, "extra": {"feed": feed}, "keys": {f"doc:{doc_id}", *keys}}  # fmt: skip
+
+    records, _ = records_of(
+        [
+            row("cons", consultation, "2025-09-08", "consultations", set()),
+            row("circ", "Publication of the taxonomy", "2026-01-22", "circulars", {"doc:cons"}),
+            row("fees", "Licence Fees", "2026-01-23", "circulars", set()),
+        ],
+        [],
+    )
+    joined = next(r for r in records if r["started_by"] == "cons")
+    assert [(m["document_id"], m["evidence"]) for m in joined["members"]] == [
+        ("cons", "started the record"),
+        ("circ", "its text names the other's title"),
+    ]

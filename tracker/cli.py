@@ -66,8 +66,8 @@ from tracker.exit_codes import ExitStatus
 from tracker.lock import RunLocked, run_lock
 from tracker.render import echo
 from tracker.routing import subscribers_of
-from tracker.rule_records import FILE_REFERENCE_AT, update_records
-from tracker.rules import UnknownKey, links_of, rule_key, timeline
+from tracker.rule_records import FILE_REFERENCE_AT, links_for, update_records
+from tracker.rules import UnknownKey, rule_key, timeline
 from tracker.run import UnknownSourceError, run
 from tracker.schedule import job_list, serve
 from tracker.status import dead_man_check, status_report
@@ -449,7 +449,7 @@ def retag_command(obj: Context, as_json: bool) -> None:
     with exclusive_db(obj) as db:
         summary = retag(db, Tagger(taxonomy))
         with write_transaction(db):
-            rebuild_links(db, links_of)  # how links are read may have changed with the code
+            rebuild_links(db, links_for(db))  # how links are read may have changed with the code
             update_records(db)
     render.retag(summary, as_json)
 

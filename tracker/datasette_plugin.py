@@ -35,7 +35,7 @@ TABLES = {
     "tags": "Tags per document version, with the taxonomy version and, for the current version, "
     "the evidence.",
     "links": "Keys each document is linked to: spm:<module>, ref:<circular reference>, "
-    "brdr:<docId>.",
+    "brdr:<docId>, doc:<document id> (a document whose title its text names).",
     "reviews": "Who assessed which change and what was decided; append-only (a change's review "
     "is its newest row; review_status shows each substantive change with it).",
     "records": "Rule records: one per rule or initiative, grown by every publication on it "

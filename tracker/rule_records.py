@@ -29,7 +29,9 @@ import sqlite_utils
 
 from alerts.digest import publication as url_publication
 from spiders.brdr import base_id
+from storage.records import Link, LinksOf, Snapshot
 from storage.rule_records import (
+    document_titles,
     record_corrections,
     record_documents,
     record_inputs,
@@ -40,6 +42,7 @@ from storage.rule_records import (
     save_records,
 )
 from tracker.extract import SPM_CODE, from_subject
+from tracker.rules import links_of
 
 # Noise around a title's subject: the PDF size note, a speech's byline, an annex's own title.
 _PDF_NOTE = re.compile(r"\s*\((?:PDF|Word|Excel) File[^)]*\)", re.IGNORECASE)
@@ -185,7 +188,7 @@ class Publication:
     title: str
     date: str | None = None
     kind: str = ""  # press release, circular, consultation, speech, guideline, ...
-    keys: frozenset[str] = frozenset()  # spm:<code>, brdr:<base id> (others are ignored)
+    keys: frozenset[str] = frozenset()  # spm:, brdr:, doc: keys join (JOINING_KEYS); others not
 
 
 @dataclass(frozen=True)
@@ -205,6 +208,9 @@ class Grouping:
     related: list[Join] = field(default_factory=list)
 
 
+# Keys that join: an SPM module, a BRDR document (and its chain), a document (held by itself
+# and by the documents whose text names its title). Reference numbers never join.
+JOINING_KEYS = ("spm:", "brdr:", "doc:")
 # A reference number more documents than this carry is a file reference ("B1/15C"): `rule`
 # lists the records that carry it instead of one timeline.
 FILE_REFERENCE_AT = 3
@@ -316,9 +322,12 @@ def group(publications: Sequence[Publication]) -> Grouping:
         for key in sorted(p.keys | title_keys(p.title)):
             holders[key].append(index)
     for key, held in sorted(holders.items()):
-        if key.startswith(("spm:", "brdr:")):
+        if key.startswith(JOINING_KEYS):
+            evidence = (
+                "its text names the other's title" if key.startswith("doc:") else f"same {key}"
+            )
             for other in held[1:]:
-                join(held[0], other, f"same {key}", 1.0)
+                join(held[0], other, evidence, 1.0)
 
     names = NameModel([p.title for p in publications])
     weaker: list[tuple[int, int, str, float]] = []
@@ -640,3 +649,55 @@ def record_context(db: sqlite_utils.Database, document_id: str) -> dict[str, Any
         "record_since": publications[order[0]]["date"] or "",
         "record_earlier": tuple(f"{p['date'] or '?'} {kind_of(p)}" for p in earlier),
     }
+
+
+# Titles a text must name whole to name a publication: shorter ones ("Licence Fees") are named
+# in passing by too many texts.
+TITLE_MIN_WORDS = 5
+_TOKEN = re.compile(r"[a-z0-9]+")
+
+
+class TitleIndex:
+    """The titles of a history that a document's text can name: a subject of at least
+    TITLE_MIN_WORDS words that at most two documents (one publication's listings) carry."""
+
+    def __init__(self, titles: dict[str, str]) -> None:
+        holders: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for document_id, title in titles.items():
+            words = tuple(_TOKEN.findall(subject(title).lower()))
+            if len(words) >= TITLE_MIN_WORDS:
+                holders[words].append(document_id)
+        self.starts: dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]] = defaultdict(
+            list
+        )
+        for words, documents in holders.items():
+            if len(documents) <= 2:
+                self.starts[words[:3]].append((words, documents))
+
+    def links(self, snapshot: Snapshot) -> list[Link]:
+        """`doc:<id>` for each document whose title the snapshot's text names; a document's own
+        title is no link (the key it holds anyway)."""
+        text = (snapshot.document or {}).get("text") or ""
+        words = _TOKEN.findall(str(text).lower())
+        own = tuple(_TOKEN.findall(subject(snapshot.title).lower()))
+        found: dict[str, Link] = {}
+        for start in range(len(words) - TITLE_MIN_WORDS + 1):
+            for title, documents in self.starts.get(tuple(words[start : start + 3]), ()):
+                if title != own and tuple(words[start : start + len(title)]) == title:
+                    named = " ".join(title)
+                    for document_id in documents:
+                        found[document_id] = Link(
+                            f"doc:{document_id}", "names", f"text names “{named[:100]}”"
+                        )
+        return list(found.values())
+
+
+def links_for(db: sqlite_utils.Database) -> LinksOf:
+    """What a document links to: `tracker.rules.links_of`, and the documents its text names by
+    title (titles read from `db` once)."""
+    index = TitleIndex(document_titles(db))
+
+    def links(snapshot: Snapshot) -> list[Link]:
+        return links_of(snapshot) + index.links(snapshot)
+
+    return links

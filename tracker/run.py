@@ -68,8 +68,7 @@ from tracker.lifecycle import (
     settle_departures,
 )
 from tracker.results import CrawlResult, ResultError, read_result
-from tracker.rule_records import update_records
-from tracker.rules import links_of
+from tracker.rule_records import links_for, update_records
 from tracker.sources import HELPER_SPIDERS, SOURCES
 from tracker.status import stale_sweeps
 from tracker.sweep import Sweep, choose_sweep, describe
@@ -239,7 +238,7 @@ def run(
                 # A healthy incremental run must not call a source whose sweeps fail recovered.
                 stale = stale_sweeps(db, config, datetime.now(UTC))
                 with write_transaction(db):
-                    touched = update_links(db, links_of, report.run_id)
+                    touched = update_links(db, links_for(db), report.run_id)
                     if touched or documents_without_record(db):  # keys come from the links
                         update_records(db)
                     raise_operator_alerts(db, config, selected, stale)
@@ -286,7 +285,7 @@ def _clean_up_after_killed_runs(db: sqlite_utils.Database) -> None:
     if left:  # what they stored, linked now (a run links its documents at its end)
         with write_transaction(db):
             for run_id in left:
-                update_links(db, links_of, run_id)
+                update_links(db, links_for(db), run_id)
     for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
         owner = re.match(rf"{WORKDIR_PREFIX}(\d+)-", folder.name)
         if owner and not _process_exists(int(owner.group(1))):
@@ -518,7 +517,7 @@ def _fetch_documents(
         plan.counts["not fetchable"] = len(odd_links)
     report.documents = plan
     with write_transaction(db):
-        apply_document_plan(db, plan, report.run_id, candidates, tagger, links_of)
+        apply_document_plan(db, plan, report.run_id, candidates, tagger, links_for(db))
         queue_for_subscribers(db, config, report.run_id)
     missing = len(requests) - len(fetched) - unread
     if missing:  # the crawl died or was stopped part way: those stay due, fetched next run
