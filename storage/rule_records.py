@@ -63,8 +63,9 @@ def documents_without_record(db: sqlite_utils.Database) -> bool:
     )
 
 
-def document_titles(db: sqlite_utils.Database) -> dict[str, str]:
-    return dict(db.execute("SELECT id, title FROM documents").fetchall())
+def document_titles(db: sqlite_utils.Database) -> dict[str, tuple[str, str | None]]:
+    """Every document's title and date, by id."""
+    return {row[0]: (row[1], row[2]) for row in db.execute("SELECT id, title, date FROM documents")}
 
 
 def record_corrections(db: sqlite_utils.Database) -> list[dict[str, Any]]:

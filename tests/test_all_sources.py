@@ -72,7 +72,7 @@ def test_every_source_and_every_linked_document(site, tmp_path, db_path):
 def test_texts_read_in_later_runs_are_linked_as_retag_would_link_them(tmp_path, db_path):
     from storage.db import open_db, write_transaction
     from storage.links import rebuild_links
-    from tracker.rules import links_of
+    from tracker.rule_records import links_for
 
     with RecordedSite(tmp_path) as brdr:
         brdr.handlers[BrdrFake.path] = BrdrFake(load("brdr-records.json"))
@@ -112,6 +112,6 @@ def test_texts_read_in_later_runs_are_linked_as_retag_would_link_them(tmp_path, 
     assert sum(1 for _, key, _ in after_runs if key == "ref:B1/15C") == 117
     db = open_db(db_path)
     with write_transaction(db):
-        rebuild_links(db, links_of)
+        rebuild_links(db, links_for(db))  # as `retag` does
     db.close()
     assert links() == after_runs

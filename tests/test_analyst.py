@@ -411,4 +411,7 @@ def test_a_file_reference_is_not_one_rule(history):
     assert len(rows) == records > 1
     # A key that is one rule: its record first, then its timeline.
     module = lines(invoke(history, "rule", "IC-6", "--json"))
-    assert module[0]["type"] == "record" and "IC-6" in module[0]["title"]
+    (holding,) = query(
+        history, "SELECT record_id FROM record_members WHERE document_id = 'brdr:spm:IC-6'"
+    )[0]
+    assert module[0]["type"] == "record" and module[0]["id"] == holding

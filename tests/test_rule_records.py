@@ -154,7 +154,14 @@ def test_a_document_whose_text_names_another_by_title_joins_its_record():
         "launched in September 2025, the HKMA has published the taxonomy. Licence Fees are "
         "not affected."
     )
-    index = TitleIndex({"cons": consultation, "circ": circular, "fees": "Licence Fees"})
+    index = TitleIndex(
+        {
+            "cons": (consultation, "2025-09-08"),
+            "circ": (circular, "2026-01-22"),
+            "fees": ("Licence Fees", "2024-06-14"),
+            "later": ("Following the consultation on Phase 2A", "2026-06-01"),  # after the text
+        }
+    )
     links = index.links(Snapshot(circular, "https://x", "2026-01-22", "", {}, {"text": text}))
     assert [(link.key, link.kind) for link in links] == [("doc:cons", "names")]
 

@@ -661,34 +661,37 @@ class TitleIndex:
     """The titles of a history that a document's text can name: a subject of at least
     TITLE_MIN_WORDS words that at most two documents (one publication's listings) carry."""
 
-    def __init__(self, titles: dict[str, str]) -> None:
+    def __init__(self, titles: dict[str, tuple[str, str | None]]) -> None:
+        """`titles`: document id -> (title, date)."""
         holders: dict[tuple[str, ...], list[str]] = defaultdict(list)
-        for document_id, title in titles.items():
+        for document_id, (title, _) in titles.items():
             words = tuple(_TOKEN.findall(subject(title).lower()))
             if len(words) >= TITLE_MIN_WORDS:
                 holders[words].append(document_id)
-        self.starts: dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]] = defaultdict(
-            list
-        )
+        self.dates = {document_id: date for document_id, (_, date) in titles.items()}
+        self.starts: dict[tuple[str, ...], list[tuple[tuple[str, ...], list[str]]]] = {}
         for words, documents in holders.items():
             if len(documents) <= 2:
-                self.starts[words[:3]].append((words, documents))
+                self.starts.setdefault(words[:3], []).append((words, documents))
 
     def links(self, snapshot: Snapshot) -> list[Link]:
-        """`doc:<id>` for each document whose title the snapshot's text names; a document's own
-        title is no link (the key it holds anyway)."""
+        """`doc:<id>` for each document whose title the snapshot's text names and that was not
+        published after it (a text names what came before it: whenever the text is read, the
+        same links); a document's own title is no link."""
         text = (snapshot.document or {}).get("text") or ""
         words = _TOKEN.findall(str(text).lower())
         own = tuple(_TOKEN.findall(subject(snapshot.title).lower()))
         found: dict[str, Link] = {}
         for start in range(len(words) - TITLE_MIN_WORDS + 1):
             for title, documents in self.starts.get(tuple(words[start : start + 3]), ()):
-                if title != own and tuple(words[start : start + len(title)]) == title:
-                    named = " ".join(title)
-                    for document_id in documents:
-                        found[document_id] = Link(
-                            f"doc:{document_id}", "names", f"text names “{named[:100]}”"
-                        )
+                if title == own or tuple(words[start : start + len(title)]) != title:
+                    continue
+                for document_id in documents:
+                    published = self.dates.get(document_id)
+                    if published and snapshot.date and published > snapshot.date:
+                        continue
+                    evidence = f"text names “{' '.join(title)[:100]}”"
+                    found[document_id] = Link(f"doc:{document_id}", "names", evidence)
         return list(found.values())
 
 
