@@ -1,16 +1,18 @@
-"""Rule records: which publications belong to one rule or initiative. Pure functions.
+"""Rule records: which publications belong to one rule or initiative.
 
 A record grows as the regulator publishes: a press release launches an initiative, a circular
 sets its arrangements, a consultation is followed by its conclusions. Publications join a record
 on evidence, strongest first:
 - the same key: an SPM module (any version), a BRDR document and its supersession or version
-  chain. Reference numbers join nothing: HKMA's ("B1/15C") are file references printed on
-  every circular of a file, not a rule's identity;
+  chain, a document its text names by title (`doc:<id>`). Reference numbers join nothing:
+  HKMA's ("B1/15C") are file references printed on every circular of a file;
 - a shared name: what two titles have in common, weighted by how rare its words are across the
   whole history (an initiative's name, "GenA.I. Sandbox", "Money Safe", is rare; "consultation",
   "revised", "Hong Kong" are not), within a time window.
-What only a weak name match links is a related record, not a join. Titles alone decide the
-names: measured on hand-labelled threads of real feed items (`bench/records.py`).
+What only a weak name match links is a related record, not a join. The linker (`group`,
+`records_of`) is pure and measured on hand-labelled threads of real feed items
+(`bench/records.py`); `update_records`, `record_view`, `record_context` and `links_for` read
+and write through `storage/rule_records.py`.
 """
 
 from __future__ import annotations
