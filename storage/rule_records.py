@@ -63,6 +63,11 @@ def documents_without_record(db: sqlite_utils.Database) -> bool:
     )
 
 
+def publications_of_documents(db: sqlite_utils.Database) -> dict[str, str]:
+    """Each document's publication, as its record holds it (one publication, one update)."""
+    return dict(db.execute("SELECT document_id, publication FROM record_members").fetchall())
+
+
 def document_titles(db: sqlite_utils.Database) -> dict[str, tuple[str, str | None]]:
     """Every document's title and date, by id."""
     return {row[0]: (row[1], row[2]) for row in db.execute("SELECT id, title, date FROM documents")}

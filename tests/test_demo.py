@@ -244,3 +244,22 @@ def test_each_version_of_an_spm_module_is_an_update_of_its_record(demo):
     entry = digest.split("[CHANGED] Supervisory Policy Manual IC-6", 1)[1].split("\n\n", 1)[0]
     assert "Update 3 to: " in entry
     assert "Earlier: 2026-06-09 " in entry
+
+
+def test_one_publication_is_one_calendar_event_per_deadline(demo, tmp_path):
+    """The second cohort's annex is listed by the circulars feed and by BRDR, and both state
+    it takes effect on the same day: subscribed calendars get that deadline once."""
+    import icalendar
+
+    workdir, _ = demo
+    ics = tmp_path / "d.ics"
+    made = CliRunner().invoke(
+        cli, ["--db", str(workdir / "demo.db"), "calendar", "--ics", str(ics)]
+    )
+    assert made.exit_code == 0, made.output
+    events = icalendar.Calendar.from_ical(ics.read_bytes()).walk("VEVENT")
+    annex = [
+        e for e in events
+        if "Second Cohort Annex" in str(e["SUMMARY"]) and str(e["SUMMARY"]).startswith("Takes")
+    ]  # fmt: skip
+    assert len(annex) == 1, [str(e["SUMMARY"]) for e in annex]

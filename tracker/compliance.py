@@ -27,6 +27,7 @@ from storage.compliance import (
     untagged_changes,
 )
 from storage.history import find_document
+from storage.rule_records import publications_of_documents
 from tracker.config import Config
 from tracker.schedule import job_deadline, jobs_of, watch_for
 from tracker.sources import SOURCES, binding_sql
@@ -57,14 +58,16 @@ def _day(value: str | None) -> date | None:
 def calendar_entries(
     db: sqlite_utils.Database, tags: dict[str, list[str]] | None = None
 ) -> list[CalendarEntry]:
-    """One entry per deadline any version of a document stated: standing, moved (its SEQUENCE
-    counts the moves) or cancelled (the document superseded, withdrawn or removed, or the date
-    no longer stated)."""
+    """One entry per deadline any version of a publication stated: standing, moved (its
+    SEQUENCE counts the moves) or cancelled (the document superseded, withdrawn or removed, or
+    the date no longer stated). The listings of one publication (a circular's RSS item and its
+    BRDR record) stating one date are one event: the standing one, else the first by id."""
+    publication = publications_of_documents(db)
+    chosen: dict[tuple[str, str, int, date], tuple[tuple[bool, str], CalendarEntry]] = {}
     current = {
         (row["document_id"], row["kind"], row["ordinal"]): row
         for row in deadlines(db, tags=tags, current_only=False)
     }
-    entries = []
     for (document_id, kind, ordinal), dates in sorted(deadline_histories(db, tags).items()):
         stated = [d for d in dates if d]
         moves = sum(1 for a, b in pairwise(stated) if a != b)
@@ -80,27 +83,29 @@ def calendar_entries(
         title = str(document.get("title") or document_id)
         why = "" if standing_now else _why_cancelled(row, dates[-1])
         evidence = (row or {}).get("evidence") or ""
-        entries.append(
-            CalendarEntry(
-                uid=event_uid(document_id, kind, ordinal),
-                day=day,
-                summary=f"{KIND_TITLES.get(kind, kind)}: {title}",
-                description="\n".join(
-                    part
-                    for part in (
-                        why,
-                        f"“{evidence}”" if evidence else "",
-                        f"{document.get('url', '')}",
-                        f"HKMA tracker document {document_id}",
-                    )
-                    if part
-                ),
-                url=str(document.get("url") or ""),
-                sequence=moves + (0 if standing_now else 1),
-                cancelled=not standing_now,
-            )
+        entry = CalendarEntry(
+            uid=event_uid(document_id, kind, ordinal),
+            day=day,
+            summary=f"{KIND_TITLES.get(kind, kind)}: {title}",
+            description="\n".join(
+                part
+                for part in (
+                    why,
+                    f"“{evidence}”" if evidence else "",
+                    f"{document.get('url', '')}",
+                    f"HKMA tracker document {document_id}",
+                )
+                if part
+            ),
+            url=str(document.get("url") or ""),
+            sequence=moves + (0 if standing_now else 1),
+            cancelled=not standing_now,
         )
-    return entries
+        key = (publication.get(document_id, document_id), kind, ordinal, day)
+        rank = (not standing_now, document_id)
+        if key not in chosen or rank < chosen[key][0]:
+            chosen[key] = (rank, entry)
+    return [entry for _, entry in chosen.values()]
 
 
 def _why_cancelled(row: dict[str, Any] | None, latest: str | None) -> str:
