@@ -88,6 +88,28 @@ def add_review(
     return {"id": db.execute("SELECT last_insert_rowid()").fetchone()[0], **row}
 
 
+# Two events of one publication (its RSS item and its API record; a listing change and then
+# its PDF's) this many days apart or fewer are one update, decided once.
+TWIN_DAYS = 7
+
+
+def twin_changes(db: sqlite_utils.Database, change_id: int) -> list[int]:
+    """The other substantive changes of the same kind to the same publication (as its rule
+    record holds it) detected within TWIN_DAYS: one decision covers them all."""
+    return [
+        row[0]
+        for row in db.execute(
+            "SELECT c2.id FROM changes c JOIN record_members m ON m.document_id = c.document_id "
+            "JOIN record_members m2 ON m2.publication = m.publication "
+            "JOIN changes c2 ON c2.document_id = m2.document_id "
+            "WHERE c.id = ? AND c2.id != c.id AND c2.kind = c.kind AND NOT c2.baseline "
+            "AND c2.significance = 'substantive' "
+            "AND abs(julianday(c2.detected_at) - julianday(c.detected_at)) <= ? ORDER BY c2.id",
+            [change_id, TWIN_DAYS],
+        )
+    ]
+
+
 def review_status(
     db: sqlite_utils.Database,
     open_only: bool = False,

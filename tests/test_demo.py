@@ -263,3 +263,35 @@ def test_one_publication_is_one_calendar_event_per_deadline(demo, tmp_path):
         if "Second Cohort Annex" in str(e["SUMMARY"]) and str(e["SUMMARY"]).startswith("Takes")
     ]  # fmt: skip
     assert len(annex) == 1, [str(e["SUMMARY"]) for e in annex]
+
+
+def test_one_review_decides_every_listing_of_one_publication(demo, tmp_path):
+    """The press release of 31 July came through the RSS feed and the press-release API: two
+    change events of one publication, one decision."""
+    import shutil
+    import sqlite3
+
+    workdir, _ = demo
+    db = str(tmp_path / "copy.db")
+    shutil.copy(workdir / "demo.db", db)
+    with sqlite3.connect(db) as conn:
+        twins = [
+            row[0]
+            for row in conn.execute(
+                "SELECT id FROM changes WHERE kind = 'new' AND NOT baseline AND document_id "
+                "LIKE '%press-releases/2026/07/20260731-4/' ORDER BY id"
+            )
+        ]
+    assert len(twins) == 2
+    done = CliRunner().invoke(
+        cli, ["--db", db, "review", "set", str(twins[0]), "actioned", "--owner", "J. Chan"]
+    )
+    assert done.exit_code == 0, done.output
+    assert f"also change {twins[1]}" in done.output
+    log = CliRunner().invoke(cli, ["--db", db, "review", "log", str(twins[1]), "--json"])
+    (review,) = [json.loads(line) for line in log.output.splitlines()]
+    assert (review["state"], review["owner"]) == ("actioned", "J. Chan")
+    still_open = CliRunner().invoke(cli, ["--db", db, "review", "list", "--open", "--json"])
+    assert not {json.loads(line)["change_id"] for line in still_open.output.splitlines()} & set(
+        twins
+    )

@@ -21,6 +21,7 @@ from storage.compliance import (
     deadlines,
     review_log,
     review_status,
+    twin_changes,
 )
 from storage.db import REVIEW_STATES
 from tracker import render
@@ -162,17 +163,25 @@ def review_list(
 def review_set(
     obj: Context, change_id: int, state: str, owner: str | None, note: str | None, as_json: bool
 ) -> None:
-    """Record a review of change CHANGE_ID (the id `changes` and digests show). Earlier
-    reviews stay in the log.
+    """Record a review of change CHANGE_ID (the id `changes` and digests show), and of the
+    other changes of the same publication that came with it (its RSS item and its register
+    record: one update, one decision). Earlier reviews stay in the log.
 
     Example: hkma-tracker review set 42 actioned --owner "J. Chan" --note "Policy updated"
     """
+
+    def decide() -> list[dict[str, Any]]:
+        first = add_review(db, change_id, state, owner, note)
+        return [first] + [
+            add_review(db, t, state, owner, note) for t in twin_changes(db, change_id)
+        ]
+
     try:
         with officer_database(obj) as db:
-            row = patient_write(db, lambda: add_review(db, change_id, state, owner, note))
+            rows = patient_write(db, decide)
     except ReviewProblem as error:
         raise UsageProblem(str(error)) from None
-    render.review_added(row, as_json)
+    render.review_added(rows, as_json)
 
 
 @review_group.command("log")

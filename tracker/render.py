@@ -317,12 +317,18 @@ def reviews(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
             echo("\n".join(lines))
 
 
-def review_added(row: dict[str, Any], as_json: bool) -> None:
+def review_added(rows: list[dict[str, Any]], as_json: bool) -> None:
+    """The review stored, and the same decision recorded for the other changes of its
+    publication."""
     if as_json:
-        emit(row)
-    else:
-        who = f" by {row['owner']}" if row["owner"] else ""
-        echo(f"change {row['change_id']}: {row['state']}{who} (review {row['id']})")
+        for row in rows:
+            emit(row)
+        return
+    row, *twins = rows
+    who = f" by {row['owner']}" if row["owner"] else ""
+    echo(f"change {row['change_id']}: {row['state']}{who} (review {row['id']})")
+    for twin in twins:
+        echo(f"  also change {twin['change_id']}, the same publication (review {twin['id']})")
 
 
 def review_rows(rows: list[dict[str, Any]], as_json: bool) -> None:
