@@ -323,8 +323,8 @@ def raise_withdrawal_alert(db: sqlite_utils.Database, config: Config, plan: Sour
         f"- {doc.head.extra.get('doc_id') or doc.id}: {doc.head.title} ({doc.head.url})"
         for doc in sorted(plan.held, key=lambda d: d.id)
     )
-    if last_alert_reason(db, "withdrawals-held", plan.source) != lines:
-        kind = "withdrawals-held"
+    kind = "withdrawals-held"
+    if last_alert_reason(db, kind, plan.source) != lines:
         queue_operator_message(db, config, kind, plan.source, lines, len(plan.held))
 
 

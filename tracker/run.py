@@ -283,9 +283,10 @@ def _clean_up_after_killed_runs(db: sqlite_utils.Database) -> None:
     if closed := close_interrupted_runs(db):
         logger.warning("closed %d run(s) left running by a process that died", closed)
     if left:  # what they stored, linked now (a run links its documents at its end)
+        links = links_for(db)
         with write_transaction(db):
             for run_id in left:
-                update_links(db, links_for(db), run_id)
+                update_links(db, links, run_id)
     for folder in Path(tempfile.gettempdir()).glob(f"{WORKDIR_PREFIX}*-*"):
         owner = re.match(rf"{WORKDIR_PREFIX}(\d+)-", folder.name)
         if owner and not _process_exists(int(owner.group(1))):
