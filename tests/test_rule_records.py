@@ -182,3 +182,31 @@ def test_a_document_whose_text_names_another_by_title_joins_its_record():
         ("cons", "started the record"),
         ("circ", "its text names the other's title"),
     ]
+
+
+def test_an_instrument_is_followed_by_the_name_at_the_head_of_its_titles(history, grouping):
+    """The cryptoassets standard over a year: a consultation published with twenty return
+    templates one morning (one use of its name, not twenty), its gazettal, its SPM modules."""
+    record = record_of(grouping, history, "Rules on cryptoassets standard and other updates")
+    assert "Gazettal of rules: cryptoassets standard and other updates" in record
+    assert any(
+        t.startswith("Cryptoassets standard: gazettal of revised SPM modules") for t in record
+    )
+    assert any(
+        t.startswith("Letter to HKAB: Cryptoassets standard: consultation on new and revised SPM")
+        for t in record
+    )
+    assert any(t.startswith("Letter to DTCA: Cryptoassets standard and other misc") for t in record)
+
+
+def test_two_records_do_not_merge_through_one_generic_title(history, grouping):
+    """A consultation titled "revised disclosure templates and tables" is held whole by the
+    long title "Cryptoassets Standard: SPM Modules, Code of Practice, Disclosure Templates and
+    Tables, and Banking Returns"; the two records it would bridge are alike in nothing else."""
+    record = record_of(grouping, history, "Rules on cryptoassets standard and other updates")
+    assert (
+        "Cryptoassets Standard: SPM Modules, Code of Practice, Disclosure Templates and "
+        "Tables, and Banking Returns" in record
+    )
+    assert not any(t.startswith("Consultation on revised disclosure templates") for t in record)
+    assert not any("LAC" in t for t in record)

@@ -51,6 +51,10 @@ _PDF_NOTE = re.compile(r"\s*\((?:PDF|Word|Excel) File[^)]*\)", re.IGNORECASE)
 _CHINESE = re.compile(r"\s*\(Chinese version\)", re.IGNORECASE)
 _BYLINE = re.compile(r"\s+by\s+[^,]+,[^,]*(?:,\s*Hong Kong Monetary Authority)\s*$")
 _ANNEX = re.compile(r"\s+(?:Annex|Enclosure|Encl\.)(?:\s*\d+)?\s*:.*$", re.IGNORECASE)
+_ADDRESSEE = re.compile(r"^Letter to [A-Z]{2,}\s*:\s*")  # "Letter to HKAB: ..."
+# A title's head: what comes before its colon or dash ("Cryptoassets standard: gazettal of
+# revised SPM modules", "Basel III Final Reform Package – New and Amended Codes of Practice").
+_HEAD = re.compile(r"^([^:–]{3,80}?)\s*(?::|\s–\s)")
 _WORD = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:\.[A-Za-z]\.?)*")
 # Words that carry grammar, not subject.
 _GRAMMAR = (
@@ -61,10 +65,11 @@ _STOP = frozenset(_GRAMMAR.split())
 
 
 def subject(title: str) -> str:
-    """A title without what is not its subject: PDF note, byline, annex title."""
+    """A title without what is not its subject: PDF note, byline, addressee, annex title."""
     title = _PDF_NOTE.sub("", title)
     title = _CHINESE.sub("", title)
     title = _BYLINE.sub("", title)
+    title = _ADDRESSEE.sub("", title)
     return _ANNEX.sub("", title).strip()
 
 
@@ -221,6 +226,8 @@ FILE_REFERENCE_AT = 3
 JOIN_SIMILARITY = 0.5
 RELATED_SIMILARITY = 0.3
 NAME_WINDOW_DAYS = 730
+# Publications of each record compared when two records of several merge by a name.
+LINKAGE_SAMPLE = 12
 
 
 def _days(a: str | None, b: str | None) -> int | None:
@@ -237,15 +244,19 @@ def title_keys(title: str) -> set[str]:
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
 
 
-def _editions_differ(a: Publication, b: Publication) -> bool:
-    """Whether two titles name different SPM modules or different years (one survey, summit
-    or module each, however alike their wording): a name never joins them."""
-    modules_a = {k for k in a.keys | title_keys(a.title) if k.startswith("spm:")}
-    modules_b = {k for k in b.keys | title_keys(b.title) if k.startswith("spm:")}
-    if modules_a and modules_b and not modules_a & modules_b:
-        return True
-    years_a, years_b = set(_YEAR.findall(subject(a.title))), set(_YEAR.findall(subject(b.title)))
-    return bool(years_a and years_b and not years_a & years_b)
+def edition(p: Publication) -> tuple[frozenset[str], frozenset[str]]:
+    """The SPM modules and the years a publication's title names (one survey, summit or module
+    each, however alike their wording)."""
+    modules = {k for k in p.keys | title_keys(p.title) if k.startswith("spm:")}
+    return frozenset(modules), frozenset(_YEAR.findall(subject(p.title)))
+
+
+def _editions_differ(
+    a: tuple[frozenset[str], frozenset[str]], b: tuple[frozenset[str], frozenset[str]]
+) -> bool:
+    """Whether two editions name different SPM modules or different years: a name never
+    joins them."""
+    return any(x and y and not x & y for x, y in zip(a, b, strict=True))
 
 
 # However long the history, a term more than this many titles share is a topic or a series,
@@ -256,10 +267,19 @@ MAX_RARE = 30
 class NameModel:
     """The titles of a history as rarity-weighted terms (idf over the history)."""
 
-    def __init__(self, titles: Sequence[str]) -> None:
+    def __init__(self, titles: Sequence[str], dates: Sequence[str | None] | None = None) -> None:
         spelled = acronyms(titles)
         self.bags = [terms(phrases(t, spelled)) for t in titles]
-        self.df = Counter(t for bag in self.bags for t in bag)
+        heads = [_HEAD.match(subject(t)) for t in titles]
+        self.heads = [terms(phrases(h.group(1), spelled)) if h else set() for h in heads]
+        # How many days of publishing a term appears on: a consultation's twenty return
+        # templates, published one morning, are one use of its name, not twenty.
+        days: dict[str, set[object]] = defaultdict(set)
+        for index, bag in enumerate(self.bags):
+            day = (dates[index] or index) if dates else index
+            for t in bag:
+                days[t].add(day)
+        self.df = Counter({t: len(held) for t, held in days.items()})
         n = len(titles)
         self.idf = {t: math.log((n + 1) / (c + 0.5)) for t, c in self.df.items()}
         self.norms = [math.sqrt(sum(self.idf[t] ** 2 for t in bag)) or 1.0 for bag in self.bags]
@@ -283,9 +303,15 @@ class NameModel:
 
     def similarity(self, a: int, b: int, symmetric: bool = False) -> tuple[float, str]:
         """What two titles share, by weight, and their rarest shared term; 0 unless they share
-        a rare term (a name, not only common words). Symmetric: the cosine, for two titles of
-        one kind (two consultations must be alike as wholes); otherwise how much of the shorter
-        title the longer holds (a press release wraps the name a circular is titled with)."""
+        a rare term (a name, not only common words). A title headed by a rare name of two words
+        or more ("Cryptoassets standard: ...") is one with a title holding its whole head.
+        Otherwise, symmetric: the cosine, for two titles of one kind (two consultations must be
+        alike as wholes); or how much of the shorter title the longer holds (a press release
+        wraps the name a circular is titled with)."""
+        for head, other in ((self.heads[a], self.bags[b]), (self.heads[b], self.bags[a])):
+            names = [t for t in head if " " in t and self.df[t] <= self.rare]
+            if names and head <= other:  # the whole head, a name of two words or more in it
+                return 1.0, max(names, key=lambda t: (self.idf[t], t))
         shared = self.bags[a] & self.bags[b]
         rare = [t for t in shared if self.df[t] <= self.rare]
         if not rare:
@@ -331,20 +357,46 @@ def group(publications: Sequence[Publication]) -> Grouping:
             for other in held[1:]:
                 join(held[0], other, evidence, 1.0)
 
-    names = NameModel([p.title for p in publications])
+    names = NameModel([p.title for p in publications], [p.date for p in publications])
+
+    alike: dict[tuple[int, int], float] = {}  # titles that share no rare term are not alike
+    candidates: list[tuple[float, int, int, str]] = []
     weaker: list[tuple[int, int, str, float]] = []
+    editions = [edition(p) for p in publications]
     for a, near in enumerate(names.neighbours()):
         for b in sorted(n for n in near if n > a):
             pa, pb = publications[a], publications[b]
-            if _editions_differ(pa, pb):
+            if _editions_differ(editions[a], editions[b]):
                 continue
             score, name = names.similarity(a, b, symmetric=bool(pa.kind) and pa.kind == pb.kind)
+            alike[a, b] = score
             apart = _days(pa.date, pb.date)
-            evidence, strength = f'shared name "{name}"', round(min(score, 1.0), 2)
             if score >= JOIN_SIMILARITY and (apart is None or apart <= NAME_WINDOW_DAYS):
-                join(a, b, evidence, strength)
+                candidates.append((score, a, b, name))
             elif score >= RELATED_SIMILARITY:
+                weaker.append((a, b, f'shared name "{name}"', round(min(score, 1.0), 2)))
+    record: dict[int, list[int]] = defaultdict(list)  # root -> its publications
+    for index in range(len(publications)):
+        record[root(index)].append(index)
+    # Strongest names first; two records of several publications merge only if they are alike
+    # as wholes, not through one pair (a short generic title inside a long list title).
+    for score, a, b, name in sorted(candidates, key=lambda c: (-c[0], c[1], c[2])):
+        evidence, strength = f'shared name "{name}"', round(min(score, 1.0), 2)
+        ra, rb = root(a), root(b)
+        if ra == rb:
+            continue
+        if len(record[ra]) > 1 and len(record[rb]) > 1:
+            pairs = [
+                (min(x, y), max(x, y))
+                for x in record[ra][-LINKAGE_SAMPLE:]
+                for y in record[rb][-LINKAGE_SAMPLE:]
+            ]
+            if sum(alike.get(pair, 0.0) for pair in pairs) / len(pairs) < RELATED_SIMILARITY:
                 weaker.append((a, b, evidence, strength))
+                continue
+        join(a, b, evidence, strength)
+        keep, gone = sorted((ra, rb))
+        record[keep] += record.pop(gone)
 
     members: dict[int, list[int]] = defaultdict(list)  # oldest first, records too
     for index in sorted(range(len(publications)), key=lambda i: (publications[i].date or "", i)):
