@@ -28,6 +28,14 @@ class CalendarEntry:
     url: str
     sequence: int = 0
     cancelled: bool = False
+    regulator: str = ""  # who set the date (HKMA, SFC, IA): the event's category
+
+
+def calendar_name(tags: dict[str, list[str]]) -> str:
+    """What a calendar app calls the deadlines of this scope: "SFC deadlines (AML/CFT)"."""
+    scope = ", ".join(tags.get("functions", []) + tags.get("products", []))
+    regulators = " and ".join(tags.get("regulators", [])) or "Regulatory"
+    return f"{regulators} deadlines" + (f" ({scope})" if scope else "")
 
 
 def calendar_bytes(entries: list[CalendarEntry], name: str, now: datetime | None = None) -> bytes:
@@ -47,6 +55,8 @@ def calendar_bytes(entries: list[CalendarEntry], name: str, now: datetime | None
         event.add("dtend", entry.day + timedelta(days=1))
         event.add("summary", entry.summary)
         event.add("description", entry.description)
+        if entry.regulator:
+            event.add("categories", [entry.regulator])
         if _SAFE_URL.fullmatch(entry.url):  # a URI property is not escaped: only a clean one
             event.add("url", entry.url)
         event.add("sequence", entry.sequence)

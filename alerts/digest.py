@@ -123,6 +123,7 @@ class DigestEntry:
     record_update: int = 0
     record_since: str = ""
     record_earlier: tuple[str, ...] = ()
+    regulator: str = "HKMA"  # who published it: HKMA, SFC, IA
 
     @classmethod
     def from_change(cls, change: dict[str, Any]) -> DigestEntry:
@@ -168,6 +169,7 @@ class DigestEntry:
             record_update=int(change.get("record_update") or 0),
             record_since=str(change.get("record_since") or ""),
             record_earlier=tuple(change.get("record_earlier") or ()),
+            regulator=str(change.get("regulator") or "HKMA"),
         )
 
     @property
@@ -185,9 +187,9 @@ class DigestEntry:
 
     @property
     def meta(self) -> str:
-        """Its facts on one line: "Dated 2026-07-29 · CIR - Circular · Ref. B1/15C · change
-        42" (the change id is what `review set` takes)."""
-        parts = [f"Dated {self.date}" if self.date else "", self.doc_type]
+        """Its facts on one line: "HKMA · Dated 2026-07-29 · CIR - Circular · Ref. B1/15C ·
+        change 42" (the change id is what `review set` takes)."""
+        parts = [self.regulator, f"Dated {self.date}" if self.date else "", self.doc_type]
         parts.append(f"Ref. {', '.join(self.references)}" if self.references else "")
         return " · ".join([p for p in parts if p] + [f"change {self.change_id}"])
 
@@ -407,8 +409,9 @@ class Digest:
         ]
 
     def summary(self) -> dict[str, Any]:
-        """What an officer reads first: counts by kind and by function, what takes effect and
-        which consultations close within 30 days of the digest (date, title), soonest first."""
+        """What an officer reads first: counts by kind, regulator and function, what takes
+        effect and which consultations close within 30 days of the digest (date, title),
+        soonest first."""
         today = self.created_at.astimezone(HONG_KONG).date()
 
         def within(day: str) -> bool:
@@ -417,6 +420,7 @@ class Digest:
         soon = sorted((e.effective, e.title) for e in self.entries if within(e.effective))
         closing = sorted((e.closes, e.title) for e in self.entries if within(e.closes))
         by_function = Counter(f for e in self.entries for f in e.functions)
+        by_regulator = Counter(e.regulator for e in self.entries)
         days_open = (
             (self.created_at - datetime.fromisoformat(self.oldest_open)).days
             if self.open_reviews and self.oldest_open
@@ -427,6 +431,7 @@ class Digest:
             "untagged": sum(e.group == UNTAGGED for e in self.entries),
             "dates_moved": [(e.title, line) for e in self.entries for line in e.moved_dates],
             "functions": dict(sorted(by_function.items(), key=lambda kv: (-kv[1], kv[0]))),
+            "regulators": dict(sorted(by_regulator.items(), key=lambda kv: (-kv[1], kv[0]))),
             "effective_soon": soon,
             "closing_soon": closing,
             "open_reviews": self.open_reviews,
@@ -521,6 +526,7 @@ class Digest:
             "changes": [
                 {
                     "kind": e.kind,
+                    "regulator": e.regulator,
                     "source": e.source,
                     "title": e.title,
                     "url": e.url,

@@ -15,8 +15,8 @@ from typing import Any
 from alerts.digest import HONG_KONG, TEMPLATES
 
 CSV_COLUMNS = (
-    "section", "source", "at", "until", "state", "detail", "document_id", "title", "url",
-    "owner", "note", "reviewed_at",
+    "section", "regulator", "source", "at", "until", "state", "detail", "document_id", "title",
+    "url", "owner", "note", "reviewed_at",
 )  # fmt: skip
 
 
@@ -76,6 +76,7 @@ def report_csv(report: dict[str, Any]) -> str:
         writer.writerow(
             {
                 "section": "checks",
+                "regulator": source["regulator"],
                 "source": name,
                 "at": report["period"]["from"],
                 "until": report["period"]["checked_until"],
@@ -86,6 +87,7 @@ def report_csv(report: dict[str, Any]) -> str:
             writer.writerow(
                 {
                     "section": "unhealthy check",
+                    "regulator": source["regulator"],
                     "source": name,
                     "at": check["finished_at"],
                     "detail": check["reason"],
@@ -95,6 +97,7 @@ def report_csv(report: dict[str, Any]) -> str:
             writer.writerow(
                 {
                     "section": "gap",
+                    "regulator": source["regulator"],
                     "source": name,
                     "at": gap["from"],
                     "until": gap["to"] or report["period"]["checked_until"],
@@ -105,6 +108,7 @@ def report_csv(report: dict[str, Any]) -> str:
         writer.writerow(
             {
                 "section": "change",
+                "regulator": change["regulator"],
                 "source": change["source"],
                 "at": change["detected_at"],
                 "state": change["state"],
@@ -117,6 +121,7 @@ def report_csv(report: dict[str, Any]) -> str:
         writer.writerow(
             {
                 "section": "untagged instrument",
+                "regulator": change["regulator"],
                 "source": change["source"],
                 "at": change["detected_at"],
                 "state": change["state"],
@@ -128,6 +133,7 @@ def report_csv(report: dict[str, Any]) -> str:
         writer.writerow(
             {
                 "section": "deadline",
+                "regulator": deadline["regulator"],
                 "source": deadline["source"],
                 "at": deadline["date"],
                 "detail": f"{deadline['kind']}: {deadline['evidence'] or ''}",

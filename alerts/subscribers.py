@@ -10,7 +10,9 @@ from typing import Any
 
 HONG_KONG = timezone(timedelta(hours=8), "HKT")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-FILTER_KEYS = ("functions", "products", "entity_types", "sources", "kinds", "keywords")
+FILTER_KEYS = (
+    "functions", "products", "entity_types", "regulators", "sources", "kinds", "keywords",
+)  # fmt: skip
 SUBSCRIBER_KEYS = {
     "name", "emails", "webhook", "webhook_format", "cadence", "include_cosmetic", "calendar",
     "untagged",
@@ -129,6 +131,7 @@ class Subscriber:
     functions: tuple[str, ...] = ()
     products: tuple[str, ...] = ()
     entity_types: tuple[str, ...] = ()
+    regulators: tuple[str, ...] = ()  # HKMA, SFC, IA
     sources: tuple[str, ...] = ()
     kinds: tuple[str, ...] = ()
     keywords: tuple[str, ...] = ()
@@ -170,7 +173,11 @@ class Subscriber:
             else:
                 reason = "has none of them" if had else "has no tag of this kind"
                 return Exclusion(kind, wanted, had, reason)
-        for key, value in (("sources", change["source"]), ("kinds", change["kind"])):
+        for key, value in (
+            ("regulators", change.get("regulator") or "HKMA"),
+            ("sources", change["source"]),
+            ("kinds", change["kind"]),
+        ):
             wanted = getattr(self, key)
             if wanted and value not in wanted:
                 return Exclusion(key, wanted, (value,), "not one of them")
@@ -193,7 +200,8 @@ EVERYONE = Subscriber(name="digest")
 
 def parse_subscribers(entries: Any, vocabularies: dict[str, Vocabulary]) -> list[Subscriber]:
     """Subscribers from the config's `[[subscribers]]`, checked; errors name subscriber and key.
-    `vocabularies`: what the functions, products, entity_types and sources filters accept."""
+    `vocabularies`: what the functions, products, entity_types, regulators and sources filters
+    accept."""
     if not isinstance(entries, list):
         raise SubscriberError("subscribers must be an array of tables ([[subscribers]])")
     subscribers, names = [], set()

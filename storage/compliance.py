@@ -131,13 +131,17 @@ def untagged_change_ids(
     binding: str,
     since: str | None = None,
     until: str | None = None,
+    regulators: list[str] | None = None,
 ) -> list[int]:
     """Substantive changes to binding instruments whose documents carry no function tag in
-    force (what a filter on functions could not route by its tags), oldest first. `binding`:
-    the SQL condition on a document `d`'s source and extra that says it binds."""
+    force (what a filter on functions could not route by its tags), oldest first; of
+    `regulators` only, if given. `binding`: the SQL condition on a document `d`'s source and
+    extra that says it binds."""
     # The period's changes by their detection time's index (CROSS JOIN keeps that order):
     # the cost is the period's, not the history's.
-    where, params = _filters(None, "c", "c.detected_at", (since, ">="), (until, "<"))
+    where, params = _filters(
+        {"regulators": regulators or []}, "c", "c.detected_at", (since, ">="), (until, "<")
+    )
     return [
         row[0]
         for row in db.execute(
@@ -154,9 +158,10 @@ def untagged_changes(
     binding: str,
     since: str | None = None,
     until: str | None = None,
+    regulators: list[str] | None = None,
 ) -> list[dict[str, Any]]:
     """`untagged_change_ids`, each with its review (as `review_status` has it)."""
-    ids = untagged_change_ids(db, binding, since, until)
+    ids = untagged_change_ids(db, binding, since, until, regulators)
     rows: list[dict[str, Any]] = []
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]

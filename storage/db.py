@@ -974,3 +974,52 @@ def m018_rule_records(db: sqlite_utils.Database) -> None:
             GROUP BY m.record_id, m.publication;
         """,
     )
+
+
+@migrations()
+def m019_regulators(db: sqlite_utils.Database) -> None:
+    """Which regulator published each document (HKMA, SFC, IA): a column of documents and
+    changes, HKMA for everything tracked before other regulators were, and in the views
+    analysts read (`record_updates` names the regulators of an update's documents)."""
+    _execute_script(
+        db,
+        """
+        ALTER TABLE documents ADD COLUMN regulator TEXT NOT NULL DEFAULT 'HKMA';
+        ALTER TABLE changes ADD COLUMN regulator TEXT NOT NULL DEFAULT 'HKMA';
+        DROP VIEW latest_changes;
+        CREATE VIEW latest_changes AS
+            SELECT c.id, c.detected_at, c.regulator, c.kind, c.significance,
+                   c.significance_reason, c.source, c.document_id, c.title, c.url, c.date,
+                   c.fields, c.changed, c.baseline, d.functions, d.products, d.entity_types
+            FROM changes c JOIN documents d ON d.id = c.document_id
+            ORDER BY c.id DESC;
+        DROP VIEW deadlines;
+        CREATE VIEW deadlines AS
+            SELECT d.id AS document_id, d.regulator, d.source, d.title, d.url, vd.kind,
+                   vd.ordinal, vd.date, vd.evidence, d.status,
+                   coalesce(d.extra ->> '$.status', 'current') AS standing,
+                   d.functions, d.products
+            FROM version_deadlines vd JOIN documents d ON d.id = vd.document_id
+            WHERE vd.version_id = (
+                SELECT max(v.id) FROM versions v WHERE v.document_id = vd.document_id
+            );
+        DROP VIEW review_status;
+        CREATE VIEW review_status AS
+            SELECT c.id AS change_id, c.detected_at, c.regulator, c.kind, c.source,
+                   c.document_id, c.title, c.url, coalesce(r.state, 'open') AS state, r.owner,
+                   r.note, r.at AS reviewed_at, d.functions, d.products, d.entity_types
+            FROM changes c JOIN documents d ON d.id = c.document_id
+            LEFT JOIN reviews r ON r.id = (
+                SELECT max(id) FROM reviews WHERE change_id = c.id
+            )
+            WHERE c.baseline = 0 AND c.significance = 'substantive';
+        DROP VIEW record_updates;
+        CREATE VIEW record_updates AS
+            SELECT m.record_id, m.publication, min(d.date) AS date,
+                   min(d.title) AS title, group_concat(DISTINCT d.regulator) AS regulators,
+                   group_concat(DISTINCT d.source) AS sources,
+                   group_concat(m.document_id, ' ') AS documents
+            FROM record_members m JOIN documents d ON d.id = m.document_id
+            GROUP BY m.record_id, m.publication;
+        """,
+    )

@@ -206,8 +206,12 @@ def apply_document_plan(
         if doc_id in changed:
             columns["last_changed_at"] = now
         db.table("documents").update(doc_id, columns)
+    regulators = _regulators(db, [e.document_id for e in plan.events])
     db.table("changes").insert_all(
-        (_change_row(e, candidates[e.document_id].source, run_id, now) for e in plan.events),
+        (
+            _change_row(e, candidates[e.document_id].source, regulators[e.document_id], run_id, now)
+            for e in plan.events
+        ),
         batch_size=1000,
     )
     refresh_links(db, links_of, sorted(texts))
@@ -240,12 +244,23 @@ def text_id(db: sqlite_utils.Database, snap: Snapshot) -> int:
     return int(cursor.lastrowid or 0)
 
 
+def _regulators(db: sqlite_utils.Database, doc_ids: list[str]) -> dict[str, str]:
+    """The regulator of each of these stored documents."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(sorted(set(doc_ids)), 500):
+        marks = ",".join("?" * len(chunk))
+        sql = f"SELECT id, regulator FROM documents WHERE id IN ({marks})"  # noqa: S608
+        found.update(db.execute(sql, chunk).fetchall())
+    return found
+
+
 def _document_row(
-    db: sqlite_utils.Database, doc_id: str, source: str, listing: str, snap: Snapshot, now: str
+    db: sqlite_utils.Database, doc_id: str, plan: SourcePlan, listing: str, snap: Snapshot, now: str
 ) -> dict:
     return {
         "id": doc_id,
-        "source": source,
+        "source": plan.source,
+        "regulator": plan.regulator,
         "listing": listing,
         "status": "active",
         "content_hash": snap.content_hash(),
@@ -274,7 +289,7 @@ def apply_plan(
     now = utc_now()
     by_id = {e.document_id: e for e in plan.events}
     inserts = [
-        _document_row(db, doc_id, plan.source, listing, snapshot, now)
+        _document_row(db, doc_id, plan, listing, snapshot, now)
         for doc_id, (listing, snapshot) in plan.seen.items()
         if doc_id in plan.first_seen
     ]
@@ -291,7 +306,7 @@ def apply_plan(
             )
         else:  # changed, or listed again after removal
             listing, _ = plan.seen.get(event.document_id) or plan.restated[event.document_id]
-            row = _document_row(db, event.document_id, plan.source, listing, event.snapshot, now)
+            row = _document_row(db, event.document_id, plan, listing, event.snapshot, now)
             del row["first_seen_at"]
             if event.document_id in plan.restated:  # not listed this run: not seen either
                 del row["last_seen_at"]
@@ -317,7 +332,8 @@ def apply_plan(
     kept = [(e, plan.source) for e in plan.events if e.kind != "removed"]
     record_versions(db, kept, run_id, now, tagger)
     db.table("changes").insert_all(
-        (_change_row(e, plan.source, run_id, now) for e in plan.events), batch_size=1000
+        (_change_row(e, plan.source, plan.regulator, run_id, now) for e in plan.events),
+        batch_size=1000,
     )
     _record_listings(db, plan, run_id, now)
     stats = crawl.get("stats", {})
@@ -374,11 +390,12 @@ def record_versions(
     return texts
 
 
-def _change_row(event: ChangeEvent, source: str, run_id: int, now: str) -> dict:
+def _change_row(event: ChangeEvent, source: str, regulator: str, run_id: int, now: str) -> dict:
     return {
         "run_id": run_id,
         "document_id": event.document_id,
         "source": source,
+        "regulator": regulator,
         "kind": event.kind,
         "title": event.snapshot.title,
         "url": event.snapshot.url,
@@ -457,9 +474,14 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def tag_conditions(tags: dict[str, list[str]] | None, table: str) -> tuple[list[str], list[Any]]:
-    """SQL conditions (and their parameters) that a row of `table`, which has the tag columns,
-    carry at least one of the wanted tags of each kind (`tags`: kind -> tags)."""
+    """SQL conditions (and their parameters) that a row of `table`, which has the tag columns
+    and `regulator`, carry at least one of the wanted tags of each kind (`tags`: kind -> tags)
+    and be published by one of the wanted regulators (`tags["regulators"]`, if any)."""
     where, params = [], []
+    regulators = (tags or {}).get("regulators") or []
+    if regulators:
+        where.append(f"{table}.regulator IN ({','.join('?' * len(regulators))})")
+        params.extend(regulators)
     for kind, wanted in (tags or {}).items():
         if wanted and kind in KINDS:
             where.append(

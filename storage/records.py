@@ -228,6 +228,7 @@ class SourcePlan:
 
     source: str
     verdicts: list[ListingVerdict]
+    regulator: str = "HKMA"  # who publishes what the source lists (HKMA, SFC, IA)
     events: list[ChangeEvent] = field(default_factory=list)
     seen: dict[str, tuple[str, Snapshot]] = field(default_factory=dict)  # id -> (listing, snap)
     first_seen: set[str] = field(default_factory=set)  # ids the store has never had

@@ -185,8 +185,8 @@ def record_documents(db: sqlite_utils.Database, record_id: int) -> list[dict[str
     """A record's documents with what its fields and updates are made of."""
     return list(
         db.query(
-            "SELECT m.publication, m.evidence, m.strength, d.id, d.source, d.title, d.url, "
-            "d.date, d.extra, d.functions, d.products, d.entity_types, d.status, "
+            "SELECT m.publication, m.evidence, m.strength, d.id, d.source, d.regulator, "
+            "d.title, d.url, d.date, d.extra, d.functions, d.products, d.entity_types, d.status, "
             "t.text, t.document_content, "
             "(SELECT max(c.detected_at) FROM changes c WHERE c.document_id = d.id "
             " AND c.significance = 'substantive' AND c.baseline = 0) AS last_substantive "

@@ -99,6 +99,26 @@ def test_changes_filters(history):
     assert invoke(history, "changes", "--since", "2999-01-01").stdout == ""
 
 
+def test_every_change_names_its_regulator_and_filters_by_it(history):
+    """Issue 25: HKMA's changes say so in JSON and the export; `--regulator` takes a code in
+    any case and refuses one it does not know, naming those it does."""
+    records = [
+        json.loads(line) for line in invoke(history, "changes", "--json").stdout.splitlines()
+    ]
+    assert {r["regulator"] for r in records} == {"HKMA"}
+    hkma = invoke(history, "changes", "--json", "--regulator", "hkma")
+    assert len(hkma.stdout.splitlines()) == len(records)
+    assert invoke(history, "changes", "--regulator", "SFC").stdout == ""
+    unknown = invoke(history, "changes", "--regulator", "FSB")
+    assert unknown.exit_code == 2
+    assert "--regulator: 'FSB' is not one of the known names (HKMA, IA, SFC)" in unknown.output
+    header, first, *_ = invoke(history, "export", "--format", "csv").stdout.splitlines()
+    columns = header.split(",")
+    assert first.split(",")[columns.index("regulator")] == "HKMA"
+    for command in (["deadlines"], ["review", "list"]):
+        assert invoke(history, *command, "--regulator", "SFC", "--json").stdout == ""
+
+
 def test_history_and_diff_of_an_amended_circular(history):
     result = invoke(history, "history", AMENDED, "--json")
     records = [json.loads(line) for line in result.stdout.splitlines()]

@@ -281,6 +281,7 @@ def test_the_summary_counts_and_names_what_takes_effect_within_30_days():
         "untagged": 0,
         "dates_moved": [],
         "functions": {"AML/CFT": 2, "Financial": 1, "Fraud": 1},
+        "regulators": {"HKMA": 6},  # stored before other regulators: the HKMA's
         "effective_soon": [("2026-12-01", "Older circular")],  # not the past, not March
         "closing_soon": [("2026-12-19", "Consultation paper")],
         "open_reviews": 0,
@@ -421,3 +422,23 @@ def test_a_consultation_says_when_it_closes_from_brdr_or_its_text():
     assert DigestEntry.from_change(record).closes == "2026-01-31"  # the register's word first
     record["document_extra"] = '{"doc_type": "CPR"}'
     assert DigestEntry.from_change(record).closes == "2026-02-15"
+
+
+def test_each_entry_and_the_summary_name_the_regulator():
+    """Issue 25: a digest of HKMA's and the SFC's changes counts each and says whose an entry
+    is, in both parts and in a webhook's JSON."""
+    hkma = change(1, "rss", "https://www.hkma.gov.hk/media/eng/doc/a.pdf")
+    sfc = {
+        **change(
+            2, "sfc", "https://apps.sfc.hk/edistributionWeb/gateway/EN/circular/doc?refNo=26EC45"
+        ),
+        "regulator": "SFC",
+        "title": "Circular to licensed corporations on cybersecurity",
+    }
+    digest = Digest.of_changes(datetime(2026, 11, 22, tzinfo=UTC), [hkma, sfc])
+    assert digest.summary()["regulators"] == {"HKMA": 1, "SFC": 1}
+    text, html = digest.render_text(), digest.render_html()
+    for part in (text, html):
+        assert "By regulator: HKMA 1" in part and "SFC 1" in part
+    assert "SFC · Dated 2026-07-29" in text and ">SFC &middot; Dated " in html
+    assert [c["regulator"] for c in digest.payload("json")["changes"]] == ["HKMA", "SFC"]

@@ -180,3 +180,14 @@ def test_processes_that_open_an_old_database_at_once_migrate_it_once(tmp_path):
     with sqlite3.connect(path) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations")]
     assert len(names) == len(set(names)) and "m017_routes_and_tag_corrections" in names
+
+
+def test_what_was_tracked_before_other_regulators_is_the_hkmas(upgraded):
+    """Issue 25: the regulator is a field of every document and change; a history from
+    before the SFC and IA sources is all HKMA's, in the tables and in the views analysts read."""
+    upgraded, _ = upgraded
+    assert rows(upgraded, "SELECT DISTINCT regulator FROM documents") == [("HKMA",)]
+    assert rows(upgraded, "SELECT DISTINCT regulator FROM changes") == [("HKMA",)]
+    for view in ("latest_changes", "deadlines", "review_status"):
+        assert rows(upgraded, f"SELECT DISTINCT regulator FROM {view}") in ([("HKMA",)], [])
+    assert rows(upgraded, "SELECT count(*) FROM latest_changes")[0][0] > 0

@@ -78,6 +78,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m016_deadlines_and_reviews",
         "m017_routes_and_tag_corrections",
         "m018_rule_records",
+        "m019_regulators",
     ]
     assert {
         "runs",

@@ -264,3 +264,28 @@ def test_a_feed_added_under_a_name_of_ones_own_files_as_its_kind():
         )
         found = conn.execute(f"SELECT listing FROM documents d WHERE {binding_sql()}").fetchall()
     assert found == [(chinese,)]
+
+
+def test_a_subscriber_can_follow_one_regulator():
+    """Issue 25: `regulators = ["SFC"]` in a subscriber's table; a change carries its
+    regulator (one stored before other regulators were tracked is the HKMA's)."""
+    (sfc,) = parse_subscribers(
+        [{"name": "securities", "emails": ["a@example.com"], "regulators": ["sfc"]}], KNOWN
+    )
+    assert sfc.regulators == ("SFC",)
+    assert sfc.route({**CHANGE, "regulator": "SFC"}) == Route("filters", {"regulators": ["SFC"]})
+    assert sfc.route({**CHANGE, "regulator": "HKMA"}) == Exclusion(
+        "regulators", ("SFC",), ("HKMA",), "not one of them"
+    )
+    assert not sfc.matches(CHANGE)  # no regulator given: the HKMA's
+    assert "regulators: SFC" in sfc.describe()
+    # An untagged SFC circular reaches an SFC subscriber filtered on functions: the regulator
+    # chooses whose instruments, the untagged rule still keeps them.
+    sfc_cyber = Subscriber("s", functions=("Cybersecurity",), regulators=("SFC",))
+    assert sfc_cyber.route({**UNTAGGED_CIRCULAR, "regulator": "SFC"}) == Route(
+        "untagged", {"regulators": ["SFC"]}, ("functions",)
+    )
+    with pytest.raises(SubscriberError, match=r"regulators: 'FSB' is not one of the known names"):
+        parse_subscribers(
+            [{"name": "x", "emails": ["a@example.com"], "regulators": ["FSB"]}], KNOWN
+        )

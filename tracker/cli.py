@@ -278,6 +278,13 @@ source_option = click.option(
     metavar="NAME",
     help="Only this source (rss, pages, brdr, press_releases). Repeatable; default: all enabled.",
 )
+regulator_option = click.option(
+    "--regulator",
+    "regulators",
+    multiple=True,
+    metavar="CODE",
+    help="Only what this regulator published (HKMA, SFC, IA). Repeatable.",
+)
 
 
 def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
@@ -352,6 +359,7 @@ def change_filters(command: Callable[..., None]) -> Callable[..., None]:
     """The filters `changes` and `export` share."""
     options: list[Callable[[Callable[..., None]], Callable[..., None]]] = [
         click.option("--since", help="Only events detected on or after this ISO date or time."),
+        regulator_option,
         source_option,
         click.option("--kind", "kinds", multiple=True, help="new, changed or removed."),
         click.option("--function", "functions", multiple=True, help="Tagged with this function."),
@@ -388,6 +396,9 @@ def _select_changes(obj: Context, **filters: Any) -> Iterator[dict[str, Any]]:
             )
             for kind in KINDS
         }
+        tags["regulators"] = list(
+            resolve_names("--regulator", filters["regulators"], known["regulators"])
+        )
         sources = resolve_names("--source", filters["sources"], known["sources"])
         kinds = resolve_names("--kind", filters["kinds"], KIND_NAMES)
     except UnknownName as error:

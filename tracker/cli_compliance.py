@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from alerts.calendar import calendar_bytes
+from alerts.calendar import calendar_bytes, calendar_name
 from alerts.report import report_csv, report_html, report_json
 from alerts.subscribers import UnknownName, resolve_names
 from spiders.normalize import HONG_KONG
@@ -32,12 +32,15 @@ from tracker.cli import (
     json_option,
     officer_database,
     patient_write,
+    regulator_option,
 )
 from tracker.compliance import attestation_report, calendar_entries
 from tracker.config import vocabularies
 
 
 def tag_options(command: Callable[..., None]) -> Callable[..., None]:
+    """--function, --product and --regulator: the filters of the compliance commands."""
+    command = regulator_option(command)
     command = click.option(
         "--product", "products", multiple=True, help="Documents tagged with this product."
     )(command)
@@ -46,12 +49,15 @@ def tag_options(command: Callable[..., None]) -> Callable[..., None]:
     )(command)
 
 
-def _tags(obj: Context, functions: tuple[str, ...], products: tuple[str, ...]) -> dict[str, Any]:
+def _tags(
+    obj: Context, functions: tuple[str, ...], products: tuple[str, ...], regulators: tuple[str, ...]
+) -> dict[str, Any]:
     known = vocabularies(obj.config().taxonomy)
     try:
         return {
             "functions": list(resolve_names("--function", functions, known["functions"])),
             "products": list(resolve_names("--product", products, known["products"])),
+            "regulators": list(resolve_names("--regulator", regulators, known["regulators"])),
         }
     except UnknownName as error:
         raise UsageProblem(str(error)) from None
@@ -79,14 +85,19 @@ def _hk_today() -> date:
 @json_option
 @click.pass_obj
 def deadlines_command(
-    obj: Context, days: int, functions: tuple[str, ...], products: tuple[str, ...], as_json: bool
+    obj: Context,
+    days: int,
+    functions: tuple[str, ...],
+    products: tuple[str, ...],
+    regulators: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Upcoming effective dates and consultation dates of current documents, soonest first,
     each with the sentence or register field that states it.
 
     Example: hkma-tracker deadlines --days 30 --function AML/CFT
     """
-    tags = _tags(obj, functions, products)
+    tags = _tags(obj, functions, products, regulators)
     today = _hk_today()
     rows = deadlines(
         obj.readonly_db(), today.isoformat(), (today + timedelta(days=days)).isoformat(), tags
@@ -107,7 +118,11 @@ def deadlines_command(
 @tag_options
 @click.pass_obj
 def calendar_command(
-    obj: Context, ics_path: Path, functions: tuple[str, ...], products: tuple[str, ...]
+    obj: Context,
+    ics_path: Path,
+    functions: tuple[str, ...],
+    products: tuple[str, ...],
+    regulators: tuple[str, ...],
 ) -> None:
     """Write the deadlines as an iCalendar file: one all-day event per deadline, with
     reminders 30 and 7 days ahead. Export again to update: events keep their UID, a moved
@@ -115,11 +130,9 @@ def calendar_command(
 
     Example: hkma-tracker calendar --ics deadlines.ics --function AML/CFT
     """
-    tags = _tags(obj, functions, products)
+    tags = _tags(obj, functions, products, regulators)
     entries = calendar_entries(obj.readonly_db(), tags)
-    scope = ", ".join(functions + products)
-    name = "HKMA deadlines" + (f" ({scope})" if scope else "")
-    _write(ics_path, calendar_bytes(entries, name))
+    _write(ics_path, calendar_bytes(entries, calendar_name(tags)))
     cancelled = sum(1 for e in entries if e.cancelled)
     render.echo(f"{ics_path}: {len(entries) - cancelled} deadlines, {cancelled} cancelled")
 
@@ -143,13 +156,14 @@ def review_list(
     open_only: bool,
     functions: tuple[str, ...],
     products: tuple[str, ...],
+    regulators: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Substantive changes with their review state (open until reviewed), oldest first.
 
     Example: hkma-tracker review list --open --function AML/CFT
     """
-    tags = _tags(obj, functions, products)
+    tags = _tags(obj, functions, products, regulators)
     render.reviews(review_status(obj.readonly_db(), open_only, tags), as_json)
 
 
@@ -229,6 +243,7 @@ def report_command(
     end: str,
     functions: tuple[str, ...],
     products: tuple[str, ...],
+    regulators: tuple[str, ...],
     fmt: str,
     output: Path | None,
 ) -> None:
@@ -243,7 +258,7 @@ def report_command(
     until = _day_option(end, "--to") + timedelta(days=1)
     if until <= since:
         raise UsageProblem(f"--to {end} is before --from {start}")
-    tags = _tags(obj, functions, products)
+    tags = _tags(obj, functions, products, regulators)
     report = attestation_report(obj.readonly_db(), obj.config(), since, until, tags)
     text = {"html": report_html, "csv": report_csv, "json": report_json}[fmt](report)
     if output:

@@ -93,13 +93,14 @@ def calendar_entries(
                     why,
                     f"“{evidence}”" if evidence else "",
                     f"{document.get('url', '')}",
-                    f"HKMA tracker document {document_id}",
+                    f"{document.get('regulator') or 'HKMA'} document {document_id} (hkma-tracker)",
                 )
                 if part
             ),
             url=str(document.get("url") or ""),
             sequence=moves + (0 if standing_now else 1),
             cancelled=not standing_now,
+            regulator=str(document.get("regulator") or "HKMA"),
         )
         key = (publication.get(document_id, document_id), kind, ordinal, day)
         rank = (not standing_now, document_id)
@@ -123,6 +124,7 @@ class SourceChecks:
 
     source: str
     title: str
+    regulator: str
     checks: int = 0
     healthy: int = 0
     unhealthy: list[dict[str, Any]] = field(default_factory=list)
@@ -140,18 +142,23 @@ def source_checks(
     start: datetime,
     end: datetime,
     now: datetime | None = None,
+    regulators: list[str] | None = None,
 ) -> list[SourceChecks]:
     """Every check of every enabled source in [start, end), and the gaps: stretches between
     healthy checks in which at least one scheduled check (given the run deadline to finish)
     brought no healthy result. Only checks due before `now` count: a period not yet over has
-    no missed checks after it. The cost is the runs', not the period's length."""
+    no missed checks after it. The cost is the runs', not the period's length. `regulators`:
+    only the sources of these."""
     until = min(end, now or datetime.now(UTC))
     jobs = jobs_of(config)
     grace = timedelta(seconds=job_deadline(config))
     runs = source_runs_between(db, start.isoformat(), until.isoformat())
     report = []
     for source in config.enabled_sources():
-        checks = SourceChecks(source, SOURCES[source].title)
+        described = SOURCES[source]
+        if regulators and described.regulator not in regulators:
+            continue
+        checks = SourceChecks(source, described.title, described.regulator)
         healthy_at = []
         for run in (r for r in runs if r["source"] == source):
             checks.checks += 1
@@ -199,9 +206,10 @@ def attestation_report(
     period = start.isoformat(), end.isoformat()
     changes = list(review_status(db, tags=tags, since=period[0], until=period[1]))
     upcoming = deadlines(db, since=start.date().isoformat(), tags=tags)
-    checks = source_checks(db, config, start, end, now)
+    regulators = (tags or {}).get("regulators")
+    checks = source_checks(db, config, start, end, now, regulators)
     until = min(end, now)
-    untagged = untagged_changes(db, binding_sql("d"), *period)
+    untagged = untagged_changes(db, binding_sql("d"), *period, regulators)
     return {
         # A period not yet over is reported up to the moment the report is made.
         "period": {

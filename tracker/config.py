@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from alerts.channels import SmtpSettings
 from alerts.subscribers import Subscriber, SubscriberError, Vocabulary, parse_subscribers
 from spiders.normalize import is_hkma_host
-from tracker.sources import SOURCES, SourceConfigError, Spec
+from tracker.sources import REGULATORS, SOURCES, SourceConfigError, Spec
 from tracker.tagging import KINDS, Taxonomy, TaxonomyError, load_taxonomy
 
 T = TypeVar("T")
@@ -204,6 +204,7 @@ def vocabularies(taxonomy: Taxonomy) -> dict[str, Vocabulary]:
     return {
         **{kind: taxonomy.vocabulary(kind) for kind in KINDS},
         "sources": {name.casefold(): name for name in SOURCES},
+        "regulators": {code.casefold(): code for code in REGULATORS},
     }
 
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import sqlite_utils
 
-from alerts.calendar import calendar_bytes
+from alerts.calendar import calendar_bytes, calendar_name
 from alerts.channels import Channel, DeliveryError, FileChannel, SmtpChannel, WebhookChannel
 from alerts.digest import UNTAGGED, UNTAGGED_TITLE, Digest, notice_payload
 from alerts.subscribers import EVERYONE, Subscriber
@@ -173,8 +173,12 @@ def build_digest(
     if digest.open_reviews >= OPEN_COUNT_CAP:  # counted no further
         digest = dataclasses.replace(digest, open_reviews_at_least=True)
     if subscriber.calendar and digest.deadlines_changed:
-        tags = {"functions": list(subscriber.functions), "products": list(subscriber.products)}
-        ics = calendar_bytes(calendar_entries(db, tags), "HKMA deadlines", now)
+        tags = {
+            "functions": list(subscriber.functions),
+            "products": list(subscriber.products),
+            "regulators": list(subscriber.regulators),
+        }
+        ics = calendar_bytes(calendar_entries(db, tags), calendar_name(tags), now)
         digest = dataclasses.replace(digest, calendar=ics)
     message_id = make_msgid(idstring=subscriber.name, domain=_domain(config))
     if subscriber.webhook:

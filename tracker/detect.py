@@ -18,6 +18,7 @@ from storage.records import (
     StoredDocuments,
 )
 from tracker.results import CrawlResult
+from tracker.sources import SOURCES
 
 if TYPE_CHECKING:
     from tracker.config import HealthSettings
@@ -257,7 +258,8 @@ def plan_source(
         )
         for url in expected_listings
     ]
-    plan = SourcePlan(source, verdicts)
+    described = SOURCES.get(source)
+    plan = SourcePlan(source, verdicts, regulator=described.regulator if described else "HKMA")
     healthy = {v.url for v in verdicts if v.healthy}
     known = {url: history.get(url, ListingHistory()) for url in healthy}
 

@@ -217,6 +217,7 @@ EXPORT_COLUMNS = (
     "baseline",
     "significance",
     "significance_reason",
+    "regulator",
     "source",
     "document_id",
     "title",
@@ -294,7 +295,8 @@ def deadlines(rows: list[dict[str, Any]], as_json: bool) -> None:
             emit(row)
         else:
             echo(
-                f"{row['date']}  {row['kind']:19} {row['title']}\n{'':12}{row['document_id']}"
+                f"{row['date']}  {row['kind']:19} {row['title']}\n"
+                f"{'':12}{row['regulator']} {row['document_id']}"
                 + (f"\n{'':12}\u201c{row['evidence']}\u201d" if row["evidence"] else "")
             )
 

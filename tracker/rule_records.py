@@ -658,7 +658,8 @@ def record_view(db: sqlite_utils.Database, record_id: int) -> dict[str, Any] | N
     return {
         "id": row["id"],
         "title": row["title"],
-        "regulator": "HKMA",
+        # Joint publications (HKMA and SFC circulars, IA and HKMA findings) name both.
+        "regulator": ", ".join(sorted({d["regulator"] for d in documents})),
         "rule_type": rule_type,
         "rule_date": row["first_date"],
         "effective_date": effective[-1] if effective else None,

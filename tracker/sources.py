@@ -27,6 +27,14 @@ FEED_NAMES = (
 
 Spec = dict[str, Any]  # a source's config table, defaults merged with the file's
 
+# The regulators whose publications sources list: the code every document, change and digest
+# entry carries, and the name a digest spells out.
+REGULATORS = {
+    "HKMA": "Hong Kong Monetary Authority",
+    "SFC": "Securities and Futures Commission",
+    "IA": "Insurance Authority",
+}
+
 # The sections of a digest, in the order a compliance officer files them: what binds first,
 # then what is asked, then where it is listed, then the news. Each source says which of its
 # documents go where (`Source.digest_group`).
@@ -70,6 +78,7 @@ class Source:
     # How a listing's URL names its `digest_group` value, {} for the value ("rss_{}.xml"): a
     # feed added under a name of one's own (a Chinese circulars feed) still files as its kind.
     listing_file: str = ""
+    regulator: str = "HKMA"  # a REGULATORS code: who publishes what it lists
 
     @property
     def incremental(self) -> bool:
