@@ -1,4 +1,5 @@
-"""Downloader middleware owning where requests may go: HKMA hosts only, through configured mirrors.
+"""Downloader middleware owning where requests may go: regulators' hosts only (HKMA, SFC, IA),
+through configured mirrors.
 
 Spiders and stored data always speak of the real HKMA URLs. A mirror mapping
 (`https://www.hkma.gov.hk` -> `http://127.0.0.1:8000`) is applied on the way out and undone on
@@ -18,7 +19,7 @@ from scrapy.http import Response
 from scrapy.statscollectors import StatsCollector
 from twisted.internet.error import DNSLookupError
 
-from spiders.normalize import is_hkma_host, is_loopback_host
+from spiders.normalize import is_loopback_host, is_regulator_host
 
 logger = logging.getLogger(__name__)
 
@@ -86,9 +87,9 @@ class HkmaOnlyMirrorMiddleware:
             raise CannotResolveHostError(f"{host}: no address (already failed in this crawl)")
         if self.mirrors.is_mirror(request.url):
             return None  # already rewritten by us
-        if not is_hkma_host(host):
+        if not is_regulator_host(host):
             self.stats.inc_value("hkma/offsite_blocked")
-            raise IgnoreRequest(f"{request.url} is not an HKMA host")
+            raise IgnoreRequest(f"{request.url} is not a regulator's host")
         if self.loopback_only and not is_loopback(self.mirrors.to_mirror(request.url) or ""):
             raise IgnoreRequest(f"{request.url}: {LOOPBACK_ONLY_ENV}=1 allows loopback only")
         mirrored = self.mirrors.to_mirror(request.url)

@@ -18,6 +18,8 @@ _SPACE = re.compile(r"\s+")
 # newline, DEL, C1 controls, and the bidi embeddings, overrides and isolates that reorder text.
 UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _HKMA_HOST = re.compile(r"(^|\.)hkma\.gov\.hk$")
+# The regulators' domains: crawls go nowhere else, and a linked document elsewhere is not read.
+REGULATOR_DOMAINS = {"HKMA": "hkma.gov.hk", "SFC": "sfc.hk", "IA": "ia.org.hk"}
 
 
 def strip_unprintable(value: str) -> str:
@@ -68,6 +70,20 @@ def is_loopback_host(host: str) -> bool:
 
 def is_hkma_host(host: str) -> bool:
     return bool(_HKMA_HOST.search(host.lower().rstrip(".")))
+
+
+def regulator_of_host(host: str) -> str | None:
+    """Whose host it is (a REGULATOR_DOMAINS code: HKMA, SFC, IA), or None."""
+    host = host.lower().rstrip(".")
+    for regulator, domain in REGULATOR_DOMAINS.items():
+        if host == domain or host.endswith("." + domain):
+            return regulator
+    return None
+
+
+def is_regulator_host(host: str) -> bool:
+    """A host of the HKMA, the SFC or the Insurance Authority."""
+    return regulator_of_host(host) is not None
 
 
 def normalize_url(href: str, base: str) -> str:

@@ -188,6 +188,7 @@ def test_export_csv_and_json(history):
         "baseline",
         "significance",
         "significance_reason",
+        "regulator",
         "source",
         "document_id",
         "title",

@@ -58,13 +58,16 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
         ('[crawl]\nlog_level = "LOUD"\n', "crawl.log_level must be one of"),
         (
             '[sources.pages]\nurls = ["https://example.com/"]\n',
-            "sources.pages.urls[0] must be an https URL on an HKMA host",
+            "sources.pages.urls[0] must be an https URL on a host of the HKMA",
         ),
         (
             '[sources.rss.feeds]\nmine = "http://www.hkma.gov.hk/x.xml"\n',
-            "sources.rss.feeds.mine must be an https URL on an HKMA host",
+            "sources.rss.feeds.mine must be an https URL on a host of the HKMA",
         ),
-        ('[mirror]\n"https://example.com" = "http://127.0.0.1:1"\n', "is not an HKMA origin"),
+        (
+            '[mirror]\n"https://example.com" = "http://127.0.0.1:1"\n',
+            "is not a regulator's origin (HKMA, SFC, IA)",
+        ),
         ('[mirror]\n"https://www.hkma.gov.hk" = "nowhere"\n', "'nowhere' is not a base URL"),
         ("crawl = 3\n", "crawl must be a table"),
         (
@@ -73,7 +76,7 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
         ),
         (
             '[sources.brdr]\nurl = "https://brdr.example.com/x"\n',
-            "sources.brdr.url must be an https URL on an HKMA host",
+            "sources.brdr.url must be an https URL on a host of the HKMA",
         ),
         (
             "[sources.brdr]\nlanguages = []\n",

@@ -68,11 +68,14 @@ def test_unmirrored_hkma_requests_pass_untouched():
         "https://www.info.gov.hk/gia/general/x.htm",
         "http://127.0.0.2:8000/x",
         "https://hkma.gov.hk.evil.com/",
+        "https://sfc.hk.evil.com/",
+        "https://www.notsfc.hk/",
+        "https://evil-ia.org.hk.example/",
     ],
 )
 def test_other_hosts_are_refused(url):
     mw = middleware({"https://www.hkma.gov.hk": "http://127.0.0.1:8000"})
-    with pytest.raises(IgnoreRequest, match="not an HKMA host"):
+    with pytest.raises(IgnoreRequest, match="not a regulator's host"):
         mw.process_request(Request(url))
     assert mw.stats.get_value("hkma/offsite_blocked") == 1
 

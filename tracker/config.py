@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from alerts.channels import SmtpSettings
 from alerts.subscribers import Subscriber, SubscriberError, Vocabulary, parse_subscribers
-from spiders.normalize import is_hkma_host
+from spiders.normalize import is_regulator_host, regulator_of_host
 from tracker.sources import REGULATORS, SOURCES, SourceConfigError, Spec
 from tracker.tagging import KINDS, Taxonomy, TaxonomyError, load_taxonomy
 
@@ -208,12 +208,15 @@ def vocabularies(taxonomy: Taxonomy) -> dict[str, Vocabulary]:
     }
 
 
-def _check_hkma_url(key: str, value: object) -> str:
+def _check_regulator_url(key: str, value: object) -> str:
+    """A source's URL: https, on its own regulator's host (`sources.<name>....`)."""
     if not isinstance(value, str):
         raise ConfigError(f"{key} must be a URL string, got {value!r}")
     parts = urlsplit(value)
-    if parts.scheme != "https" or not is_hkma_host(parts.hostname or ""):
-        raise ConfigError(f"{key} must be an https URL on an HKMA host, got {value!r}")
+    source = SOURCES.get(key.split(".")[1]) if key.startswith("sources.") else None
+    regulator = source.regulator if source else "HKMA"
+    if parts.scheme != "https" or regulator_of_host(parts.hostname or "") != regulator:
+        raise ConfigError(f"{key} must be an https URL on a host of the {regulator}, got {value!r}")
     return value
 
 
@@ -234,8 +237,8 @@ def parse_mirror(key: str, origin: str, base: object) -> tuple[str, str]:
     o, b = urlsplit(origin), urlsplit(base) if isinstance(base, str) else None
     if o.scheme not in ("http", "https") or not o.hostname or o.path not in ("", "/"):
         raise ConfigError(f"{key}: {origin!r} is not an origin like https://www.hkma.gov.hk")
-    if not is_hkma_host(o.hostname):
-        raise ConfigError(f"{key}: {origin!r} is not an HKMA origin")
+    if not is_regulator_host(o.hostname):
+        raise ConfigError(f"{key}: {origin!r} is not a regulator's origin (HKMA, SFC, IA)")
     if b is None or b.scheme not in ("http", "https") or not b.hostname:
         raise ConfigError(f"{key}: {base!r} is not a base URL like http://127.0.0.1:8000")
     return origin.rstrip("/"), str(base).rstrip("/")
@@ -249,7 +252,7 @@ def _merge(key: str, default: Any, given: Any) -> Any:
         if not isinstance(given, dict):
             raise ConfigError(f"{key} must be a table")
         if FREE_TABLES[key] == "hkma_url":
-            return {str(k): _check_hkma_url(f"{key}.{k}", v) for k, v in given.items()}
+            return {str(k): _check_regulator_url(f"{key}.{k}", v) for k, v in given.items()}
         if FREE_TABLES[key] == "cron":
             return {str(k): _check_cron(f"{key}.{k}", v) for k, v in given.items()}
         return dict(parse_mirror(f"{key}.{k}", str(k), v) for k, v in given.items())
@@ -277,12 +280,12 @@ def _merge(key: str, default: Any, given: Any) -> Any:
         if not isinstance(given, list) or not all(isinstance(v, str) for v in given):
             raise ConfigError(f"{key} must be a list of strings")
         if key.startswith("sources.") and key.endswith(".urls"):
-            return [_check_hkma_url(f"{key}[{i}]", v) for i, v in enumerate(given)]
+            return [_check_regulator_url(f"{key}[{i}]", v) for i, v in enumerate(given)]
         return list(given)
     if not isinstance(given, str):
         raise ConfigError(f"{key} must be a string, got {given!r}")
     if key.startswith("sources.") and key.endswith(".url"):
-        return _check_hkma_url(key, given)
+        return _check_regulator_url(key, given)
     return given
 
 

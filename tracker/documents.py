@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
-from spiders.normalize import is_hkma_host
+from spiders.normalize import is_regulator_host
 from storage.records import DocumentPlan, FetchCandidate
 from tracker.detect import changed_event
 from tracker.document_text import PdfText
@@ -25,7 +25,8 @@ UNFETCHABLE = "not-fetchable"  # fetch_status of a link that is not an http(s) H
 
 def link_problem(url: str) -> str | None:
     """Why a linked document's URL is not fetched at all, or None: only http(s) links to HKMA
-    hosts are (a mirror maps those; stored URLs are always the real ones)."""
+    hosts, and the SFC's and the Insurance Authority's (a mirror maps those; stored URLs are
+    always the real ones)."""
     try:
         parts = urlsplit(url)
         host, _ = parts.hostname or "", parts.port
@@ -37,8 +38,8 @@ def link_problem(url: str) -> str | None:
         )
     if not host:
         return "not fetchable: malformed URL"
-    if not is_hkma_host(host):
-        return f"not fetchable: {host} is not an HKMA host"
+    if not is_regulator_host(host):
+        return f"not fetchable: {host} is not a regulator's host"
     return None
 
 
