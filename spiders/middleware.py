@@ -65,7 +65,7 @@ class MirrorMap:
 
 
 class HkmaOnlyMirrorMiddleware:
-    """Refuses non-HKMA hosts, rewrites HKMA origins to their mirrors and back."""
+    """Refuses hosts not a regulator's, rewrites their origins to their mirrors and back."""
 
     def __init__(self, mirrors: MirrorMap, stats: StatsCollector) -> None:
         self.mirrors = mirrors

@@ -776,12 +776,12 @@ _VERSION_DEADLINES = """
     WHERE {version} AND t.document_content IS NOT NULL
     UNION ALL
     SELECT v.id, v.document_id, 'consultation closes', 0, v.extra ->> '$.consultation.closes',
-           'BRDR register (consultation ' ||
+           coalesce(v.extra ->> '$.consultation.stated_in', 'BRDR register') || ' (consultation ' ||
                coalesce(v.extra ->> '$.consultation.status', '?') || ')'
     FROM versions v WHERE {version} AND v.extra ->> '$.consultation.closes' IS NOT NULL
     UNION ALL
     SELECT v.id, v.document_id, 'consultation opens', 0, v.extra ->> '$.consultation.opens',
-           'BRDR register (consultation ' ||
+           coalesce(v.extra ->> '$.consultation.stated_in', 'BRDR register') || ' (consultation ' ||
                coalesce(v.extra ->> '$.consultation.status', '?') || ')'
     FROM versions v WHERE {version} AND v.extra ->> '$.consultation.opens' IS NOT NULL
     UNION ALL
@@ -980,7 +980,16 @@ def m018_rule_records(db: sqlite_utils.Database) -> None:
 def m019_regulators(db: sqlite_utils.Database) -> None:
     """Which regulator published each document (HKMA, SFC, IA): a column of documents and
     changes, HKMA for everything tracked before other regulators were, and in the views
-    analysts read (`record_updates` names the regulators of an update's documents)."""
+    analysts read (`record_updates` names the regulators of an update's documents). A
+    register's consultation dates name where they are stated (`consultation.stated_in`: the
+    SFC's consultation record), the BRDR register where a listing does not say."""
+    trigger = (
+        "CREATE TRIGGER version_deadlines_insert AFTER INSERT ON versions BEGIN "
+        "INSERT INTO version_deadlines (version_id, document_id, kind, ordinal, date, evidence) "
+        + _VERSION_DEADLINES.replace("{version}", "v.id = new.id")
+        + "; END;"
+    )
+    _execute_script(db, "DROP TRIGGER version_deadlines_insert;\n" + trigger)
     _execute_script(
         db,
         """

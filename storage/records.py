@@ -27,8 +27,9 @@ class Tagger(Protocol):
 
 SNAPSHOT_FIELDS = ("title", "url", "date", "text")
 # Listing details that are signs, not news: a PDF re-exported with the same text has another
-# size. A change in them makes the tracker re-read the document, not report a change.
-SIGN_FIELDS = ("pdf_size",)
+# size, or another revision stamp (the SFC's `?rev=`). A change in them makes the tracker
+# re-read the document, not report a change.
+SIGN_FIELDS = ("pdf_size", "pdf_rev")
 
 
 def _hash(value: Any) -> str:

@@ -54,7 +54,7 @@ def test_every_source_and_every_linked_document(site, tmp_path, db_path):
     refused = [r for r in rows if r[2] != "ok"]
     assert refused and all(url.startswith("https://www.info.gov.hk/") for _, url, *_ in refused)
     assert all(
-        r[2:4] == ("not-fetchable", "not fetchable: www.info.gov.hk is not an HKMA host")
+        r[2:4] == ("not-fetchable", "not fetchable: www.info.gov.hk is not a regulator's host")
         for r in refused
     )
     for doc, _, status, _, content in rows:

@@ -246,7 +246,7 @@ def test_redirects_off_hkma_hosts_are_refused(site, config, db_path):
     report = run(config, db_path, sources=["pages"])
     assert report.exit_status == ExitStatus.SOURCE_UNHEALTHY
     assert "refused" in report.plans[0].reason
-    assert "not an HKMA host" in report.plans[0].reason
+    assert "not a regulator's host" in report.plans[0].reason
 
 
 def test_dry_run_stores_nothing(site, config, db_path):

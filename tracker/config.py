@@ -251,7 +251,7 @@ def _merge(key: str, default: Any, given: Any) -> Any:
     if key in FREE_TABLES:
         if not isinstance(given, dict):
             raise ConfigError(f"{key} must be a table")
-        if FREE_TABLES[key] == "hkma_url":
+        if FREE_TABLES[key] == "url":
             return {str(k): _check_regulator_url(f"{key}.{k}", v) for k, v in given.items()}
         if FREE_TABLES[key] == "cron":
             return {str(k): _check_cron(f"{key}.{k}", v) for k, v in given.items()}

@@ -71,6 +71,10 @@ def links_of(snapshot: Snapshot) -> list[Link]:
         add(_brdr(successor), "superseded-by", "superseded by")
     for doc_id in extra.get("related", []):
         add(_brdr(doc_id), "related", "BRDR directlyRelatedDocList")
+    # Keys a source's spider states itself (an SFC reference number, a paper's conclusions).
+    for link in extra.get("links", []):
+        if isinstance(link, dict) and link.get("key") and link.get("kind"):
+            add(str(link["key"]), str(link["kind"]), str(link.get("evidence") or "listing"))
     return list(found.values())
 
 

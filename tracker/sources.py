@@ -130,6 +130,34 @@ def _press_since(spec: Spec, last_healthy_at: str) -> str:
     return (datetime.fromisoformat(last_healthy_at) - overlap).date().isoformat()
 
 
+SFC = "https://www.sfc.hk/en"
+SFC_API = "https://apps.sfc.hk/edistributionWeb/api"
+SFC_STREAMS = {"circulars": "circular", "consultations": "consultation", "news": "news"}
+
+
+def _sfc_listings(spec: Spec) -> dict[str, str]:
+    streams = {name: f"{SFC_API}/{SFC_STREAMS[name]}/search" for name in spec["streams"]}
+    return {**streams, **spec["pages"]}
+
+
+def _sfc_since(spec: Spec, last_healthy_at: str) -> str:
+    """An RSS item at or after this time is news: the last healthy run less the overlap (an
+    item the SFC dates a little before it appears)."""
+    overlap = timedelta(hours=spec["overlap_hours"])
+    return (datetime.fromisoformat(last_healthy_at) - overlap).isoformat()
+
+
+def _sfc_check(spec: Spec) -> None:
+    if unknown := set(spec["streams"]) - set(SFC_STREAMS):
+        raise SourceConfigError(
+            f"streams: {sorted(unknown)[0]!r} is not one of {', '.join(SFC_STREAMS)}"
+        )
+    if unknown := set(spec["pages"]) - {"codes", "guidelines"}:
+        raise SourceConfigError(f"pages: {sorted(unknown)[0]!r} is not codes or guidelines")
+    if spec["years"] < 1:
+        raise SourceConfigError("years must be 1 or more (this year included)")
+
+
 # In the order runs crawl and report them.
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -156,7 +184,7 @@ SOURCES: dict[str, Source] = {
                 },
                 "news",
             ),
-            free_tables={"feeds": "hkma_url"},
+            free_tables={"feeds": "url"},
             listing_file="rss_{}.xml",
             listed_in=lambda extra, page: f"the HKMA RSS feed “{extra.get('feed', '?')}”",
         ),
@@ -239,6 +267,53 @@ SOURCES: dict[str, Source] = {
             options=lambda spec, full: {"page_size": spec["page_size"]},
             since=_press_since,
             listed_in=lambda extra, page: "the HKMA press-release API",
+        ),
+        Source(
+            name="sfc",
+            spider="spiders.sfc:SfcSpider",
+            title="SFC circulars, consultations, news, codes and guidelines",
+            digest_order=4,
+            regulator="SFC",
+            defaults={
+                # Built from public research notes, not checked against the live site
+                # (../shared/hk-regulators.md §1): on when a team turns it on.
+                "enabled": False,
+                "streams": list(SFC_STREAMS),
+                # The cheap "anything new?" read before a stream's API search in an
+                # incremental run; a feed that fails to read lets the search run.
+                "probes": {
+                    "circulars": f"{SFC}/RSS-Feeds/Circulars",
+                    "consultations": f"{SFC}/RSS-Feeds/Consultations-and-Conclusions",
+                    "news": f"{SFC}/RSS-Feeds/Press-releases",
+                },
+                "pages": {
+                    "codes": f"{SFC}/Rules-and-standards/Codes-and-guidelines/Codes",
+                    "guidelines": f"{SFC}/Rules-and-standards/Codes-and-guidelines/Guidelines",
+                },
+                "page_size": 100,
+                "years": 3,  # a full read: this year and the two before
+                "overlap_hours": 6,
+            },
+            listings=_sfc_listings,
+            options=lambda spec, full: {
+                "page_size": spec["page_size"],
+                "years": spec["years"],
+                "probes": dict(spec["probes"]),
+            },
+            since=_sfc_since,
+            digest_group=(
+                "feed",
+                {
+                    "circulars": "instruments",
+                    "codes": "instruments",
+                    "guidelines": "instruments",
+                    "consultations": "consultations",
+                },
+                "news",
+            ),
+            free_tables={"probes": "url", "pages": "url"},
+            listed_in=lambda extra, page: f"the SFC's {extra.get('feed', '?')}",
+            check=_sfc_check,
         ),
     )
 }
