@@ -418,7 +418,10 @@ def test_a_request_that_cannot_be_built_is_a_failed_fetch_not_the_end_of_all(tmp
         ("https:///x.pdf", "not fetchable: malformed URL"),
         ("www.hkma.gov.hk/x.pdf", "not fetchable: no scheme"),
         ("ftp://www.hkma.gov.hk/x.pdf", "not fetchable: a ftp: link"),
-        ("https://www.info.gov.hk/gia/x.htm", "not fetchable: www.info.gov.hk is not a regulator's host"),
+        (
+            "https://www.info.gov.hk/gia/x.htm",
+            "not fetchable: www.info.gov.hk is not a regulator's host",
+        ),
         (
             "https://hkma.gov.hk.evil.example/x",
             "not fetchable: hkma.gov.hk.evil.example is not a regulator's host",
