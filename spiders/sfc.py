@@ -131,7 +131,8 @@ def circular_items(listing: str, record: dict[str, Any]) -> list[DocumentItem]:
             extra={
                 "feed": "circulars",
                 "ref_no": ref,
-                "category": category,
+                # The category is tag evidence, as BRDR's topics are (taxonomy `brdr_topics`).
+                "topics": [category] if category else [],
                 "appendices": captions,
                 "document_url": api_url("circulars", "openFile", refNo=ref),
                 "links": _links(ref),
@@ -340,7 +341,10 @@ def guideline_items(body: bytes, listing: str, kind: str) -> list[DocumentItem]:
                 date=page_day(str(link.get("title") or "")) if link else None,
                 extra={
                     "feed": kind,
-                    "topics": clean_text(str(row.get("data-code-guideline-topics") or "")),
+                    "topics": [
+                        clean_text(topic.replace("_", " "))
+                        for topic in str(row.get("data-code-guideline-topics") or "").split()
+                    ],
                     "document_url": href,
                     "pdf_rev": dict(parse_qsl(urlsplit(href).query)).get("rev", ""),
                     "previous_versions": previous,

@@ -147,6 +147,20 @@ def _sfc_since(spec: Spec, last_healthy_at: str) -> str:
     return (datetime.fromisoformat(last_healthy_at) - overlap).isoformat()
 
 
+IA = "https://www.ia.org.hk/en"
+
+
+def _ia_check(spec: Spec) -> None:
+    if unknown := set(spec["pages"]) - {"circulars", "guidelines", "press-releases"}:
+        raise SourceConfigError(
+            f"pages: {sorted(unknown)[0]!r} is not circulars, guidelines or press-releases"
+        )
+    if "{year}" not in spec["pages"].get("circulars", "{year}"):
+        raise SourceConfigError("pages.circulars must hold {year} (one page a year)")
+    if spec["years"] < 1:
+        raise SourceConfigError("years must be 1 or more (this year included)")
+
+
 def _sfc_check(spec: Spec) -> None:
     if unknown := set(spec["streams"]) - set(SFC_STREAMS):
         raise SourceConfigError(
@@ -314,6 +328,36 @@ SOURCES: dict[str, Source] = {
             free_tables={"probes": "url", "pages": "url"},
             listed_in=lambda extra, page: f"the SFC's {extra.get('feed', '?')}",
             check=_sfc_check,
+        ),
+        Source(
+            name="ia",
+            spider="spiders.ia:IaSpider",
+            title="Insurance Authority circulars, guidelines and press releases",
+            digest_order=5,
+            regulator="IA",
+            defaults={
+                # Built from a public scraper's spec, not checked against the live site
+                # (../shared/hk-regulators.md §2): on when a team turns it on.
+                "enabled": False,
+                "pages": {
+                    # One page a year: {year} stands for this year and those before it.
+                    "circulars": f"{IA}/legislative_framework/circulars/reg_matters/"
+                    "circulars_on_regulatory_matters_{year}.html",
+                    "guidelines": f"{IA}/legislative_framework/guidelines.php",
+                    "press-releases": f"{IA}/infocenter/press_releases.html",
+                },
+                "years": 2,
+            },
+            listings=lambda spec: dict(spec["pages"]),
+            options=lambda spec, full: {"years": spec["years"]},
+            digest_group=(
+                "feed",
+                {"circulars": "instruments", "guidelines": "instruments"},
+                "news",
+            ),
+            free_tables={"pages": "url"},
+            listed_in=lambda extra, page: f"the IA's {extra.get('feed', '?')} page",
+            check=_ia_check,
         ),
     )
 }
