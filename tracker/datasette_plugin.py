@@ -53,7 +53,8 @@ _TAGS = (
 def _by_tag(kind: str) -> str:
     # `kind` is one of ours (functions, products, entity_types), never user input.
     return (
-        f"SELECT c.detected_at, c.kind, c.title, c.url, {_TAGS} FROM latest_changes c "  # noqa: S608
+        f"SELECT c.detected_at, c.regulator, c.kind, c.title, c.url, {_TAGS} "  # noqa: S608
+        "FROM latest_changes c "
         f"WHERE NOT c.baseline AND EXISTS (SELECT 1 FROM json_each(c.{kind}) t "
         f"WHERE t.value = hkma_tag('{kind}', :{kind[:-1]})) ORDER BY c.id DESC LIMIT 500"
     )
@@ -62,7 +63,8 @@ def _by_tag(kind: str) -> str:
 QUERIES: dict[str, dict[str, str]] = {
     "changes_this_week": {
         "title": "Substantive changes in the last 7 days (the baseline left out)",
-        "sql": f"SELECT c.detected_at, c.kind, c.title, c.url, c.fields, {_TAGS} "  # noqa: S608
+        "sql": f"SELECT c.detected_at, c.regulator, c.kind, c.title, c.url, c.fields, "  # noqa: S608
+        f"{_TAGS} "
         "FROM latest_changes c WHERE c.significance = 'substantive' AND NOT c.baseline "
         "AND c.detected_at >= date('now', '-7 days')",
     },
@@ -81,14 +83,15 @@ QUERIES: dict[str, dict[str, str]] = {
     "upcoming_deadlines": {
         "title": "Deadlines from today: effective dates and consultation dates of current "
         "documents, with the sentence or register field that states them",
-        "sql": "SELECT dl.date, dl.kind, dl.title, dl.evidence, hkma_names(dl.functions) AS "
+        "sql": "SELECT dl.date, dl.regulator, dl.kind, dl.title, dl.evidence, "
+        "hkma_names(dl.functions) AS "
         "functions, dl.url FROM deadlines dl WHERE dl.date >= date('now', '+8 hours') "
         "AND dl.status = 'active' AND dl.standing = 'current' ORDER BY dl.date",
     },
     "open_reviews": {
         "title": "Substantive changes not yet decided (open or in review), oldest first",
-        "sql": "SELECT r.change_id, r.detected_at, r.kind, r.title, r.state, r.owner, r.note, "
-        "hkma_names(r.functions) AS functions, r.url FROM review_status r "
+        "sql": "SELECT r.change_id, r.detected_at, r.regulator, r.kind, r.title, r.state, "
+        "r.owner, r.note, hkma_names(r.functions) AS functions, r.url FROM review_status r "
         "WHERE r.state IN ('open', 'in review') ORDER BY r.change_id",
     },
     "review_log": {
@@ -115,7 +118,8 @@ QUERIES: dict[str, dict[str, str]] = {
     },
     "records_updated_this_week": {
         "title": "Rule records with a publication in the last 7 days, and their updates",
-        "sql": "SELECT r.id, r.title, r.updates, u.date, u.title AS update_title, u.sources "
+        "sql": "SELECT r.id, r.title, r.updates, u.date, u.title AS update_title, u.regulators, "
+        "u.sources "
         "FROM records r JOIN record_updates u ON u.record_id = r.id "
         "WHERE r.last_date >= date('now', '+8 hours', '-7 days') ORDER BY r.last_date DESC, "
         "r.id, u.date DESC",
