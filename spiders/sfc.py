@@ -348,6 +348,9 @@ def guideline_items(body: bytes, listing: str, kind: str) -> list[DocumentItem]:
                     "document_url": href,
                     "pdf_rev": dict(parse_qsl(urlsplit(href).query)).get("rev", ""),
                     "previous_versions": previous,
+                    "links": [
+                        {"key": f"sfc:{kind}/{key}", "kind": "is", "evidence": "SFC page row id"}
+                    ],
                 },
             )
         )

@@ -116,6 +116,19 @@ def test_day_one_is_the_baseline_and_day_two_brings_what_the_sfc_published(confi
         )[0][0]
     )
     assert [v["from"] for v in revised["previous_versions"]] == ["2022-01-01", "2019-11-16"]
+    # The guideline's timeline: its earlier versions, then the one in force.
+    result = CliRunner().invoke(
+        cli,
+        ["--db", str(db_path), "rule", "sfc:guidelines/a3f1c2d4e5b6a7980123456789abcdef", "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    entries = [json.loads(line) for line in result.stdout.splitlines()]
+    timeline = [(e["date"], e["entry"]) for e in entries if e.get("type") == "entry"]
+    assert timeline == [
+        ("2019-11-16", "earlier version"),
+        ("2022-01-01", "earlier version"),
+        ("2026-07-15", "guideline"),
+    ]
 
 
 def test_a_consultation_and_its_conclusions_are_one_rule_and_its_deadline_is_known(

@@ -438,7 +438,7 @@ def kind_of(document: dict[str, Any]) -> str:
         return "SPM module"
     if doc_type in ("GLI", "IGL") or feed == "guidelines":
         return "guideline"
-    if doc_type == "COP":
+    if doc_type == "COP" or feed == "codes":
         return "code of practice"
     return "circular"
 

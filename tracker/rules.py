@@ -124,6 +124,8 @@ def _kind_of(row: dict[str, Any]) -> str:
         return "consultation"
     if extra.get("doc_type") in ("SPM", "GLI", "IGL", "COP", "GTA"):
         return "issued"
+    if feed in ("guidelines", "codes"):  # a feed's or a page's (the SFC's codes)
+        return "guideline" if feed == "guidelines" else "code of practice"
     return "circular"
 
 
@@ -155,6 +157,10 @@ def timeline(key: str, documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
             entries.append(_entry(extra.get("left_register_on"), "withdrawn", row, standing(extra)))
         for replaced in row.get("replaced", []):
             entries.append(_entry(row["date"], "replaces", row, replaced))
+        # Earlier versions a listing names (the SFC's codes and guidelines): each in force from
+        # its date.
+        for earlier in extra.get("previous_versions", []):
+            entries.append(_entry(earlier.get("from"), "earlier version", row, earlier["dates"]))
         for effective in (row["document_content"] or {}).get("effective_dates", []):
             entries.append(_entry(effective["date"], "effective", row, effective["sentence"]))
     return sorted(entries, key=lambda e: (e["date"] or "", e["entry"]))
