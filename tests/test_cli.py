@@ -163,7 +163,7 @@ def test_status_reports_each_source(history):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--source", "sfc"], "unknown source 'sfc'"),
+        (["run", "--source", "fsb"], "unknown source 'fsb'"),
         (["run", "--mirror", "www.hkma.gov.hk"], "expected ORIGIN=BASE"),
         (["--config", "/nonexistent/c.toml", "run"], "config file /nonexistent/c.toml not found"),
         (

@@ -499,8 +499,8 @@ def test_the_report_escapes_hostile_text_and_links_only_to_the_web():
     hostile = "<script>alert(1)</script>"
     change = {
         "change_id": 7, "detected_at": "2026-11-23T01:00:00+00:00", "kind": "new",
-        "source": "rss", "document_id": "rss:x", "title": hostile, "url": "javascript:alert(1)",
-        "state": "open", "owner": hostile, "note": "=HYPERLINK(\"x\")", "reviewed_at": None,
+        "source": "rss", "regulator": hostile, "document_id": "rss:x", "title": hostile,
+        "url": "javascript:alert(1)", "state": "open", "owner": hostile, "note": "=HYPERLINK(\"x\")", "reviewed_at": None,
         "functions": [hostile], "products": [],
     }  # fmt: skip
     report = {

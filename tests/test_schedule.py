@@ -83,9 +83,9 @@ def test_default_schedule_and_bad_entries(tmp_path):
         result.exit_code == 2
         and "schedule.rss: 'every hour' is not a cron expression" in result.output
     )
-    bad.write_text('[schedule]\nsfc = "0 * * * *"\n', encoding="utf-8")
+    bad.write_text('[schedule]\nfsb = "0 * * * *"\n', encoding="utf-8")
     result = CliRunner().invoke(cli, ["--config", str(bad), "schedule", "--print"])
-    assert result.exit_code == 2 and "schedule.sfc: not a source" in result.output
+    assert result.exit_code == 2 and "schedule.fsb: not a source" in result.output
 
 
 def test_catch_up_after_downtime_is_one_run(monkeypatch):
