@@ -23,7 +23,7 @@ from scrapy.http import Response
 
 from spiders.base import HkmaSpider, ListingError
 from spiders.items import DocumentItem
-from spiders.normalize import HONG_KONG, clean_text, normalize_url
+from spiders.normalize import HONG_KONG, clean_text, normalize_url, parse_listing_date
 
 YEAR = "{year}"  # in the circulars listing's URL: one page a year
 GL_CODE = re.compile(r"^\s*(GL\s?\d+[A-Z]?)\s*[:：]?\s*", re.IGNORECASE)
@@ -32,14 +32,9 @@ PRESS_ID = re.compile(r"/press_releases/(\d{8})(?:_(\d+))?\.html$")
 
 
 def day(text: str) -> str | None:
-    """ "15 January 2025" (or "15 Jan 2025") as an ISO date."""
-    text = clean_text(text)
-    for fmt in ("%d %B %Y", "%d %b %Y"):
-        try:
-            return datetime.strptime(text, fmt).date().isoformat()
-        except ValueError:
-            continue
-    return None
+    """A date as the IA writes it ("15 January 2025", "15 Jan 2025"), in ISO form."""
+    found = parse_listing_date(text)
+    return found.isoformat() if found else None
 
 
 def _path(url: str) -> str:

@@ -27,7 +27,7 @@ from scrapy.http import Response
 
 from spiders.base import HkmaSpider, ListingError
 from spiders.items import DocumentItem
-from spiders.normalize import HONG_KONG, clean_text, normalize_url
+from spiders.normalize import HONG_KONG, clean_text, normalize_url, parse_listing_date
 
 API = "https://apps.sfc.hk/edistributionWeb/api"
 GATEWAY = "https://apps.sfc.hk/edistributionWeb/gateway/EN"
@@ -286,18 +286,13 @@ def rss_times(body: bytes) -> list[datetime]:
     return times
 
 
-_DAY_FORMATS = ("%d %b %Y", "%d %B %Y", "%b %Y", "%B %Y")
-
-
 def page_day(text: str) -> str | None:
-    """A date as the codes and guidelines pages write it: "2 Jan 2026", "Apr 2013"."""
-    text = clean_text(text)
-    for fmt in _DAY_FORMATS:
-        try:
-            return datetime.strptime(text, fmt).date().isoformat()
-        except ValueError:
-            continue
-    return None
+    """A date as the codes and guidelines pages write it: "2 Jan 2026", or a month alone,
+    "Apr 2013" (its first day)."""
+    found = parse_listing_date(text)
+    if found is None:
+        found = parse_listing_date(f"1 {clean_text(text)}")
+    return found.isoformat() if found else None
 
 
 def strip_rev(url: str) -> str:

@@ -35,6 +35,24 @@ enabled = false
 """
 
 
+def only_source_config(tmp_path: Path, source: str, crawl: str = "") -> Path:
+    """A config file that crawls `source` alone (the HKMA sources off), fast, with digests in
+    `tmp_path`; `crawl`: more lines of the `[crawl]` table."""
+    others = "".join(
+        f"[sources.{name}]\nenabled = false\n"
+        for name in ("rss", "pages", "brdr", "press_releases")
+        if name != source
+    )
+    path = tmp_path / f"{source}.toml"
+    path.write_text(
+        f"[crawl]\ndownload_delay = 0\nretries = 0\n{crawl}{others}"
+        f"[sources.{source}]\nenabled = true\n"
+        f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
 def page_path(url: str = DEMO_PAGE) -> str:
     """The server path of a real HKMA URL."""
     return "/" + url.split("hkma.gov.hk/", 1)[1]

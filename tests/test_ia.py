@@ -8,6 +8,7 @@ import sqlite3
 from datetime import datetime
 
 import pytest
+from conftest import only_source_config
 from ia_fake import IaFake
 
 from spiders.normalize import HONG_KONG
@@ -30,15 +31,8 @@ def fake():
 
 @pytest.fixture
 def config(tmp_path, fake):
-    path = tmp_path / "ia.toml"
-    path.write_text(
-        '[crawl]\ndownload_delay = 0\nretries = 0\nuser_agent = "hkma-tracker-test/1.0 (compliance)"\n'
-        "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
-        "[sources.brdr]\nenabled = false\n[sources.press_releases]\nenabled = false\n"
-        "[sources.ia]\nenabled = true\n"
-        f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
-        encoding="utf-8",
-    )
+    agent = 'user_agent = "hkma-tracker-test/1.0 (compliance)"\n'
+    path = only_source_config(tmp_path, "ia", crawl=agent)
     with RecordedSite(tmp_path) as site:
         site.handlers.update(fake.routes([THIS_YEAR, THIS_YEAR - 1]))
         site.fallback = fake.fallback

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
+from conftest import only_source_config
 from sfc_fake import GUIDELINES, SfcFake, guidelines_page
 
 from spiders.sfc import guideline_items, hong_kong_day, search_body
@@ -60,15 +61,7 @@ def site(tmp_path, fake):
 
 @pytest.fixture
 def config(tmp_path, site):
-    path = tmp_path / "sfc.toml"
-    path.write_text(
-        "[crawl]\ndownload_delay = 0\nretries = 0\n"
-        "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
-        "[sources.brdr]\nenabled = false\n[sources.press_releases]\nenabled = false\n"
-        "[sources.sfc]\nenabled = true\n"
-        f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
-        encoding="utf-8",
-    )
+    path = only_source_config(tmp_path, "sfc")
     mirrors = [f"https://{host}={site.base_url}" for host in ("apps.sfc.hk", "www.sfc.hk")]
     return load_config(path, mirrors)
 
