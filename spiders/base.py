@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any, ClassVar
@@ -28,7 +29,23 @@ class ListingError(Exception):
     """The listing was fetched but is not what we expected (empty, not RSS, layout changed)."""
 
 
-class HkmaSpider(scrapy.Spider):
+class ScheduledArguments:
+    """What a spider is given, however it is started: the crawl process passes `listings` and
+    `options` as they are; a scrapyd job passes every argument as a string (`-a
+    listings=<JSON>`) and adds its own (`_job`), which are read and dropped."""
+
+    @classmethod
+    def from_crawler(cls, crawler: Any, *args: Any, **kwargs: Any) -> Any:
+        listings = kwargs.pop("listings", args[0] if args else {})
+        options = kwargs.pop("options", args[1] if len(args) > 1 else None)
+        if isinstance(listings, str):
+            listings = json.loads(listings)
+        if isinstance(options, str):
+            options = json.loads(options)
+        return super().from_crawler(crawler, listings, options)  # type: ignore[misc]
+
+
+class HkmaSpider(ScheduledArguments, scrapy.Spider):
     """Base spider: `listings` maps a listing name to its real HKMA URL.
 
     Subclasses implement `extract(response, name)`, which yields documents and, for a listing

@@ -19,7 +19,7 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from spiders.base import HkmaSpider, ListingError, failure_reason
+from spiders.base import HkmaSpider, ListingError, ScheduledArguments, failure_reason
 from spiders.items import DocumentItem, RegisterLookup
 from spiders.normalize import HONG_KONG, clean_id, clean_text, parse_listing_date
 
@@ -293,7 +293,7 @@ def related_documents(response: TextResponse) -> list[dict[str, Any]]:
     return related
 
 
-class RegisterLookupSpider(scrapy.Spider):
+class RegisterLookupSpider(ScheduledArguments, scrapy.Spider):
     """Reads the landing pages of BRDR documents that left the current register.
 
     Options: `documents` [{id, url}], the tracker's document id and the landing page URL.

@@ -18,9 +18,11 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 from scrapy import Spider, signals
 from scrapy.crawler import Crawler, CrawlerProcess
+from scrapy.exceptions import NotConfigured
 
 from spiders.items import ListingOutcome
 from spiders.logs import LOG_FORMAT_ENV, JsonLogFormatter
@@ -80,6 +82,35 @@ class ResultWriter:
             tmp.unlink(missing_ok=True)
             logging.getLogger(__name__).error("could not write %s: %s", self.path, error)
             self.write_error = error
+
+
+def result_beside_feed(feeds: dict[str, Any]) -> Path | None:
+    """Where a scrapyd job writes its result: beside its items feed (scrapyd's `items_dir`
+    gives `<items_dir>/<project>/<spider>/<job>.jl`; the result is `<job>.result.json`, which
+    scrapyd serves under /items/ as it serves the feed)."""
+    for uri in feeds:
+        parts = urlsplit(str(uri))
+        if parts.scheme in ("file", "") and parts.path.endswith(".jl"):
+            feed = Path(unquote(parts.path))
+            return feed.with_name(feed.name.removesuffix(".jl") + ".result.json")
+    return None
+
+
+class ResultExtension:
+    """The crawl process's result file, written by a spider a scrapyd job runs (enabled by the
+    job's `EXTENSIONS` setting): items, outcomes, stats and finish reason, as the tracker reads
+    them whichever engine crawled."""
+
+    def __init__(self, writer: ResultWriter) -> None:
+        self.writer = writer  # held here: Scrapy holds signal receivers by weak reference
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> ResultExtension:
+        path = result_beside_feed(crawler.settings.getdict("FEEDS"))
+        if path is None:
+            raise NotConfigured("no items feed to write the result beside (scrapyd items_dir)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return cls(ResultWriter(crawler, path))
 
 
 def printable(value: Any) -> Any:

@@ -19,7 +19,7 @@ import scrapy
 from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
-from spiders.base import ListingError, failure_reason
+from spiders.base import ListingError, ScheduledArguments, failure_reason
 from spiders.normalize import normalize_url
 from spiders.pages import html_text
 
@@ -63,7 +63,7 @@ def expects_pdf(url: str) -> bool:
     return path.endswith(".pdf") or "/getpdf/" in path
 
 
-class DocumentsSpider(scrapy.Spider):
+class DocumentsSpider(ScheduledArguments, scrapy.Spider):
     """Options: `documents` [{id, url, etag, last_modified}], `output` folder, `pdf_max_bytes`,
     `html_max_bytes` (the limit of a URL that does not name a PDF)."""
 

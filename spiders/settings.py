@@ -7,13 +7,7 @@ from typing import Any
 from spiders.middleware import LOOPBACK_SLOT
 
 BOT_NAME = "hkma-tracker"
-SPIDER_MODULES = [
-    "spiders.rss",
-    "spiders.pages",
-    "spiders.brdr",
-    "spiders.press_releases",
-    "spiders.documents",
-]
+SPIDER_MODULES = ["spiders"]  # every spider module of the package: a new source needs nothing here
 NEWSPIDER_MODULE = "spiders"
 
 USER_AGENT = "hkma-tracker/0.1 (regulatory change tracker)"

@@ -75,6 +75,9 @@ CRAWL_MODULES = {
     "test_press_releases",
     "test_processes",
     "test_schedule",
+    "test_scrapyd",
+    "test_sfc",
+    "test_ia",
 }
 
 

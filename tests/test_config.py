@@ -56,6 +56,16 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
         ("[crawl]\nretries = 1.5\n", "crawl.retries must be a whole number, got 1.5"),
         ("[crawl]\nautothrottle = 1\n", "crawl.autothrottle must be true or false, got 1"),
         ('[crawl]\nlog_level = "LOUD"\n', "crawl.log_level must be one of"),
+        ('[crawl]\nengine = "celery"\n', "crawl.engine must be local or scrapyd"),
+        (
+            '[crawl]\nengine = "scrapyd"\n[scrapyd]\nurls = ["node-1:6800"]\n',
+            "scrapyd.urls: 'node-1:6800' is not a URL",
+        ),
+        (
+            '[sources.sfc.probes]\ncirculars = "https://www.hkma.gov.hk/x.xml"\n',
+            "sources.sfc.probes.circulars must be an https URL on a host of the SFC",
+        ),
+        ('[sources.ia.pages]\ncirculars = "https://www.ia.org.hk/en/c.html"\n', "must hold {year}"),
         (
             '[sources.pages]\nurls = ["https://example.com/"]\n',
             "sources.pages.urls[0] must be an https URL on a host of the HKMA",

@@ -40,6 +40,25 @@ class CrawlSettings:
     process_timeout: int = 1800
     # A PEM file of extra CA certificates (for a server that sends an incomplete chain).
     ca_bundle: str = ""
+    # Where crawls run: "local" (a child process of the run) or "scrapyd" (jobs on the nodes
+    # of `[scrapyd]`; the run decides, stores and delivers as ever).
+    engine: str = "local"
+
+
+@dataclass(frozen=True)
+class ScrapydSettings:
+    """The `[scrapyd]` table: the nodes crawls run on when `[crawl] engine = "scrapyd"`."""
+
+    urls: tuple[str, ...] = ("http://127.0.0.1:6800",)
+    # The project scrapyd knows the spiders by: without eggs, the `[settings]` name of the
+    # scrapy.cfg in the folder scrapyd was started in.
+    project: str = "default"
+    # Basic-auth credentials, read from these environment variables (names, not values).
+    username_env: str = ""
+    password_env: str = ""
+    job_timeout: int = 1800  # seconds a job may run before it is cancelled (unhealthy)
+    pending_timeout: int = 300  # seconds a job may wait to start before it is cancelled
+    poll_interval: float = 1.0  # seconds between status.json polls
 
 
 @dataclass(frozen=True)
@@ -105,6 +124,7 @@ class RunSettings:
 # Tables with a fixed set of keys, each read into its typed settings.
 SECTIONS: dict[str, type] = {
     "crawl": CrawlSettings,
+    "scrapyd": ScrapydSettings,
     "health": HealthSettings,
     "documents": DocumentSettings,
     "smtp": SmtpSettings,
@@ -169,6 +189,7 @@ class ConfigError(ValueError):
 @dataclass(frozen=True)
 class Config:
     crawl: CrawlSettings
+    scrapyd: ScrapydSettings
     health: HealthSettings
     # `[sources.<name>]` tables, each checked against its descriptor (tracker/sources.py).
     sources: dict[str, Spec]
@@ -322,6 +343,14 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
                     f"runs it: add schedule.{name}, schedule.all or schedule.full_sweep, or "
                     f"set sources.{name}.enabled = false"
                 )
+    if merged["crawl"]["engine"] not in ("local", "scrapyd"):
+        raise ConfigError(f"config file {origin}: crawl.engine must be local or scrapyd")
+    if merged["crawl"]["engine"] == "scrapyd":
+        if not merged["scrapyd"]["urls"]:
+            raise ConfigError(f"config file {origin}: scrapyd.urls must name a node")
+        for url in merged["scrapyd"]["urls"]:
+            if urlsplit(url).scheme not in ("http", "https"):
+                raise ConfigError(f"config file {origin}: scrapyd.urls: {url!r} is not a URL")
     for key in ("crawl", "smtp"):
         bundle = merged[key]["ca_bundle"]
         if bundle and not Path(bundle).is_file():

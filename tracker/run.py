@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -69,6 +70,7 @@ from tracker.lifecycle import (
 )
 from tracker.results import CrawlResult, ResultError, read_result
 from tracker.rule_records import links_for, update_records
+from tracker.scrapyd import crawl_on_scrapyd
 from tracker.sources import HELPER_SPIDERS, SOURCES
 from tracker.status import stale_sweeps
 from tracker.sweep import Sweep, choose_sweep, describe
@@ -137,16 +139,26 @@ def crawl(
     workdir: Path,
     deadline: Deadline | None = None,
     while_running: Callable[[], None] | None = None,
+    job_key: str | None = None,
 ) -> dict[str, CrawlResult | None]:
     """Run `spiders` (name -> listings and options) in one child process; each one's result.
 
     The child is killed at `process_timeout`, or sooner at the run's deadline. Meanwhile
     `while_running` is called about every tenth of a second (to read what has arrived so
-    far); it may take up to that tenth itself."""
+    far); it may take up to that tenth itself. With `[crawl] engine = "scrapyd"`, sources'
+    crawls (`job_key`: what names their jobs) run as scrapyd jobs instead (tracker/scrapyd.py);
+    the tracker's own helper crawls (documents, register lookups) stay here."""
     sources = list(spiders)
+    settings = settings_for(dataclasses.asdict(config.crawl), config.mirrors)
+    if config.crawl.engine == "scrapyd" and job_key is not None:
+        described = {
+            name: {"spider": SOURCES[name].spider, **spec} for name, spec in spiders.items()
+        }
+        ends_at = time.monotonic() + deadline.remaining() if deadline is not None else None
+        return crawl_on_scrapyd(config, described, settings, workdir, job_key, ends_at)
     job = {
         "output": str(workdir / "results"),
-        "settings": settings_for(dataclasses.asdict(config.crawl), config.mirrors),
+        "settings": settings,
         # Each spider by its class ("module:Class"): the crawl process loads what it is given.
         "spiders": {
             name: {
@@ -352,8 +364,9 @@ def _crawl_and_record(
         }
         for name in selected
     }
+    job_key = f"run{report.run_id}" if report.run_id is not None else f"dry{uuid.uuid4().hex[:12]}"
     with _workdir("crawl") as workdir:
-        results = crawl(config, spiders, Path(workdir), deadline)
+        results = crawl(config, spiders, Path(workdir), deadline, job_key=job_key)
     for source in selected:
         record_source(
             config,
