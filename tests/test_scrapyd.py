@@ -4,6 +4,8 @@ of the HKMA press-release API (260 records derived from real ones)."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import socket
 import sqlite3
 import subprocess
@@ -14,11 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from spiders.settings import settings_for
 from tracker.config import load_config
 from tracker.demo_apis import PressReleasesFake, load
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run
+from tracker.scrapyd import crawl_on_scrapyd
 
 
 def free_port() -> int:
@@ -27,18 +31,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def node(tmp_path_factory):
+def start_node(folder: Path, **options: object):
     """A scrapyd node as README's "Scaling out" starts one: in a folder with a scrapy.cfg."""
-    folder = tmp_path_factory.mktemp("scrapyd")
     port = free_port()
+    settings = {
+        "bind_address": "127.0.0.1",
+        "http_port": port,
+        "items_dir": folder / "items",
+        "logs_dir": folder / "logs",
+        "dbs_dir": folder / "dbs",
+        "eggs_dir": folder / "eggs",
+        "poll_interval": 0.2,
+        "jobs_to_keep": 5,
+        "jobstorage": "scrapyd.jobstorage.SqliteJobStorage",
+        **options,
+    }
     (folder / "scrapy.cfg").write_text(
         "[settings]\ndefault = spiders.settings\n\n[scrapyd]\n"
-        f"bind_address = 127.0.0.1\nhttp_port = {port}\n"
-        f"items_dir = {folder / 'items'}\nlogs_dir = {folder / 'logs'}\n"
-        f"dbs_dir = {folder / 'dbs'}\neggs_dir = {folder / 'eggs'}\n"
-        "poll_interval = 0.2\njobs_to_keep = 5\n"
-        "jobstorage = scrapyd.jobstorage.SqliteJobStorage\n",
+        + "".join(f"{key} = {value}\n" for key, value in settings.items()),
         encoding="utf-8",
     )
     with (folder / "scrapyd.log").open("wb") as log:
@@ -55,9 +65,22 @@ def node(tmp_path_factory):
         else:
             process.kill()
             pytest.fail(f"scrapyd did not start: {(folder / 'scrapyd.log').read_text()[-2000:]}")
-        yield url
-        process.terminate()
-        process.wait(10)
+        try:
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    yield from start_node(tmp_path_factory.mktemp("scrapyd"))
+
+
+@pytest.fixture(scope="module")
+def one_slot_node(tmp_path_factory):
+    """A node that runs one job at a time and keeps one job's files."""
+    yield from start_node(tmp_path_factory.mktemp("scrapyd1"), max_proc=1, jobs_to_keep=1)
 
 
 @pytest.fixture
@@ -134,3 +157,52 @@ def test_a_node_that_refuses_is_an_unhealthy_run_and_the_next_run_recovers(tmp_p
         assert conn.execute("SELECT id, status FROM documents ORDER BY id").fetchall() == stored
     again = run(config_for(tmp_path, site, "scrapyd", node), db, full_sweep=True)
     assert again.exit_status == ExitStatus.OK
+
+
+def test_jobs_running_or_pending_too_long_are_cancelled_and_unhealthy(
+    tmp_path, site, fake, one_slot_node
+):
+    """One slot: the first job holds it on a listing that answers in 20 s, past its job
+    timeout (cancelled with KILL); the second waits, past its pending timeout."""
+
+    def slow(request):
+        answer = fake(request)
+        answer.delay = 20
+        return answer
+
+    site.handlers[PressReleasesFake.path] = slow
+    config = config_for(tmp_path, site, "scrapyd", one_slot_node)
+    config = dataclasses.replace(
+        config,
+        scrapyd=dataclasses.replace(config.scrapyd, job_timeout=3, pending_timeout=2),
+    )
+    spec = {
+        "spider": "spiders.press_releases:PressReleasesSpider",
+        "listings": {"press-releases": "https://api.hkma.gov.hk/public/press-releases?lang=en"},
+        "options": {"page_size": 100},
+    }
+    started = time.monotonic()
+    settings = settings_for(dataclasses.asdict(config.crawl), config.mirrors)
+    jobs = {"first": spec, "second": spec}
+    results = crawl_on_scrapyd(config, jobs, settings, tmp_path, "slow", None)
+    assert time.monotonic() - started < 15
+    assert "cancelled after 3 s" in results["first"]["finish_reason"]
+    assert "still pending after 2 s" in results["second"]["finish_reason"]
+
+
+def test_each_run_reads_its_own_jobs_before_they_rotate_away(tmp_path, site, one_slot_node):
+    """jobs_to_keep = 1: a job's files are gone once the next job of its spider finishes;
+    each run has read its own by then, under an id that names the run."""
+    db = tmp_path / "h.db"
+    config = config_for(tmp_path, site, "scrapyd", one_slot_node)
+    for _ in range(3):
+        assert run(config, db, full_sweep=True).exit_status == ExitStatus.OK
+    with sqlite3.connect(db) as conn:
+        runs = [r[0] for r in conn.execute("SELECT id FROM runs ORDER BY id")]
+        requests = conn.execute("SELECT count(*) FROM source_runs WHERE requests > 0").fetchone()
+    assert requests == (3,)
+    listed = json.loads(
+        urllib.request.urlopen(f"{one_slot_node}/listjobs.json?project=default").read()
+    )
+    finished = {job["id"] for job in listed["finished"]}
+    assert {f"run{n}-press_releases" for n in runs} <= finished
