@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 
 from spiders.settings import settings_for
+from storage.db import open_db
 from tracker.config import load_config
 from tracker.demo_apis import PressReleasesFake, load
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run
 from tracker.scrapyd import crawl_on_scrapyd
+from tracker.status import status_report
 
 
 def free_port() -> int:
@@ -206,3 +208,19 @@ def test_each_run_reads_its_own_jobs_before_they_rotate_away(tmp_path, site, one
     )
     finished = {job["id"] for job in listed["finished"]}
     assert {f"run{n}-press_releases" for n in runs} <= finished
+
+
+def test_status_names_the_engine_and_what_each_node_answers(tmp_path, site, node):
+    config = config_for(tmp_path, site, "scrapyd", node)
+    refused = f"http://127.0.0.1:{free_port()}"
+    config = dataclasses.replace(
+        config, scrapyd=dataclasses.replace(config.scrapyd, urls=(node, refused))
+    )
+    db = tmp_path / "h.db"
+    run(config, db)
+    with open_db(db) as conn:
+        report = status_report(conn, config)
+    assert report["engine"] == "scrapyd"
+    up, down = report["nodes"]
+    assert up["ok"] and set(up["answer"]) == {"pending", "running", "finished"}
+    assert not down["ok"] and "unreachable" in down["answer"]

@@ -134,6 +134,7 @@ def status(report: dict[str, Any], as_json: bool) -> None:
     if as_json:
         for row in report["sources"]:
             emit({"type": "source", **row})
+        emit({"type": "engine", "engine": report["engine"], "nodes": report["nodes"]})
         emit({"type": "outbox", **report["outbox"]})
         for failing in report["delivery_failing"]:
             emit({"type": "delivery", **failing})
@@ -162,6 +163,15 @@ def status(report: dict[str, Any], as_json: bool) -> None:
             f"documents, next run {hong_kong(row['next_scheduled_run'], 'not scheduled')}"
             + (f"; OVERDUE: {row['overdue']}" if row["overdue"] else "")
         )
+    echo(f"crawl engine: {report['engine']}")
+    for node in report["nodes"]:
+        answer = node["answer"]
+        said = (
+            ", ".join(f"{n} {state}" for state, n in answer.items())
+            if node["ok"]
+            else f"NOT ANSWERING: {answer}"
+        )
+        echo(f"scrapyd node {node['node']}: {said}")
     outbox = report["outbox"]
     pending, failed = outbox["pending"], outbox["failed_attempts"]
     echo(f"outbox: {pending} messages pending ({failed} after a failure)")

@@ -60,11 +60,16 @@ class Node:
         token = base64.b64encode(f"{user}:{password}".encode()).decode() if user else ""
         self.headers = {"Authorization": f"Basic {token}"} if token else {}
 
-    def call(self, path: str, data: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    def call(
+        self,
+        path: str,
+        data: list[tuple[str, str]] | None = None,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> dict[str, Any]:
         body = urllib.parse.urlencode(data).encode() if data is not None else None
         request = urllib.request.Request(f"{self.url}/{path}", data=body, headers=self.headers)
         try:
-            with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 answer = json.loads(response.read())
         except urllib.error.HTTPError as error:
             raise ScrapydError(f"{self.url}/{path}: HTTP {error.code}") from None
@@ -89,6 +94,21 @@ class Node:
         except (urllib.error.URLError, OSError) as error:
             reason = getattr(error, "reason", error)
             raise ScrapydError(f"{self.url}: unreachable ({reason})") from None
+
+
+def node_states(settings: ScrapydSettings, timeout: float = 2.0) -> list[dict[str, Any]]:
+    """What each node answers now (`daemonstatus.json`: its pending, running and finished
+    jobs), or why it does not: what `status` shows."""
+    states = []
+    for url in settings.urls:
+        try:
+            answer = Node(url, settings).call("daemonstatus.json", timeout=timeout)
+        except ScrapydError as error:
+            states.append({"node": url, "ok": False, "answer": str(error)})
+            continue
+        counts = {k: answer.get(k) for k in ("pending", "running", "finished")}
+        states.append({"node": url, "ok": True, "answer": counts})
+    return states
 
 
 def setting_pairs(settings: dict[str, Any]) -> list[tuple[str, str]]:

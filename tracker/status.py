@@ -21,6 +21,7 @@ from tracker.config import Config
 from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts
 from tracker.routing import subscribers_of
 from tracker.schedule import Watch, job_deadline, jobs_of, watch_for
+from tracker.scrapyd import node_states
 from tracker.sources import SOURCES, binding_sql
 
 # A source is overdue once this many of its scheduled checks after its last healthy one have
@@ -126,8 +127,11 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         row["next_scheduled_run"] = next_run.isoformat() if next_run else None
         row["overdue"] = stale.get(row["source"], "")
         sources.append(row)
+    engine = config.crawl.engine
     return {
         "sources": sources,
+        "engine": engine,
+        "nodes": node_states(config.scrapyd) if engine == "scrapyd" else [],
         "delivery_failing": failing_deliveries(db),
         "linked_documents": linked_document_states(db),
         "documents_read": config.documents.enabled,
