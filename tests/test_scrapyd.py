@@ -10,6 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -224,3 +225,38 @@ def test_status_names_the_engine_and_what_each_node_answers(tmp_path, site, node
     up, down = report["nodes"]
     assert up["ok"] and set(up["answer"]) == {"pending", "running", "finished"}
     assert not down["ok"] and "unreachable" in down["answer"]
+
+
+def test_a_job_killed_mid_crawl_is_unhealthy(tmp_path, site, fake, node):
+    """Someone cancels the job with KILL while it crawls: it finishes without its result."""
+
+    def slow(request):
+        answer = fake(request)
+        answer.delay = 10
+        return answer
+
+    site.handlers[PressReleasesFake.path] = slow
+    config = config_for(tmp_path, site, "scrapyd", node)
+    settings = settings_for(dataclasses.asdict(config.crawl), config.mirrors)
+    spec = {
+        "spider": "spiders.press_releases:PressReleasesSpider",
+        "listings": {"press-releases": "https://api.hkma.gov.hk/public/press-releases?lang=en"},
+        "options": {"page_size": 100},
+    }
+    outcome: dict = {}
+    crawling = threading.Thread(
+        target=lambda: outcome.update(
+            crawl_on_scrapyd(config, {"press": spec}, settings, tmp_path, "killed", None)
+        )
+    )
+    crawling.start()
+    for _ in range(100):
+        state = json.loads(urllib.request.urlopen(f"{node}/status.json?job=killed-press").read())
+        if state["currstate"] == "running":
+            break
+        time.sleep(0.1)
+    data = b"project=default&job=killed-press&signal=KILL"
+    urllib.request.urlopen(f"{node}/cancel.json", data=data).read()
+    crawling.join(30)
+    assert "finished" in outcome["press"]["finish_reason"]
+    assert "without its result" in outcome["press"]["finish_reason"]
