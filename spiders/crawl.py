@@ -84,16 +84,21 @@ class ResultWriter:
             self.write_error = error
 
 
-def result_beside_feed(feeds: dict[str, Any]) -> Path | None:
-    """Where a scrapyd job writes its result: beside its items feed (scrapyd's `items_dir`
-    gives `<items_dir>/<project>/<spider>/<job>.jl`; the result is `<job>.result.json`, which
-    scrapyd serves under /items/ as it serves the feed)."""
+def job_feed(feeds: dict[str, Any]) -> Path | None:
+    """A scrapyd job's items feed (its `items_dir` gives `<items_dir>/<project>/<spider>/
+    <job>.jl`): what the job writes beside it, scrapyd serves under /items/ as it serves the
+    feed, and rotates with it (`jobs_to_keep`)."""
     for uri in feeds:
         parts = urlsplit(str(uri))
         if parts.scheme in ("file", "") and parts.path.endswith(".jl"):
-            feed = Path(unquote(parts.path))
-            return feed.with_name(feed.name.removesuffix(".jl") + ".result.json")
+            return Path(unquote(parts.path))
     return None
+
+
+def result_beside_feed(feeds: dict[str, Any]) -> Path | None:
+    """Where a scrapyd job writes its result: `<job>.result.json` beside its feed."""
+    feed = job_feed(feeds)
+    return feed.with_name(feed.stem + ".result.json") if feed else None
 
 
 class ResultExtension:

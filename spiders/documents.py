@@ -20,6 +20,7 @@ from scrapy.http import Response, TextResponse
 from twisted.python.failure import Failure
 
 from spiders.base import ListingError, ScheduledArguments, failure_reason
+from spiders.crawl import job_feed
 from spiders.normalize import normalize_url
 from spiders.pages import html_text
 
@@ -64,8 +65,9 @@ def expects_pdf(url: str) -> bool:
 
 
 class DocumentsSpider(ScheduledArguments, scrapy.Spider):
-    """Options: `documents` [{id, url, etag, last_modified}], `output` folder, `pdf_max_bytes`,
-    `html_max_bytes` (the limit of a URL that does not name a PDF)."""
+    """Options: `documents` [{id, url, etag, last_modified}], `output` folder (none in a scrapyd
+    job: PDFs go beside the job's feed as `<job>--<file>`, where scrapyd serves them),
+    `pdf_max_bytes`, `html_max_bytes` (the limit of a URL that does not name a PDF)."""
 
     name = "documents"
 
@@ -73,12 +75,22 @@ class DocumentsSpider(ScheduledArguments, scrapy.Spider):
         super().__init__()
         options = options or {}
         self.documents: list[dict[str, Any]] = options.get("documents", [])
-        self.output = Path(options["output"])
+        self.output = Path(options["output"]) if options.get("output") else None
+        self.prefix = ""
         self.pdf_max_bytes = int(options.get("pdf_max_bytes", 50 * 1024 * 1024))
         self.html_max_bytes = int(options.get("html_max_bytes", 5 * 1024 * 1024))
 
+    @property
+    def folder(self) -> Path:
+        if self.output is None:
+            feed = job_feed(self.settings.getdict("FEEDS"))
+            if feed is None:
+                raise ValueError("no output folder, and no scrapyd items feed to write beside")
+            self.output, self.prefix = feed.parent, f"{feed.stem}--"
+        return self.output
+
     async def start(self) -> Any:
-        self.output.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(parents=True, exist_ok=True)
         for doc in self.documents:
             headers = {}
             if doc.get("etag"):
@@ -125,7 +137,7 @@ class DocumentsSpider(ScheduledArguments, scrapy.Spider):
             return
         content_type = (_header(response, b"Content-Type") or "").lower()
         if looks_like_pdf(response.body):
-            path = self.output / pdf_file_name(doc_id)
+            path = self.folder / (self.prefix + pdf_file_name(doc_id))
             partial = path.with_suffix(".part")
             try:
                 partial.write_bytes(response.body)

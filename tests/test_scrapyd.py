@@ -20,7 +20,8 @@ import pytest
 from spiders.settings import settings_for
 from storage.db import open_db
 from tracker.config import load_config
-from tracker.demo_apis import PressReleasesFake, load
+from tracker.demo import DEMO_SITE
+from tracker.demo_apis import DocumentsFake, PressReleasesFake, load
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run
@@ -260,3 +261,38 @@ def test_a_job_killed_mid_crawl_is_unhealthy(tmp_path, site, fake, node):
     crawling.join(30)
     assert "finished" in outcome["press"]["finish_reason"]
     assert "without its result" in outcome["press"]["finish_reason"]
+
+
+def test_linked_documents_fetched_on_scrapyd_are_read_here(tmp_path, node):
+    """The RSS items' PDFs fetched by a documents job on the node, brought back and read by
+    this host's PDF readers: the same texts as the local engine reads."""
+    texts = {}
+    with RecordedSite(DEMO_SITE / "day1") as demo:
+        demo.fallback = DocumentsFake()
+        for engine in ("local", "scrapyd"):
+            path = tmp_path / f"docs-{engine}.toml"
+            path.write_text(
+                f'[crawl]\ndownload_delay = 0\nretries = 0\nengine = "{engine}"\n'
+                f'[scrapyd]\nurls = ["{node}"]\npoll_interval = 0.2\n'
+                "[sources.pages]\nenabled = false\n[sources.brdr]\nenabled = false\n"
+                "[sources.press_releases]\nenabled = false\n"
+                f'[digest]\nfolder = "{(tmp_path / engine).as_posix()}"\n',
+                encoding="utf-8",
+            )
+            config = load_config(path, [f"https://www.hkma.gov.hk={demo.base_url}"])
+            db = tmp_path / f"{engine}.db"
+            assert run(config, db).exit_status == ExitStatus.OK
+            with sqlite3.connect(db) as conn:
+                texts[engine] = sorted(
+                    conn.execute(
+                        "SELECT id, fetch_status, json_extract(document_content, '$.text') "
+                        "FROM documents_full"
+                    ).fetchall()
+                )
+    assert texts["scrapyd"] == texts["local"]
+    listed = json.loads(
+        urllib.request.urlopen(f"{node}/listjobs.json?project=default").read()  # noqa: S310
+    )
+    assert any(job["spider"] == "documents" for job in listed["finished"])
+    read = [row for row in texts["scrapyd"] if row[1] == "ok" and row[2]]
+    assert len(read) >= 20  # the feeds' PDFs and pages, each with a text of its own

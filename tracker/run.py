@@ -145,14 +145,18 @@ def crawl(
 
     The child is killed at `process_timeout`, or sooner at the run's deadline. Meanwhile
     `while_running` is called about every tenth of a second (to read what has arrived so
-    far); it may take up to that tenth itself. With `[crawl] engine = "scrapyd"`, sources'
-    crawls (`job_key`: what names their jobs) run as scrapyd jobs instead (tracker/scrapyd.py);
-    the tracker's own helper crawls (documents, register lookups) stay here."""
+    far); it may take up to that tenth itself. With `[crawl] engine = "scrapyd"`, the crawls
+    given a `job_key` (what names their jobs: the sources' and the linked documents') run as
+    scrapyd jobs instead (tracker/scrapyd.py), the files they save brought back here."""
     sources = list(spiders)
     settings = settings_for(dataclasses.asdict(config.crawl), config.mirrors)
     if config.crawl.engine == "scrapyd" and job_key is not None:
         described = {
-            name: {"spider": SOURCES[name].spider, **spec} for name, spec in spiders.items()
+            name: {
+                "spider": SOURCES[name].spider if name in SOURCES else HELPER_SPIDERS[name],
+                **spec,
+            }
+            for name, spec in spiders.items()
         }
         ends_at = time.monotonic() + deadline.remaining() if deadline is not None else None
         return crawl_on_scrapyd(config, described, settings, workdir, job_key, ends_at)
@@ -520,7 +524,9 @@ def _fetch_documents(
             pdf_folder,
             {pdf_file_name(r["id"]): r["id"] for r in requests},
         )
-        result = crawl(config, spiders, Path(workdir), deadline, read_arrived)["documents"] or {}
+        key = f"run{report.run_id}"
+        found = crawl(config, spiders, Path(workdir), deadline, read_arrived, job_key=key)
+        result = found["documents"] or {}
         fetched, pdf_texts, unread = _read_pdfs(result.get("items", []), readers)
     if unread:  # their fetch results are dropped: still due, read by the next run
         report.unfinished.append(

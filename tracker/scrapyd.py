@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -31,6 +32,9 @@ from spiders import settings as project_settings
 from spiders.crawl import spider_class
 from tracker.config import Config, ScrapydSettings
 from tracker.results import CrawlResult, ResultError, read_result
+from tracker.sources import SOURCES
+
+logger = logging.getLogger(__name__)
 
 RESULT_EXTENSION = {"spiders.crawl.ResultExtension": 0}
 REQUEST_TIMEOUT = 30  # seconds for one call to a node
@@ -136,16 +140,20 @@ def crawl_on_scrapyd(
     nodes = [Node(url, config.scrapyd) for url in config.scrapyd.urls]
     results: dict[str, CrawlResult | None] = {}
     jobs: dict[str, tuple[Node, Job]] = {}
+    saved_to: dict[str, Path] = {}  # where the files a job saves come back to
     for n, (name, spec) in enumerate(spiders.items()):
         node = nodes[n % len(nodes)]
         spider = str(spider_class(spec["spider"]).name)
         job = Job(node.url, spider, f"{job_key}-{name}", time.monotonic())
+        options = dict(spec.get("options", {}))
+        if options.get("output"):  # a folder of this host: the job saves beside its feed
+            saved_to[name] = Path(options.pop("output"))
         data = [
             ("project", node.project),
             ("spider", spider),
             ("jobid", job.id),
             ("listings", json.dumps(spec["listings"])),
-            ("options", json.dumps(spec.get("options", {}))),
+            ("options", json.dumps(options)),
             *setting_pairs(settings),
         ]
         try:
@@ -167,7 +175,8 @@ def crawl_on_scrapyd(
             current = state.get("currstate")
             why = ""
             if current == "finished":
-                results[name] = _collect(node, job, workdir / "results" / f"{name}.json")
+                path = workdir / "results" / f"{name}.json"
+                results[name] = _collect(node, job, path, name in SOURCES, saved_to.get(name))
                 del jobs[name]
                 continue
             if current is None:
@@ -195,8 +204,12 @@ def _cancel(node: Node, job: Job) -> None:
         node.call("cancel.json", [("project", node.project), ("job", job.id), ("signal", "KILL")])
 
 
-def _collect(node: Node, job: Job, path: Path) -> CrawlResult:
-    """The job's result file, fetched before scrapyd's `jobs_to_keep` can rotate it away."""
+def _collect(
+    node: Node, job: Job, path: Path, documents: bool, saved_to: Path | None
+) -> CrawlResult:
+    """The job's result file, fetched before scrapyd's `jobs_to_keep` can rotate it away, and
+    the files it saved (the linked documents' PDFs) into `saved_to`, where the PDF readers of
+    this host read them; one that cannot be fetched is left out (its document stays due)."""
     try:
         body = node.fetch(f"items/{node.project}/{job.spider}/{job.id}.result.json")
     except ScrapydError as error:
@@ -209,6 +222,33 @@ def _collect(node: Node, job: Job, path: Path) -> CrawlResult:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(body)
     try:
-        return read_result(path, documents=True)
+        result = read_result(path, documents=documents)
     except ResultError as error:
         return {"finish_reason": f"unreadable result of job {job.id} ({error})"}
+    if saved_to is not None:
+        result["items"] = _bring_back(node, job, result.get("items", []), saved_to)
+    return result
+
+
+def _bring_back(
+    node: Node, job: Job, items: list[dict[str, Any]], folder: Path
+) -> list[dict[str, Any]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    kept = []
+    for item in items:
+        saved = item.get("pdf_file")
+        if saved:
+            name = Path(str(saved)).name  # `<job>--<file>`, beside the job's feed
+            try:
+                body = node.fetch(f"items/{node.project}/{job.spider}/{name}")
+            except ScrapydError as error:
+                logger.warning("document %s: %s", item.get("document_id"), error)
+                continue
+            if body is None:
+                logger.warning("document %s: %s not on %s", item.get("document_id"), name, node.url)
+                continue
+            local = folder / name
+            local.write_bytes(body)
+            item = {**item, "pdf_file": str(local)}
+        kept.append(item)
+    return kept
