@@ -290,9 +290,7 @@ def test_linked_documents_fetched_on_scrapyd_are_read_here(tmp_path, node):
                     ).fetchall()
                 )
     assert texts["scrapyd"] == texts["local"]
-    listed = json.loads(
-        urllib.request.urlopen(f"{node}/listjobs.json?project=default").read()
-    )
+    listed = json.loads(urllib.request.urlopen(f"{node}/listjobs.json?project=default").read())
     assert any(job["spider"] == "documents" for job in listed["finished"])
     read = [row for row in texts["scrapyd"] if row[1] == "ok" and row[2]]
     assert len(read) >= 20  # the feeds' PDFs and pages, each with a text of its own
