@@ -108,6 +108,12 @@ class RunReport:
     delivery_error: str | None = None
     # Work left for the next run (the deadline came, a helper process died), one line each.
     unfinished: list[str] = field(default_factory=list)
+    # What names this run's scrapyd jobs besides its id: unique across databases sharing a node.
+    token: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+
+    @property
+    def job_key(self) -> str:
+        return f"run{self.run_id if self.run_id is not None else 'dry'}-{self.token}"
 
     @property
     def exit_status(self) -> ExitStatus:
@@ -368,9 +374,8 @@ def _crawl_and_record(
         }
         for name in selected
     }
-    job_key = f"run{report.run_id}" if report.run_id is not None else f"dry{uuid.uuid4().hex[:12]}"
     with _workdir("crawl") as workdir:
-        results = crawl(config, spiders, Path(workdir), deadline, job_key=job_key)
+        results = crawl(config, spiders, Path(workdir), deadline, job_key=report.job_key)
     for source in selected:
         record_source(
             config,
@@ -524,7 +529,7 @@ def _fetch_documents(
             pdf_folder,
             {pdf_file_name(r["id"]): r["id"] for r in requests},
         )
-        key = f"run{report.run_id}"
+        key = report.job_key
         found = crawl(config, spiders, Path(workdir), deadline, read_arrived, job_key=key)
         result = found["documents"] or {}
         fetched, pdf_texts, unread = _read_pdfs(result.get("items", []), readers)

@@ -20,10 +20,14 @@ import contextlib
 import json
 import logging
 import os
+import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -127,6 +131,18 @@ def setting_pairs(settings: dict[str, Any]) -> list[tuple[str, str]]:
     return pairs
 
 
+@dataclass
+class Part:
+    """A job to schedule: a crawl, or one part of a crawl given in parts."""
+
+    name: str  # the crawl's name, or `<crawl>-<n>` for a part
+    spider: str  # the spider's name, as scrapyd knows it
+    listings: dict[str, Any]
+    options: dict[str, Any]
+    saved_to: Path | None  # where the files it saves come back to (this host's folder)
+    documents: bool  # a source's crawl (its result holds documents)
+
+
 def crawl_on_scrapyd(
     config: Config,
     spiders: dict[str, dict[str, Any]],
@@ -136,35 +152,68 @@ def crawl_on_scrapyd(
     deadline_at: float | None,
 ) -> dict[str, CrawlResult | None]:
     """Run `spiders` (name -> spider path, listings and options) as jobs; each one's result,
-    or `{"finish_reason": why}` where there is none."""
+    or `{"finish_reason": why}` where there is none. A crawl of many documents runs in parts
+    over the nodes, one part at a time on each: a job's start makes scrapyd delete its spider's
+    older files beyond `jobs_to_keep`, which must not be a part's not yet brought back."""
     nodes = [Node(url, config.scrapyd) for url in config.scrapyd.urls]
     results: dict[str, CrawlResult | None] = {}
-    jobs: dict[str, tuple[Node, Job]] = {}
-    saved_to: dict[str, Path] = {}  # where the files a job saves come back to
-    for n, (name, spec) in enumerate(spiders.items()):
-        node = nodes[n % len(nodes)]
+    queues: list[list[Part]] = [[] for _ in nodes]  # per node, what waits its turn there
+    shards: dict[str, list[str]] = {}  # a crawl given in parts -> its parts' names
+    turn = 0
+    for name, spec in spiders.items():
         spider = str(spider_class(spec["spider"]).name)
-        job = Job(node.url, spider, f"{job_key}-{name}", time.monotonic())
-        options = dict(spec.get("options", {}))
-        if options.get("output"):  # a folder of this host: the job saves beside its feed
-            saved_to[name] = Path(options.pop("output"))
-        data = [
-            ("project", node.project),
-            ("spider", spider),
-            ("jobid", job.id),
-            ("listings", json.dumps(spec["listings"])),
-            ("options", json.dumps(options)),
-            *setting_pairs(settings),
-        ]
-        try:
-            node.call("schedule.json", data)
-        except ScrapydError as error:
-            results[name] = {"finish_reason": f"scrapyd: {error}"}
-            continue
-        jobs[name] = (node, job)
+        pieces = _shards(spec)
+        names = [f"{name}-{n}" for n in range(len(pieces))] if len(pieces) > 1 else [name]
+        if len(pieces) > 1:
+            shards[name] = names
+        for part_name, options in zip(names, pieces, strict=True):
+            output = options.pop("output", None)
+            queues[turn % len(nodes)].append(
+                Part(
+                    part_name,
+                    spider,
+                    spec["listings"],
+                    options,
+                    Path(output) if output else None,
+                    name in SOURCES,
+                )
+            )
+            turn += 1
+    jobs: dict[str, tuple[Node, Job, Part]] = {}
+
+    sharded = {part for names in shards.values() for part in names}
+
+    def start(index: int) -> None:
+        """Schedule what waits on node `index`: a whole crawl at once, a part only when no
+        other part runs there."""
+        node, queue = nodes[index], queues[index]
+        while queue:
+            part = queue[0]
+            busy = any(p.name in sharded and n is node for n, _, p in jobs.values())
+            if part.name in sharded and busy:
+                return
+            queue.pop(0)
+            job = Job(node.url, part.spider, f"{job_key}-{part.name}", time.monotonic())
+            data = [
+                ("project", node.project),
+                ("spider", part.spider),
+                ("jobid", job.id),
+                ("listings", json.dumps(part.listings)),
+                ("options", json.dumps(part.options)),
+                *setting_pairs(settings),
+            ]
+            try:
+                node.call("schedule.json", data)
+            except ScrapydError as error:
+                results[part.name] = {"finish_reason": f"scrapyd: {error}"}
+                continue
+            jobs[part.name] = (node, job, part)
+
+    for index in range(len(nodes)):
+        start(index)
     limits = config.scrapyd
     while jobs:
-        for name, (node, job) in list(jobs.items()):
+        for name, (node, job, part) in list(jobs.items()):
             try:
                 state = node.call(f"status.json?job={job.id}&project={node.project}")
             except ScrapydError as error:
@@ -176,8 +225,9 @@ def crawl_on_scrapyd(
             why = ""
             if current == "finished":
                 path = workdir / "results" / f"{name}.json"
-                results[name] = _collect(node, job, path, name in SOURCES, saved_to.get(name))
+                results[name] = _collect(node, job, path, part.documents, part.saved_to)
                 del jobs[name]
+                start(nodes.index(node))
                 continue
             if current is None:
                 why = f"scrapyd {node.url} does not know job {job.id}"
@@ -194,9 +244,59 @@ def crawl_on_scrapyd(
                     _cancel(node, job)
                 results[name] = {"finish_reason": why}
                 del jobs[name]
+                start(nodes.index(node))
         if jobs:
             time.sleep(limits.poll_interval)
+    for queue in queues:  # parts never started (their node stopped answering)
+        for part in queue:
+            results[part.name] = {"finish_reason": "not started: the node's earlier part failed"}
+    for name, names in shards.items():
+        results[name] = _merged([results.pop(part) or {"finish_reason": None} for part in names])
     return results
+
+
+# A job's options travel as one argument of its process's command line, which Linux caps at
+# 128 KiB: a crawl of more documents than fit in this many bytes runs in parts. (Parts also
+# spread one crawl over the nodes; each costs a job's start, a few seconds.)
+PART_BYTES = 64 * 1024
+
+
+def _shards(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A crawl's options, in parts whose documents take at most PART_BYTES as JSON (one part
+    if it has no documents list)."""
+    options = dict(spec.get("options", {}))
+    documents = options.get("documents")
+    if not isinstance(documents, list) or len(json.dumps(options)) <= PART_BYTES:
+        return [options]
+    parts: list[list[Any]] = [[]]
+    size = 0
+    for document in documents:
+        length = len(json.dumps(document)) + 2
+        if parts[-1] and size + length > PART_BYTES:
+            parts.append([])
+            size = 0
+        parts[-1].append(document)
+        size += length
+    return [{**options, "documents": part} for part in parts]
+
+
+def _merged(parts: list[CrawlResult]) -> CrawlResult:
+    """One result of a crawl run in parts: every part's items; the first unclean finish (the
+    fetches of a part without a result are simply absent: they stay due)."""
+    unclean = [p.get("finish_reason") for p in parts if p.get("finish_reason") != "finished"]
+    stats: dict[str, Any] = {}
+    for part in parts:
+        for key, value in (part.get("stats") or {}).items():
+            if isinstance(value, int | float) and isinstance(stats.get(key, 0), int | float):
+                stats[key] = stats.get(key, 0) + value
+            else:
+                stats.setdefault(key, value)
+    return {
+        "finish_reason": unclean[0] if unclean else "finished",
+        "items": [item for part in parts for item in part.get("items", [])],
+        "outcomes": [o for part in parts for o in part.get("outcomes", [])],
+        "stats": stats,
+    }
 
 
 def _cancel(node: Node, job: Job) -> None:
@@ -252,3 +352,50 @@ def _bring_back(
             item = {**item, "pdf_file": str(local)}
         kept.append(item)
     return kept
+
+
+@contextlib.contextmanager
+def local_node(folder: Path, **options: object) -> Iterator[str]:
+    """A scrapyd node on this machine, started as README's "Scaling out" says (in a folder
+    whose scrapy.cfg names the project's settings, no eggs), on a free port of 127.0.0.1; its
+    URL. For the tests and benches."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    settings = {
+        "bind_address": "127.0.0.1",
+        "http_port": port,
+        "items_dir": folder / "items",
+        "logs_dir": folder / "logs",
+        "dbs_dir": folder / "dbs",
+        "eggs_dir": folder / "eggs",
+        "poll_interval": 0.2,
+        "jobs_to_keep": 5,
+        "jobstorage": "scrapyd.jobstorage.SqliteJobStorage",
+        **options,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "scrapy.cfg").write_text(
+        "[settings]\ndefault = spiders.settings\n\n[scrapyd]\n"
+        + "".join(f"{key} = {value}\n" for key, value in settings.items()),
+        encoding="utf-8",
+    )
+    url = f"http://127.0.0.1:{port}"
+    with (folder / "scrapyd.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "scrapyd"], cwd=folder, stdout=log, stderr=log
+        )
+        try:
+            for _ in range(150):
+                try:
+                    Node(url, ScrapydSettings(urls=(url,))).call("daemonstatus.json", timeout=1)
+                    break
+                except ScrapydError:
+                    time.sleep(0.1)
+            else:
+                tail = (folder / "scrapyd.log").read_text(errors="replace")[-2000:]
+                raise ScrapydError(f"scrapyd did not start: {tail}")
+            yield url
+        finally:
+            process.terminate()
+            process.wait(10)
