@@ -247,9 +247,12 @@ def crawl_on_scrapyd(
                 start(nodes.index(node))
         if jobs:
             time.sleep(limits.poll_interval)
-    for queue in queues:  # parts never started (their node stopped answering)
+    for queue in queues:  # parts never started: their node stopped answering, or time ran out
         for part in queue:
-            results[part.name] = {"finish_reason": "not started: the node's earlier part failed"}
+            results[part.name] = {
+                "finish_reason": "not started (its node stopped answering, or the run's "
+                "deadline came): its documents stay due"
+            }
     for name, names in shards.items():
         results[name] = _merged([results.pop(part) or {"finish_reason": None} for part in names])
     return results
