@@ -123,31 +123,40 @@ def test_a_node_that_refuses_is_an_unhealthy_run_and_the_next_run_recovers(tmp_p
     assert again.exit_status == ExitStatus.OK
 
 
+# The press-release crawl as `crawl_on_scrapyd` takes it (tests that call it directly).
+PRESS_CRAWL = {
+    "spider": "spiders.press_releases:PressReleasesSpider",
+    "listings": {"press-releases": "https://api.hkma.gov.hk/public/press-releases?lang=en"},
+    "options": {"page_size": 100},
+}
+
+
+def answer_slowly(site, fake, seconds: float) -> None:
+    """The fake answers each page after `seconds`: a job that runs that long."""
+
+    def slow(request):
+        answer = fake(request)
+        answer.delay = seconds
+        return answer
+
+    site.handlers[PressReleasesFake.path] = slow
+
+
 def test_jobs_running_or_pending_too_long_are_cancelled_and_unhealthy(
     tmp_path, site, fake, one_slot_node
 ):
     """One slot: the first job holds it on a listing that answers in 20 s, past its job
     timeout (cancelled with KILL); the second waits, past its pending timeout."""
 
-    def slow(request):
-        answer = fake(request)
-        answer.delay = 20
-        return answer
-
-    site.handlers[PressReleasesFake.path] = slow
+    answer_slowly(site, fake, 20)
     config = config_for(tmp_path, site, "scrapyd", one_slot_node)
     config = dataclasses.replace(
         config,
         scrapyd=dataclasses.replace(config.scrapyd, job_timeout=3, pending_timeout=2),
     )
-    spec = {
-        "spider": "spiders.press_releases:PressReleasesSpider",
-        "listings": {"press-releases": "https://api.hkma.gov.hk/public/press-releases?lang=en"},
-        "options": {"page_size": 100},
-    }
     started = time.monotonic()
     settings = settings_for(dataclasses.asdict(config.crawl), config.mirrors)
-    jobs = {"first": spec, "second": spec}
+    jobs = {"first": PRESS_CRAWL, "second": PRESS_CRAWL}
     results = crawl_on_scrapyd(config, jobs, settings, tmp_path, "slow", None)
     assert time.monotonic() - started < 15
     assert "cancelled after 3 s" in results["first"]["finish_reason"]
@@ -192,23 +201,13 @@ def test_status_names_the_engine_and_what_each_node_answers(tmp_path, site, node
 def test_a_job_killed_mid_crawl_is_unhealthy(tmp_path, site, fake, node):
     """Someone cancels the job with KILL while it crawls: it finishes without its result."""
 
-    def slow(request):
-        answer = fake(request)
-        answer.delay = 10
-        return answer
-
-    site.handlers[PressReleasesFake.path] = slow
+    answer_slowly(site, fake, 10)
     config = config_for(tmp_path, site, "scrapyd", node)
     settings = settings_for(dataclasses.asdict(config.crawl), config.mirrors)
-    spec = {
-        "spider": "spiders.press_releases:PressReleasesSpider",
-        "listings": {"press-releases": "https://api.hkma.gov.hk/public/press-releases?lang=en"},
-        "options": {"page_size": 100},
-    }
     outcome: dict = {}
     crawling = threading.Thread(
         target=lambda: outcome.update(
-            crawl_on_scrapyd(config, {"press": spec}, settings, tmp_path, "killed", None)
+            crawl_on_scrapyd(config, {"press": PRESS_CRAWL}, settings, tmp_path, "killed", None)
         )
     )
     crawling.start()

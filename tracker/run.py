@@ -156,28 +156,15 @@ def crawl(
     scrapyd jobs instead (tracker/scrapyd.py), the files they save brought back here."""
     sources = list(spiders)
     settings = settings_for(dataclasses.asdict(config.crawl), config.mirrors)
+    # Each spider by its class ("module:Class"): the crawl process or job loads what it is given.
+    described = {
+        name: {"spider": SOURCES[name].spider if name in SOURCES else HELPER_SPIDERS[name], **spec}
+        for name, spec in spiders.items()
+    }
     if config.crawl.engine == "scrapyd" and job_key is not None:
-        described = {
-            name: {
-                "spider": SOURCES[name].spider if name in SOURCES else HELPER_SPIDERS[name],
-                **spec,
-            }
-            for name, spec in spiders.items()
-        }
         ends_at = time.monotonic() + deadline.remaining() if deadline is not None else None
         return crawl_on_scrapyd(config, described, settings, workdir, job_key, ends_at)
-    job = {
-        "output": str(workdir / "results"),
-        "settings": settings,
-        # Each spider by its class ("module:Class"): the crawl process loads what it is given.
-        "spiders": {
-            name: {
-                "spider": SOURCES[name].spider if name in SOURCES else HELPER_SPIDERS[name],
-                **spec,
-            }
-            for name, spec in spiders.items()
-        },
-    }
+    job = {"output": str(workdir / "results"), "settings": settings, "spiders": described}
     job_path = workdir / "job.json"
     job_path.write_text(json.dumps(job), encoding="utf-8")
     timeout: float = config.crawl.process_timeout

@@ -50,7 +50,6 @@ class ScrapydError(Exception):
 
 @dataclass
 class Job:
-    node: str
     spider: str
     id: str
     scheduled_at: float
@@ -193,7 +192,7 @@ def crawl_on_scrapyd(
             if part.name in sharded and busy:
                 return
             queue.pop(0)
-            job = Job(node.url, part.spider, f"{job_key}-{part.name}", time.monotonic())
+            job = Job(part.spider, f"{job_key}-{part.name}", time.monotonic())
             data = [
                 ("project", node.project),
                 ("spider", part.spider),
