@@ -440,9 +440,11 @@ def test_the_run_deadline_covers_reading_pdfs(sites, config, db_path):
     (www.root / PDF_DIR / PDFS[0]).write_bytes(slow)
     started = time.monotonic()
 
-    cut = run(config, db_path, deadline=4)
+    # 8 s: the crawls must finish within it on a loaded machine (at 4 s, under a full suite,
+    # the fetches themselves were sometimes cut); the slow PDF alone takes far longer to read.
+    cut = run(config, db_path, deadline=8)
 
-    assert time.monotonic() - started < 15
+    assert time.monotonic() - started < 20
     assert cut.exit_status == ExitStatus.SOURCE_UNHEALTHY
     # The slow PDF ate the time left: it and the PDFs read after it wait (those read before
     # it are stored), and so does delivery.
