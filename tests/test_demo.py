@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 
 import pytest
 from click.testing import CliRunner
@@ -84,8 +85,16 @@ def test_the_help_examples_and_the_canned_queries_work_on_the_demo_database(demo
 
     rows = asyncio.run(answers())
     empty = {name for name, found in rows.items() if not found}
-    # Nothing is unreadable in the demo and no change has been reviewed yet.
-    assert empty <= {"unreadable_documents", "review_log"}, empty
+    # Nothing is unreadable in the demo and no change has been reviewed yet. The demo's
+    # publications carry fixed dates: "records updated this week" has rows only within a week
+    # of the newest, and then it must.
+    with sqlite3.connect(db) as conn:
+        (newest,) = conn.execute("SELECT max(last_date) FROM records").fetchone()
+        (week_start,) = conn.execute("SELECT date('now', '+8 hours', '-7 days')").fetchone()
+    may_be_empty = {"unreadable_documents", "review_log"}
+    if newest < week_start:
+        may_be_empty.add("records_updated_this_week")
+    assert empty <= may_be_empty, empty
     assert rows["upcoming_deadlines"] and rows["untagged_instruments"]
     assert rows["checks_in_period"] and rows["open_reviews"]
     assert json.dumps(rows["superseded_rules"]).count("superseded") >= 1
