@@ -163,7 +163,7 @@ class DigestEntry:
             excerpt=_excerpt(str(change.get("excerpt_from") or document.get("text") or ""))
             if change["kind"] == "new"
             else "",
-            last_seen=str(change.get("document_last_seen") or "")[:10],
+            last_seen=_hong_kong_day(change.get("document_last_seen")),
             why=str(change.get("why") or ""),
             record_title=str(change.get("record_title") or ""),
             record_update=int(change.get("record_update") or 0),
@@ -570,6 +570,11 @@ def _excerpt(text: str) -> str:
     if len(text) <= EXCERPT_CHARS:
         return text
     return text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
+
+
+def _hong_kong_day(moment: str | None) -> str:
+    """The Hong Kong date of a stored time ("" without one)."""
+    return datetime.fromisoformat(moment).astimezone(HONG_KONG).date().isoformat() if moment else ""
 
 
 def _date(text: str) -> date:

@@ -463,13 +463,6 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
             record[kind] = json.loads(record[kind])
     if isinstance(record.get("corrections"), str):
         record["corrections"] = json.loads(record["corrections"])
-        # The tags in force that a person set (the rest are the tagger's).
-        record["tags_set_by"] = [
-            f"{name} (by {c['by']}, {c['at'][:10]})"
-            for named in record["corrections"].values()
-            for name, c in named.items()
-            if c["action"] == "add"
-        ]
     return record
 
 

@@ -420,9 +420,10 @@ def test_a_real_browser_renders_the_report_and_prints_it_to_pdf(history, chromiu
     history.run(effective(EFFECTIVE_ON))
     change_id = history.lines("review", "list")[0]["change_id"]
     history.cli("review", "set", str(change_id), "actioned", "--note", "Response sent <b>late</b>")
-    today = datetime.now(UTC).date().isoformat()
     html = tmp_path / "report.html"
-    made = history.cli("report", "--from", "2026-11-01", "--to", today, "--output", str(html))
+    made = history.cli(
+        "report", "--from", "2026-11-01", "--to", TODAY.isoformat(), "--output", str(html)
+    )
     assert made.exit_code == 0, made.output
     pdf = tmp_path / "report.pdf"
     headless_chromium(

@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from alerts.channels import DeliveryError, SmtpChannel, SmtpSettings
-from spiders.normalize import is_loopback_host
+from spiders.normalize import HONG_KONG, is_loopback_host
 from storage.db import open_readonly
 from storage.tags import corrected_documents
 from tracker.cli import cli
@@ -753,7 +753,7 @@ def test_a_filtered_subscriber_gets_the_circular_no_rule_tags_and_not_the_speech
     assert "binding instruments without a function tag: 1 changes in the last 30 days" in (
         status.output
     )
-    today = dt.datetime.now(dt.UTC).date()
+    today = dt.datetime.now(HONG_KONG).date()  # the report's days are Hong Kong days
     report = CliRunner().invoke(
         cli,
         [
@@ -863,7 +863,7 @@ untagged = "exclude"
     assert len(mailbox.messages) == before + 1  # once, and to no one else
     text = aml.get_body(("plain",)).get_content()
     assert UNTAGGED_CIRCULAR in text
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    today = dt.datetime.now(HONG_KONG).date().isoformat()  # dates are shown in HKT
     assert f"Tagged AML/CFT by J. Chan on {today}" in text
 
     # Why did aml get it, and why did it not before?

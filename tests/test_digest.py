@@ -377,6 +377,11 @@ def test_entries_say_what_they_are_without_naming_a_field_twice():
     )
     text = Digest(datetime(2026, 11, 22, tzinfo=UTC), [removed]).render_text()
     assert "\n  Removed from: Guidance papers\n  Last listed 2026-11-20\n" in text
+    late = DigestEntry.from_change(
+        {**change(2, "pages", "https://www.hkma.gov.hk/y.pdf", kind="removed"),
+         "document_last_seen": "2026-11-20T16:30:00+00:00"}
+    )  # fmt: skip
+    assert late.last_seen == "2026-11-21"  # 00:30 in Hong Kong: the day its readers call it
     # A feed's item says where it was listed only when it left.
     feed_item = {
         **change(3, "rss", "https://www.hkma.gov.hk/c.pdf"),

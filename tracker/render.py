@@ -18,7 +18,7 @@ from alerts.digest import standing
 from spiders.normalize import HONG_KONG, UNPRINTABLE
 from storage.records import Snapshot
 from tracker.detect import changed_fields, describe_change
-from tracker.routing import KIND_WORDS
+from tracker.routing import KIND_WORDS, hong_kong_day
 from tracker.run import RunReport
 from tracker.tagging import Taxonomy
 
@@ -113,8 +113,8 @@ def changes(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
         else:
             fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
             tags = ", ".join(change["functions"] + change["products"])
-            if change.get("tags_set_by"):
-                tags += f"; set by a person: {', '.join(change['tags_set_by'])}"
+            if people := tags_set_by(change):
+                tags += f"; set by a person: {', '.join(people)}"
             marks = ["baseline"] if change["baseline"] else []
             if change["significance"] == "cosmetic":
                 marks.append(f"cosmetic: {change['significance_reason']}")
@@ -244,6 +244,7 @@ EXPORT_COLUMNS = (
 
 def export(rows: Iterable[dict[str, Any]], fmt: str) -> None:
     """Change events as CSV (lists joined with "; ") or JSON lines, to stdout."""
+    rows = ({**row, "tags_set_by": tags_set_by(row)} for row in rows)
     if fmt == "json":
         for row in rows:
             emit({column: row[column] for column in EXPORT_COLUMNS})
@@ -453,11 +454,17 @@ def demo(
     echo(f"Explore: {base} status  (or changes, deadlines)")
 
 
+def tags_set_by(change: dict[str, Any]) -> list[str]:
+    """The tags in force that a person set (the rest are the tagger's): "AML/CFT (by J. Chan,
+    2026-12-02)"."""
+    return [f"{name} (by {who})" for name, who in set_by(change.get("corrections")).items()]
+
+
 def set_by(corrections: dict[str, Any] | str | None, action: str = "add") -> dict[str, str]:
     """Which tags a person added (or removed), and who: "AML/CFT" -> "J. Chan, 2026-12-02"."""
     loaded = json.loads(corrections) if isinstance(corrections, str) else corrections or {}
     return {
-        name: f"{c['by']}, {c['at'][:10]}"
+        name: f"{c['by']}, {hong_kong_day(c['at'])}"
         for named in loaded.values()
         for name, c in named.items()
         if c["action"] == action

@@ -5,11 +5,13 @@ changes an officer's tag correction brings to subscribers who did not get them b
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 import sqlite_utils
 
 from alerts.subscribers import EVERYONE, Exclusion, Route, Subscriber
+from spiders.normalize import HONG_KONG
 from storage.db import utc_now
 from storage.history import latest_substantive_change
 from storage.outbox import Router, queue_routes, routes_of_change
@@ -62,12 +64,17 @@ def untagged_why(change: dict[str, Any], kinds: list[str]) -> str:
     return f"No {' or '.join(KIND_WORDS[k] for k in kinds)} tag: no rule matched its {_or(read)}"
 
 
+def hong_kong_day(moment: str) -> str:
+    """The Hong Kong date of a stored UTC time: an officer's act at 00:30 HKT is on that day."""
+    return datetime.fromisoformat(moment).astimezone(HONG_KONG).date().isoformat()
+
+
 def tagged_by(change: dict[str, Any], matched: dict[str, list[str]] | None = None) -> str:
     """Which of the tags a change matched on (all its tags, without `matched`) a person set:
     "Tagged AML/CFT by J. Chan on 2026-12-02" ("" when none)."""
     corrections = json_dict(change.get("corrections"))
     found = [
-        f"Tagged {name} by {c['by']} on {c['at'][:10]}"
+        f"Tagged {name} by {c['by']} on {hong_kong_day(c['at'])}"
         for kind, named in corrections.items()
         for name, c in named.items()
         if c["action"] == "add" and (matched is None or name in matched.get(kind, []))
@@ -181,7 +188,7 @@ def _tag_evidence(
     correction = corrections.get(kind, {}).get(name)
     if correction and correction["action"] == "add":
         note = f": {correction['note']}" if correction.get("note") else ""
-        return [f"set by {correction['by']} on {correction['at'][:10]}{note}"]
+        return [f"set by {correction['by']} on {hong_kong_day(correction['at'])}{note}"]
     return [f"{e['rule']} in the {e['where']}" for e in evidence.get(kind, {}).get(name, [])]
 
 
@@ -189,7 +196,7 @@ def _excluded(found: Exclusion, corrections: dict[str, Any]) -> str:
     if not found.wanted:
         return found.reason[:1].upper() + found.reason[1:]
     removed = [
-        f"{name} removed by {c['by']} on {c['at'][:10]}"
+        f"{name} removed by {c['by']} on {hong_kong_day(c['at'])}"
         for name, c in corrections.get(found.filter, {}).items()
         if c["action"] == "remove" and name in found.wanted
     ]
