@@ -47,6 +47,7 @@ from tracker.config import Config, load_config
 from tracker.documents import revalidate_before, select_fetches
 from tracker.rules import links_of
 from tracker.run import RunReport, record_source
+from tracker.sweep import Sweep
 from tracker.tagging import Tagger
 
 HKMA = "https://www.hkma.gov.hk"
@@ -142,7 +143,14 @@ def record(db: Any, listing: str, items: list[dict[str, Any]]) -> tuple[int, Sou
     states = {listing: {"last_healthy_items": len(items), "last_full_items": len(items)}}
     result = result_of(listing, items)
     plan = record_source(
-        config, db, "rss", result, states, {}, RunReport(run_id), Tagger(config.taxonomy)
+        config,
+        db,
+        "rss",
+        result,
+        states,
+        {listing: Sweep(True)},
+        RunReport(run_id),
+        Tagger(config.taxonomy),
     )
     finish_run(db, run_id, "ok", 0)
     return run_id, plan

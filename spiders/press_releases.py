@@ -62,16 +62,19 @@ def parse_page(body: bytes, listing: str) -> tuple[list[DocumentItem], int]:
 
 
 class PressReleasesSpider(HkmaSpider):
-    """Options: `page_size` (default 100), `since` (ISO date: stop paging once past it)."""
+    """Options: `page_size` (default 100), `since` (ISO date: stop paging once past it),
+    `newest_page` (a page size: read that page of the newest releases and no further, as the
+    fast poll does)."""
 
     name = "press_releases"
     removals_allowed = False  # the API lists history; nothing is ever withdrawn from it here
 
     def __init__(self, listings: dict[str, str], options: dict[str, Any] | None = None) -> None:
         super().__init__(listings, options)
-        self.page_size = int(self.options.get("page_size", 100))
+        self.newest_page = int(self.options.get("newest_page") or 0)
+        self.page_size = self.newest_page or int(self.options.get("page_size", 100))
         self.since: str | None = self.options.get("since")
-        self.comparable = self.since is None
+        self.comparable = self.since is None and not self.newest_page
 
     def first_request(self, name: str, listing: str) -> scrapy.Request:
         return self.listing_request(
@@ -86,7 +89,7 @@ class PressReleasesSpider(HkmaSpider):
         reached_since = self.since is not None and any(
             i.date is not None and i.date < self.since for i in items
         )
-        if records == self.page_size and not reached_since:
+        if records == self.page_size and not reached_since and not self.newest_page:
             following = offset + self.page_size
             next_page = self.listing_request(
                 name,

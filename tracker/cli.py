@@ -241,10 +241,13 @@ def _run(
     mirrors: tuple[str, ...],
     dry_run: bool,
     full_sweep: bool,
+    poll: bool,
     accept_withdrawals: bool,
     deadline: float | None,
     as_json: bool,
 ) -> NoReturn:
+    if poll and full_sweep:
+        raise UsageProblem("--poll and --full-sweep: a poll reads only the newest items")
     config = obj.config(mirrors)
     if accept_withdrawals:
         health = dataclasses.replace(config.health, max_withdrawals_per_sweep=-1)
@@ -261,6 +264,7 @@ def _run(
                 dry_run=dry_run,
                 full_sweep=full_sweep,
                 deadline=deadline,
+                poll=poll,
             )
     except UnknownSourceError as error:
         raise UsageProblem(str(error)) from None
@@ -303,6 +307,13 @@ def crawl_options(command: Callable[..., None]) -> Callable[..., None]:
             help="Ask BRDR and the press-release API for everything, not only recent items "
             "(the daily reconciliation; also done by itself when a source has no baseline yet "
             "or was not run within its incremental window).",
+        ),
+        click.option(
+            "--poll",
+            is_flag=True,
+            help="Read only the cheap listings (the RSS feeds, the newest page of BRDR per "
+            "document type and of the press-release API, the SFC's feeds): the scheduler's "
+            "frequent job. What needs a full read, and the topic pages, wait for a run.",
         ),
         click.option(
             "--accept-withdrawals",

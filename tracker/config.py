@@ -164,7 +164,8 @@ DEFAULTS: dict[str, Any] = {
     "digest": {"folder": "digests"},
     "subscribers": [],
     # Cron expressions (Hong Kong time) for `hkma-tracker schedule`: a source name or "all",
-    # and "full_sweep" for the periodic full BRDR / press-release reconciliation.
+    # "full_sweep" for the periodic full BRDR / press-release reconciliation, "poll" for the
+    # fast poll of the cheap listings (a list: fires when any of its expressions does).
     "schedule": {},
     "mirror": {},
 }
@@ -242,15 +243,20 @@ def _check_regulator_url(key: str, value: object) -> str:
 
 
 def _check_cron(key: str, value: object) -> str:
+    """A cron expression, or a list of them (the job fires when any does), kept as one string
+    joined by " | "."""
     from apscheduler.triggers.cron import CronTrigger
 
-    if not isinstance(value, str):
-        raise ConfigError(f"{key} must be a cron expression string, got {value!r}")
-    try:
-        CronTrigger.from_crontab(value, timezone="Asia/Hong_Kong")
-    except ValueError as error:
-        raise ConfigError(f"{key}: {value!r} is not a cron expression ({error})") from None
-    return value
+    given = value if isinstance(value, list) else [value]
+    parts = [part for part in given if isinstance(part, str)]
+    if not parts or len(parts) < len(given):
+        raise ConfigError(f"{key} must be a cron expression or a list of them, got {value!r}")
+    for part in (p.strip() for text in parts for p in text.split("|")):
+        try:
+            CronTrigger.from_crontab(part, timezone="Asia/Hong_Kong")
+        except ValueError as error:
+            raise ConfigError(f"{key}: {part!r} is not a cron expression ({error})") from None
+    return " | ".join(parts)
 
 
 def parse_mirror(key: str, origin: str, base: object) -> tuple[str, str]:
@@ -331,9 +337,10 @@ def load_config(path: str | Path | None = None, mirrors: list[str] | None = None
         raise ConfigError(f"config file {origin}: crawl.log_level must be one of {LOG_LEVELS}")
     merged["crawl"]["log_level"] = merged["crawl"]["log_level"].upper()
     for name in merged["schedule"]:
-        if name not in (*merged["sources"], "all", "full_sweep"):
+        if name not in (*merged["sources"], "all", "full_sweep", "poll"):
             raise ConfigError(
-                f"config file {origin}: schedule.{name}: not a source, 'all' or 'full_sweep'"
+                f"config file {origin}: schedule.{name}: not a source, 'all', 'full_sweep' or "
+                "'poll'"
             )
     if merged["schedule"] and not {"all", "full_sweep"} & set(merged["schedule"]):
         for name, table in merged["sources"].items():

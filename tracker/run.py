@@ -220,24 +220,29 @@ def run(
     dry_run: bool = False,
     full_sweep: bool = False,
     deadline: float | None = None,
+    poll: bool = False,
 ) -> RunReport:
     """Crawl, detect and store; with `alerts`, deliver pending changes as a digest.
 
     `full_sweep` asks sources with an incremental mode (brdr, press_releases) for everything.
+    `poll` reads only the cheap listings of the sources that have them (`Source.poll`), and
+    of those only what an incremental read would: what needs a full read waits for a run.
     A dry run stores nothing (no run row, no documents, no events) and fetches no documents.
     """
     selected = select_sources(config, sources)
+    if poll:
+        selected = [name for name in selected if SOURCES[name].poll is not None]
     tagger = Tagger(config.taxonomy)
     seconds = config.run.deadline if deadline is None else deadline
     limit = Deadline(seconds) if seconds else None
     db = open_db(db_path)
     try:
-        command = "run" if alerts else "crawl"
+        command = "poll" if poll else "run" if alerts else "crawl"
         if not dry_run:
             _clean_up_after_killed_runs(db)
         report = RunReport(None if dry_run else start_run(db, command))
         try:
-            _crawl_and_record(config, db, selected, report, full_sweep, tagger, limit)
+            _crawl_and_record(config, db, selected, report, full_sweep, tagger, limit, poll)
             if report.run_id is not None and config.documents.enabled:
                 if _out_of_time(limit):
                     report.unfinished.append("documents: not read (run deadline reached)")
@@ -318,28 +323,42 @@ def _out_of_time(deadline: Deadline | None) -> bool:
 
 
 def _sweeps(
-    config: Config, source: str, states: dict[str, dict[str, Any]], requested: bool
+    config: Config, source: str, states: dict[str, dict[str, Any]], requested: bool, poll: bool
 ) -> dict[str, Sweep]:
-    """How each listing of `source` is read this run (sources without an incremental mode
-    always read whole)."""
-    listings, described = config.listings(source).values(), SOURCES[source]
+    """How each listing of `source` this run reads is read (sources without an incremental
+    mode always read whole). A poll reads the source's cheap listings, and of an incremental
+    source only those an incremental read will do for: a listing that needs a full read (no
+    baseline yet, a new year's window) waits for the next run, which reads it whole."""
+    listings, described = config.listings(source), SOURCES[source]
+    cheap = set(described.poll.listings(config.sources[source])) if described.poll else set()
+    if poll and cheap:
+        listings = {name: url for name, url in listings.items() if name in cheap}
     if not described.incremental:
-        return {url: Sweep(True) for url in listings}
+        return {url: Sweep(True) for url in listings.values()}
     key = described.date_group
     group = config.sources[source][key] if key else None
     now = datetime.now(UTC)
-    return {url: choose_sweep(states.get(url), now, requested, group) for url in listings}
+    sweeps = {
+        url: choose_sweep(states.get(url), now, requested, group) for url in listings.values()
+    }
+    return {url: s for url, s in sweeps.items() if not (poll and s.full)}
 
 
 def _spider_options(
-    config: Config, source: str, sweeps: dict[str, Sweep], states: dict[str, dict[str, Any]]
+    config: Config,
+    source: str,
+    sweeps: dict[str, Sweep],
+    states: dict[str, dict[str, Any]],
+    poll: bool,
 ) -> dict[str, Any]:
     options = config.spider_options(source, full={url for url, s in sweeps.items() if s.full})
-    since = SOURCES[source].since
+    described = SOURCES[source]
     lasts = [(states.get(url) or {}).get("last_healthy_at") for url in sweeps]
-    if since and not any(s.full for s in sweeps.values()) and all(lasts):
+    if described.since and not any(s.full for s in sweeps.values()) and all(lasts):
         # Page back only to a little before the last healthy run.
-        options["since"] = since(config.sources[source], min(str(last) for last in lasts))
+        options["since"] = described.since(config.sources[source], min(map(str, lasts)))
+    if poll and described.poll is not None:
+        options.update(described.poll.options(config.sources[source]))
     return options
 
 
@@ -351,13 +370,16 @@ def _crawl_and_record(
     full_sweep: bool,
     tagger: Tagger,
     deadline: Deadline | None,
+    poll: bool = False,
 ) -> None:
     states = {name: listing_states(db, name) for name in selected}
-    sweeps = {name: _sweeps(config, name, states[name], full_sweep) for name in selected}
+    sweeps = {name: _sweeps(config, name, states[name], full_sweep, poll) for name in selected}
+    if poll:  # a source with nothing to poll yet is not crawled at all
+        selected = [name for name in selected if sweeps[name]]
     spiders = {
         name: {
-            "listings": config.listings(name),
-            "options": _spider_options(config, name, sweeps[name], states[name]),
+            "listings": {n: u for n, u in config.listings(name).items() if u in sweeps[name]},
+            "options": _spider_options(config, name, sweeps[name], states[name], poll),
         }
         for name in selected
     }
@@ -403,7 +425,7 @@ def record_source(
     plan = plan_source(
         source,
         carry_standing(result, stored, source),
-        list(config.listings(source).values()),
+        list(sweeps),  # the listings this run read
         stored,
         history,
         config.health,

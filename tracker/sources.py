@@ -48,6 +48,20 @@ DIGEST_GROUPS = {
 BINDING_GROUPS = ("instruments", "consultations")
 
 
+@dataclass(frozen=True)
+class Poll:
+    """What the fast poll (`run --poll`) reads of a source: its cheap listings (by name; all of
+    them when `listings` says nothing), with these spider options on top of the usual ones
+    (`newest_page`: read one page of that many items, newest first, and no further)."""
+
+    listings: Callable[[Spec], Collection[str]] = lambda spec: ()
+    options: Callable[[Spec], dict[str, Any]] = lambda spec: {}
+
+
+def _newest_page(spec: Spec) -> dict[str, Any]:
+    return {"newest_page": spec["poll_page_size"]}
+
+
 class SourceConfigError(ValueError):
     """A source's table is unusable; the message names the key (without the file)."""
 
@@ -79,6 +93,8 @@ class Source:
     # feed added under a name of one's own (a Chinese circulars feed) still files as its kind.
     listing_file: str = ""
     regulator: str = "HKMA"  # a REGULATORS code: who publishes what it lists
+    # What the fast poll reads of it; None: nothing cheap enough (a topic page is read whole).
+    poll: Poll | None = None
 
     @property
     def incremental(self) -> bool:
@@ -201,6 +217,7 @@ SOURCES: dict[str, Source] = {
             free_tables={"feeds": "url"},
             listing_file="rss_{}.xml",
             listed_in=lambda extra, page: f"the HKMA RSS feed “{extra.get('feed', '?')}”",
+            poll=Poll(),  # a feed is its newest items, a few kilobytes
         ),
         Source(
             name="pages",
@@ -254,6 +271,9 @@ SOURCES: dict[str, Source] = {
                 # Incremental runs ask only for recent issue dates; full sweeps ask for ALL
                 # (--full-sweep, the daily sweep job, and whenever a baseline is missing).
                 "recent_date_group": "THIS_YEAR",
+                # The fast poll reads the newest page of each document type, this long (the
+                # API's smallest page is 20).
+                "poll_page_size": 20,
             },
             listings=_brdr_listings,
             options=_brdr_options,
@@ -264,6 +284,7 @@ SOURCES: dict[str, Source] = {
             date_group="recent_date_group",
             register=True,
             check=_brdr_check,
+            poll=Poll(options=_newest_page),
         ),
         Source(
             name="press_releases",
@@ -276,11 +297,13 @@ SOURCES: dict[str, Source] = {
                 "page_size": 100,
                 # Incremental runs page back to this many days before the last healthy run.
                 "overlap_days": 7,
+                "poll_page_size": 20,  # the fast poll reads the newest page, this long
             },
             listings=lambda spec: {"press-releases": spec["url"]},
             options=lambda spec, full: {"page_size": spec["page_size"]},
             since=_press_since,
             listed_in=lambda extra, page: "the HKMA press-release API",
+            poll=Poll(options=_newest_page),
         ),
         Source(
             name="sfc",
@@ -328,6 +351,8 @@ SOURCES: dict[str, Source] = {
             free_tables={"probes": "url", "pages": "url"},
             listed_in=lambda extra, page: f"the SFC's {extra.get('feed', '?')}",
             check=_sfc_check,
+            # The API streams, each behind its RSS probe: a search only when the feed has news.
+            poll=Poll(listings=lambda spec: list(spec["streams"])),
         ),
         Source(
             name="ia",
