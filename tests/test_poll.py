@@ -166,3 +166,12 @@ def test_a_poll_schedule_of_several_cron_expressions(tmp_path):
     path.write_text('[schedule]\nall = "15 * * * *"\npoll = ["*/5 9-17 * * *", "often"]\n')
     with pytest.raises(ConfigError, match=r"schedule.poll: 'often' is not a cron expression"):
         load_config(path)
+
+
+def test_a_poll_job_ends_before_the_next_is_due():
+    from tracker.schedule import POLL_DEADLINE, job_deadline, jobs_of
+
+    config = load_config(None)
+    deadlines = {job.kind: job_deadline(config, job) for job in jobs_of(config)}
+    assert deadlines == {"poll": POLL_DEADLINE, "crawl": 3600, "sweep": 3600}
+    assert POLL_DEADLINE + 120 < 10 * 60  # with the grace the scheduler gives

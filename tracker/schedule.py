@@ -47,6 +47,8 @@ DEFAULT_SCHEDULE = {
 # A day of grace: after downtime, one catch-up run (coalesced), not one per missed fire.
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 86400}
 DEFAULT_JOB_DEADLINE = 3600  # seconds, when [run] deadline is 0
+# A poll ends (cut, what it has stored) before the next is due, rather than make it wait.
+POLL_DEADLINE = 420
 GRACE = 120  # seconds a run gets after its own deadline to store what it has
 
 
@@ -205,8 +207,10 @@ def watch_for(jobs: list[Job], source: str) -> Watch:
     return Watch(tuple(job for job in (own, by_id.get("sweep:full")) if job is not None))
 
 
-def job_deadline(config: Config) -> int:
-    return int(config.run.deadline or DEFAULT_JOB_DEADLINE)
+def job_deadline(config: Config, job: Job | None = None) -> int:
+    """The deadline of a run the scheduler starts (of `job`, when given)."""
+    deadline = int(config.run.deadline or DEFAULT_JOB_DEADLINE)
+    return min(deadline, POLL_DEADLINE) if job is not None and job.kind == "poll" else deadline
 
 
 def run_job(
@@ -260,12 +264,11 @@ def build_scheduler(
     config: Config, global_args: list[str], db_path: str, scheduler: BaseScheduler | None = None
 ) -> BaseScheduler:
     scheduler = scheduler or BlockingScheduler(timezone=HONG_KONG, job_defaults=JOB_DEFAULTS)
-    deadline = job_deadline(config)
     for job in all_jobs(config):
         scheduler.add_job(
             run_job,
             job.trigger,
-            args=(job, global_args, deadline, db_path),
+            args=(job, global_args, job_deadline(config, job), db_path),
             id=job.id,
             name=job.id,
             replace_existing=True,
