@@ -27,7 +27,7 @@ def _filters(
 ) -> tuple[str, list[Any]]:
     """A WHERE clause (never empty) and its parameters: `table` carries any of the wanted
     `tags`, and `column` keeps each given (value, operator) bound."""
-    where, params = tag_conditions(tags, table)
+    where, params = tag_conditions(tags, table, "document_id")
     for value, op in bounds:
         if value:
             where.append(f"{column} {op} ?")

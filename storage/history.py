@@ -466,10 +466,13 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def tag_conditions(tags: dict[str, list[str]] | None, table: str) -> tuple[list[str], list[Any]]:
-    """SQL conditions (and their parameters) that a row of `table`, which has the tag columns
-    and `regulator`, carry at least one of the wanted tags of each kind (`tags`: kind -> tags)
-    and be published by one of the wanted regulators (`tags["regulators"]`, if any)."""
+def tag_conditions(
+    tags: dict[str, list[str]] | None, table: str, document_id: str = "id"
+) -> tuple[list[str], list[Any]]:
+    """SQL conditions (and their parameters) that a row of `table`, which has `regulator` and
+    its document's id in `document_id`, be of a document carrying at least one of the wanted
+    tags of each kind (`tags`: kind -> tags) and published by one of the wanted regulators
+    (`tags["regulators"]`, if any). The tags are read from `tag_index`."""
     where, params = [], []
     regulators = (tags or {}).get("regulators") or []
     if regulators:
@@ -478,10 +481,10 @@ def tag_conditions(tags: dict[str, list[str]] | None, table: str) -> tuple[list[
     for kind, wanted in (tags or {}).items():
         if wanted and kind in KINDS:
             where.append(
-                f"EXISTS (SELECT 1 FROM json_each({table}.{kind}) t "  # noqa: S608 - kind is one of KINDS
-                f"WHERE t.value IN ({','.join('?' * len(wanted))}))"
+                f"{table}.{document_id} IN (SELECT document_id FROM tag_index "  # noqa: S608
+                f"WHERE kind = ? AND tag IN ({','.join('?' * len(wanted))}))"
             )
-            params.extend(wanted)
+            params.extend([kind, *wanted])
     return where, params
 
 

@@ -221,7 +221,7 @@ def list_records(
     if functions:
         marks = ",".join("?" * len(functions))
         where.append(
-            "EXISTS (SELECT 1 FROM record_members m JOIN document_tags t "  # noqa: S608
+            "EXISTS (SELECT 1 FROM record_members m JOIN tag_index t "  # noqa: S608
             "ON t.document_id = m.document_id AND t.kind = 'functions' "
             f"WHERE m.record_id = r.id AND t.tag IN ({marks}))"
         )

@@ -79,6 +79,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m017_routes_and_tag_corrections",
         "m018_rule_records",
         "m019_regulators",
+        "m020_tag_index",
     ]
     assert {
         "runs",
@@ -275,3 +276,40 @@ def test_an_interrupted_retag_resumes_where_it_stopped_and_ends_as_a_whole_one(t
 
     assert tags(cut) == tags(whole) and current(cut) == current(whole)
     assert cut.execute("SELECT count(*) FROM retags WHERE finished_at IS NULL").fetchone() == (0,)
+
+
+def test_the_tag_index_holds_the_tags_in_force_whatever_writes_them(tmp_path):
+    """Tag filters read `tag_index`: it must say what the documents' tag lists say after an
+    ingest, after any update of the lists (a retag, a person's correction), and of a database
+    from before it (m020)."""
+    path = tmp_path / "h.db"
+    db = open_db(path)
+    ingest(db, ["Circular on money laundering", "Guideline on cybersecurity", "Notice"])
+
+    def index(db):
+        return sorted(db.execute("SELECT document_id, kind, tag FROM tag_index").fetchall())
+
+    def lists(db):
+        rows = db.execute("SELECT id, functions, products, entity_types FROM documents")
+        return sorted(
+            (doc, kind, tag)
+            for doc, *kinds in rows
+            for kind, tags in zip(("functions", "products", "entity_types"), kinds, strict=True)
+            for tag in json.loads(tags)
+        )
+
+    assert ("pages:k0", "functions", "AML/CFT") in index(db)
+    assert index(db) == lists(db)
+    with write_transaction(db):
+        db.execute("UPDATE documents SET functions = '[\"Fraud\"]' WHERE id = 'pages:k0'")
+    assert ("pages:k0", "functions", "Fraud") in index(db)
+    assert ("pages:k0", "functions", "AML/CFT") not in index(db)
+    assert index(db) == lists(db)
+    # A database from before m020: no index; migrating builds it from the lists.
+    db.execute("DROP TRIGGER tag_index_insert")
+    db.execute("DROP TRIGGER tag_index_update")
+    db.execute("DROP TABLE tag_index")
+    db.execute("DELETE FROM _sqlite_migrations WHERE name = 'm020_tag_index'")
+    db.close()
+    db = open_db(path)
+    assert index(db) == lists(db) and len(index(db)) > 3

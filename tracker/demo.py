@@ -79,7 +79,7 @@ def demo_config(config: Config, workdir: Path, mirrors: dict[str, str]) -> Confi
     )
 
 
-def _brdr_record(old: dict[str, Any], doc_id: str, day: date, **changes: Any) -> dict[str, Any]:
+def brdr_record(old: dict[str, Any], doc_id: str, day: date, **changes: Any) -> dict[str, Any]:
     """A later record derived from `old`, dated as BRDR dates (HK midnight in UTC epoch ms)."""
     record = copy.deepcopy(old)
     midnight = datetime(day.year, day.month, day.day, tzinfo=HKT)
@@ -98,14 +98,14 @@ def day2_records(records: list[dict[str, Any]]) -> None:
     """Day 2 on BRDR: SPM module IC-6 revised (its old record archived), and a circular
     superseding the oldest circular (archived too)."""
     module = next(r for r in records if r.get("spmCode") == "IC-6")
-    revised = _brdr_record(
+    revised = brdr_record(
         module,
         "20261020-70",
         date(2026, 10, 20),
         versionHistoryDocList=[{"docId": module["docId"]}],
     )
     old = min((r for r in records if r["docTypeCode"] == "CIR"), key=lambda r: r["issueDate"])
-    successor = _brdr_record(
+    successor = brdr_record(
         old,
         "20261125-1",
         date(2026, 11, 25),

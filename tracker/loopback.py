@@ -57,7 +57,9 @@ Handler = Callable[[ServedRequest], Override]
 class RecordedSite:
     """Context manager: `with RecordedSite(folder) as site: site.base_url ...`."""
 
-    def __init__(self, root: Path, validators: bool = False) -> None:
+    def __init__(self, root: Path, validators: bool = False, host: str = "127.0.0.1") -> None:
+        # `host`: another loopback address (127.0.0.2) is another host to a crawler's per-host
+        # delay, as HKMA's www, BRDR and API hosts are.
         self.root = Path(root)
         self.validators = validators
         self.overrides: dict[str, Override] = {}
@@ -90,13 +92,14 @@ class RecordedSite:
                     super().handle_error(request, client_address)  # type: ignore[arg-type]
                 # a client that went away (killed, timed out) is no error of the site's
 
-        self._server = Server(("127.0.0.1", 0), RequestHandler)
+        self._server = Server((host, 0), RequestHandler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
 
     def __enter__(self) -> RecordedSite:
         self._thread.start()
