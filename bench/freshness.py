@@ -2,11 +2,11 @@
 
 `hkma-tracker schedule` (APScheduler, each job its own process) runs the fast poll against
 loopback fakes of HKMA's feeds (the recorded site), BRDR and the press-release API, each on a
-loopback address of its own (three hosts to the crawler's per-host delay, as on the Internet),
-with the default politeness (2 s between requests to a host). While it runs, the fakes publish
-circulars (an RSS item and its BRDR record) and press releases at random moments; an SMTP
-server (aiosmtpd on 127.0.0.1) notes when each reaches the inbox of a subscriber with cadence
-"run". Titles are real HKMA titles (tracker/demo_site/api) with a marker appended.
+loopback address of its own, paced as HKMA's hosts would be (`[crawl] throttle_mirrors`: 2 s
+between requests to a host). While it runs, the fakes publish circulars (an RSS item and its
+BRDR record) and press releases at random moments; an SMTP server (aiosmtpd on 127.0.0.1)
+notes when each reaches the inbox of a subscriber with cadence "run". Titles are real HKMA
+titles (tracker/demo_site/api) with a marker appended.
 
 The poll fires every minute here, not every 10 minutes: the same job and code path, its interval
 scaled down (a cron's finest step). Latency is the wait for the next poll plus that poll's run;
@@ -115,6 +115,9 @@ class Publisher:
 def config_text(tmp: Path, port: int, mirrors: dict[str, str]) -> str:
     mirror = "".join(f'"{origin}" = "{base}"\n' for origin, base in mirrors.items())
     return f"""
+[crawl]
+throttle_mirrors = true         # each fake waits its turn as its HKMA host would (2 s a request)
+
 [sources.pages]
 enabled = false                 # no topic page in a poll; the hourly run reads them
 
@@ -218,8 +221,10 @@ def main() -> int:
             # the polls start from the steady state (no backlog of documents to read).
             quick = tmp / "baseline.toml"
             quick.write_text(
-                "[crawl]\ndownload_delay = 0\n[documents]\nmax_per_run = 1000\n"
-                + config.read_text(encoding="utf-8"),
+                config.read_text(encoding="utf-8").replace(
+                    "throttle_mirrors = true", "throttle_mirrors = false"
+                )
+                + "[documents]\nmax_per_run = 1000\n",
                 encoding="utf-8",
             )
             print("baseline: a full sweep of the fakes ...", flush=True)

@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,11 @@ from measure import peak_rss_mb
 
 from storage.db import open_db, open_readonly, write_transaction
 from storage.history import fetch_candidates, finish_run, start_run
-from storage.links import update_links
+from storage.links import rebuild_links, update_links
 from storage.records import SourcePlan
 from tracker.config import Config, load_config
 from tracker.documents import revalidate_before, select_fetches
+from tracker.rule_records import links_for, update_records
 from tracker.rules import links_of
 from tracker.run import RunReport, record_source
 from tracker.sweep import Sweep
@@ -107,6 +108,17 @@ def item(rng: random.Random, n: int, listing: str, amended: bool = False) -> dic
     words = " ".join(rng.choices(VOCABULARY, cum_weights=_ZIPF, k=12))
     title = f"Circular {n}: {subject}{words}"
     extra: dict[str, Any] = {"feed": "circulars"}
+    if n % 25 == 0:  # revisions of a few hundred SPM modules over the years
+        extra["spm_code"] = f"IC-{n // 25 % 300}"
+    if n % 4 == 0:  # a file reference printed on a quarter of all circulars
+        extra["links"] = [{"key": "ref:B1/15C", "kind": "mentions", "evidence": "bench"}]
+    if n % 10 == 3:  # a consultation, with its dates
+        year, month = 2010 + n % 18, 1 + n % 12
+        extra["consultation"] = {
+            "status": "closed",
+            "opens": f"{year}-{month:02d}-01",
+            "closes": f"{year}-{month:02d}-28",
+        }
     if n % 2:
         extra["document_url"] = (
             f"{HKMA}/media/eng/doc/key-information/guidelines-and-circular/{n}.pdf"
@@ -181,6 +193,28 @@ def build(db_path: Path, versions: int) -> None:
             made += len(amended)
         print(f"  built {made} versions", file=sys.stderr, end="\r")
     print(file=sys.stderr)
+    spread_over_ten_years(db_path)
+    db = open_db(db_path)
+    try:
+        with write_transaction(db):  # as the runs would have linked and grouped them
+            rebuild_links(db, links_for(db))
+            update_records(db)
+    finally:
+        db.close()
+
+
+def spread_over_ten_years(db_path: Path) -> None:
+    """Events detected over ten years up to now, in the order they were made (a history built
+    in minutes would put a whole history in the last week)."""
+    db = sqlite3.connect(db_path)
+    with db:
+        (last,) = db.execute("SELECT max(id) FROM changes").fetchone()
+        db.execute(
+            "UPDATE changes SET detected_at = strftime('%Y-%m-%dT%H:%M:%S+00:00', "
+            "'now', printf('-%d seconds', CAST((? - id) * 315360000.0 / ? AS INTEGER)))",
+            [last, last],
+        )
+    db.close()
 
 
 def replicate(small: Path, large: Path, factor: int) -> None:
@@ -193,7 +227,7 @@ def replicate(small: Path, large: Path, factor: int) -> None:
     db.execute("PRAGMA synchronous = OFF")
     top = {
         t: db.execute(f"SELECT max(rowid) FROM {t}").fetchone()[0]
-        for t in ("texts", "versions", "changes")
+        for t in ("texts", "versions", "changes", "records")
     }
     for k in range(1, factor):
         copy = {
@@ -217,6 +251,16 @@ def replicate(small: Path, large: Path, factor: int) -> None:
                 "document_id": f"document_id || '#{k}'",
             },
             "links": {"document_id": f"document_id || '#{k}'"},
+            "records": {"id": f"id + {k * top['records']}", "started_by": f"started_by || '#{k}'"},
+            "record_members": {
+                "document_id": f"document_id || '#{k}'",
+                "record_id": f"record_id + {k * top['records']}",
+                "publication": f"publication || '#{k}'",
+            },
+            "record_links": {
+                "record_id": f"record_id + {k * top['records']}",
+                "other_id": f"other_id + {k * top['records']}",
+            },
         }
         originals = {
             "texts": f"id <= {top['texts']}",
@@ -225,6 +269,9 @@ def replicate(small: Path, large: Path, factor: int) -> None:
             "tags": f"version_id <= {top['versions']}",
             "changes": f"id <= {top['changes']}",
             "links": "document_id NOT LIKE '%#%'",
+            "records": f"id <= {top['records']}",
+            "record_members": "document_id NOT LIKE '%#%'",
+            "record_links": f"record_id <= {top['records']}",
         }
         db.execute("BEGIN")
         for table, overrides in copy.items():
@@ -360,6 +407,80 @@ def step_main(step: str, db_path: Path, versions: int, rest: list[str]) -> None:
     print(json.dumps(figures))
 
 
+def bounded_commands(db_path: Path, folder: Path) -> dict[str, list[str]]:
+    """The commands whose cost must not follow the history's size, each with arguments
+    naming what this history holds (its newest amended document, event, record)."""
+    db = sqlite3.connect(db_path)
+    (doc,) = db.execute(
+        "SELECT document_id FROM changes WHERE kind = 'changed' ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    (change,) = db.execute(
+        "SELECT id FROM changes WHERE NOT baseline ORDER BY id DESC LIMIT 1"
+    ).fetchone()
+    (record,) = db.execute(
+        "SELECT record_id FROM record_members WHERE document_id = ?", [doc]
+    ).fetchone()
+    common = {
+        kind: db.execute(
+            "SELECT tag FROM tag_index WHERE kind = ? GROUP BY tag ORDER BY count(*) DESC",
+            [kind],
+        ).fetchone()[0]
+        for kind in ("products", "entity_types")
+    }
+    db.close()
+    config = folder / "subscribers.toml"  # `route` answers per subscriber
+    config.write_text(
+        '[[subscribers]]\nname = "aml"\nemails = ["aml@example.com"]\n'
+        'functions = ["AML/CFT"]\n\n[[subscribers]]\nname = "all"\n'
+        'emails = ["all@example.com"]\n',
+        encoding="utf-8",
+    )
+    week = (datetime.now(UTC) - timedelta(days=7)).date().isoformat()
+    page = ["--limit", "50"]  # `changes` as a person reads it: the newest 50
+    return {
+        "changes --function AML/CFT": ["changes", "--function", "AML/CFT", *page],
+        f"changes --product {common['products']}": [
+            "changes",
+            "--product",
+            common["products"],
+            *page,
+        ],
+        f"changes --entity-type {common['entity_types']}": [
+            "changes",
+            "--entity-type",
+            common["entity_types"],
+            *page,
+        ],
+        "changes --source rss": ["changes", "--source", "rss", *page],
+        "changes --since (a week)": ["changes", "--since", week, *page],
+        "export --since (a week), csv": ["export", "--since", week, "--format", "csv"],
+        "deadlines": ["deadlines"],
+        "review list --open --limit 50": ["review", "list", "--open", "--limit", "50"],
+        "rule spm:IC-7": ["rule", "spm:IC-7"],
+        "rule ref:B1/15C (a file reference)": ["rule", "ref:B1/15C"],
+        "history (an amended document)": ["history", doc],
+        "route (the newest event)": ["--config", str(config), "route", str(change)],
+        "record (its record)": ["record", str(record)],
+        "records": ["records"],
+        "status": ["status"],
+        "runs": ["runs"],
+        "search money laundering": ["search", "money laundering"],
+    }
+
+
+def print_commands(rows: list[dict[str, Any]]) -> None:
+    """One line per command: its wall time (a fresh process, start included) per size."""
+    sizes = [row["versions"] for row in rows]
+    print("\n| command | " + " | ".join(f"{v:,}" for v in sizes) + " | ratio |")
+    print("|---|" + "---|" * (len(sizes) + 1))
+    for name in rows[0]["commands"]:
+        times = [row["commands"][name] for row in rows]
+        print(
+            f"| `{name}` | " + " | ".join(f"{t:.2f} s" for t in times)
+            + f" | x{times[-1] / times[0]:.2f} |"
+        )  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sizes", default="10000,100000")
@@ -409,12 +530,16 @@ def main() -> None:
             "fetch_choice_s": run["fetch_choice_s"],
             **{k: v for k, v in found.items() if k != "rss_mb"},
             "status_s": measure_cli(db_path, "status")["s"],
-            "changes_fn_s": measure_cli(db_path, "changes", "--function", "AML/CFT")["s"],
         }
         export = measure_cli(db_path, "export", "--format", "csv")
         row.update(export_s=export["s"], export_rss_mb=export["rss_mb"])
+        row["commands"] = {
+            name: measure_cli(db_path, *args)["s"]
+            for name, args in bounded_commands(db_path, folder).items()
+        }
         rows.append(row)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
+    print_commands(rows)
     if len(rows) > 1:
         small, large = rows[0], rows[-1]
         print(

@@ -67,9 +67,10 @@ class MirrorMap:
 class HkmaOnlyMirrorMiddleware:
     """Refuses hosts not a regulator's, rewrites their origins to their mirrors and back."""
 
-    def __init__(self, mirrors: MirrorMap, stats: StatsCollector) -> None:
+    def __init__(self, mirrors: MirrorMap, stats: StatsCollector, throttled: bool = False) -> None:
         self.mirrors = mirrors
         self.stats = stats
+        self.throttled = throttled  # loopback mirrors keep their real hosts' delays
         self.loopback_only = os.environ.get(LOOPBACK_ONLY_ENV) == "1"
         # Hosts whose name did not resolve in this crawl: their other requests fail at once
         # instead of each waiting its turn, its delays and its retries (offline: seconds, not
@@ -79,7 +80,12 @@ class HkmaOnlyMirrorMiddleware:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> HkmaOnlyMirrorMiddleware:
         assert crawler.stats is not None
-        return cls(MirrorMap(crawler.settings.getdict("HKMA_MIRRORS")), crawler.stats)
+        settings = crawler.settings
+        return cls(
+            MirrorMap(settings.getdict("HKMA_MIRRORS")),
+            crawler.stats,
+            settings.getbool("HKMA_THROTTLE_MIRRORS"),
+        )
 
     def process_request(self, request: Request) -> Request | None:
         host = urlsplit(request.url).hostname or ""
@@ -97,7 +103,9 @@ class HkmaOnlyMirrorMiddleware:
             return None
         # robots.txt was already checked for the real URL before we got here.
         meta = {**request.meta, MIRROR_META: request.url, "dont_obey_robotstxt": True}
-        if is_loopback(mirrored):
+        if is_loopback(mirrored) and self.throttled:
+            meta["download_slot"] = host  # the real host's slot, delay and concurrency
+        elif is_loopback(mirrored):
             # A local mirror is not HKMA: no politeness delay, no throttling.
             meta["download_slot"] = LOOPBACK_SLOT
             meta["autothrottle_dont_adjust_delay"] = True

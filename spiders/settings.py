@@ -37,6 +37,7 @@ LOG_LEVEL = "WARNING"
 DOWNLOADER_MIDDLEWARES = {"spiders.middleware.HkmaOnlyMirrorMiddleware": 700}
 DOWNLOAD_SLOTS = {LOOPBACK_SLOT: {"delay": 0.0, "concurrency": 16}}
 HKMA_MIRRORS: dict[str, str] = {}
+HKMA_THROTTLE_MIRRORS = False  # True: a loopback mirror keeps its real host's delay
 
 
 def settings_for(crawl: dict[str, Any], mirrors: dict[str, str]) -> dict[str, Any]:
@@ -50,6 +51,7 @@ def settings_for(crawl: dict[str, Any], mirrors: dict[str, str]) -> dict[str, An
         AUTOTHROTTLE_START_DELAY=crawl["download_delay"],
         CONCURRENT_REQUESTS_PER_DOMAIN=crawl["concurrency_per_host"],
         AUTOTHROTTLE_ENABLED=crawl["autothrottle"],
+        HKMA_THROTTLE_MIRRORS=crawl.get("throttle_mirrors", False),
         DOWNLOAD_TIMEOUT=crawl["timeout"],
         RETRY_TIMES=crawl["retries"],
         DOWNLOAD_MAXSIZE=crawl["max_page_bytes"],

@@ -116,14 +116,19 @@ def review_status(
     tags: dict[str, list[str]] | None = None,
     since: str | None = None,
     until: str | None = None,
+    limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Substantive changes with their current review, oldest first. `open_only`: those not
-    yet actioned or found not applicable (open or in review)."""
+    """Substantive changes with their current review, oldest first (the first `limit`).
+    `open_only`: those not yet actioned or found not applicable (open or in review)."""
     where, params = _filters(tags, "r", "r.detected_at", (since, ">="), (until, "<"))
     if open_only:
         where += " AND r.state IN ('open', 'in review')"
     sql = "SELECT r.* FROM review_status r WHERE " + where  # noqa: S608 - values are parameters
-    return (_record(row) for row in db.query(sql + " ORDER BY r.change_id", params))
+    sql += " ORDER BY r.change_id"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(limit)
+    return (_record(row) for row in db.query(sql, params))
 
 
 def untagged_change_ids(

@@ -254,6 +254,8 @@ def test_reviews_are_an_append_only_log_that_survives_retag_and_new_versions(his
     reviews = {r["change_id"]: r["state"] for r in history.lines("review", "list")}
     assert reviews[change["change_id"]] == "actioned"
     assert list(reviews.values()).count("open") == 1
+    oldest = history.lines("review", "list", "--limit", "1")  # a long queue, the oldest first
+    assert [r["change_id"] for r in oldest] == [min(reviews)]
 
     baseline = (
         sqlite3.connect(history.db)

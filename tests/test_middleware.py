@@ -40,6 +40,22 @@ def test_requests_for_a_mirrored_origin_go_to_the_mirror_with_path_and_query():
     assert mw.process_request(mirrored) is None  # not rewritten twice
 
 
+def test_a_throttled_loopback_mirror_keeps_its_real_hosts_slot():
+    """For rehearsals and benchmarks of timings ([crawl] throttle_mirrors): each mirrored
+    host waits its turn as the real one would."""
+    mirrors = {"https://www.hkma.gov.hk": "http://127.0.0.1:8000/"}
+    crawler = get_crawler(settings_dict={"HKMA_THROTTLE_MIRRORS": True, "HKMA_MIRRORS": mirrors})
+    crawler.stats = MemoryStatsCollector(crawler)
+    mirrored = HkmaOnlyMirrorMiddleware.from_crawler(crawler).process_request(Request(REAL))
+    assert mirrored.url.startswith("http://127.0.0.1:8000/")
+    assert mirrored.meta["download_slot"] == "www.hkma.gov.hk"
+    assert "autothrottle_dont_adjust_delay" not in mirrored.meta
+    assert (
+        settings_for({**DEFAULTS["crawl"], "throttle_mirrors": True}, {})["HKMA_THROTTLE_MIRRORS"]
+        is True
+    )
+
+
 def test_loopback_slot_has_no_delay_while_hkma_keeps_the_polite_default():
     settings = settings_for(DEFAULTS["crawl"], {})
     assert settings["DOWNLOAD_SLOTS"][LOOPBACK_SLOT]["delay"] == 0

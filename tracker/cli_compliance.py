@@ -149,6 +149,7 @@ def review_group() -> None:
 @review_group.command("list")
 @click.option("--open", "open_only", is_flag=True, help="Only changes not yet decided.")
 @tag_options
+@click.option("--limit", type=click.IntRange(min=1), help="At most N (the oldest first).")
 @json_option
 @click.pass_obj
 def review_list(
@@ -157,14 +158,15 @@ def review_list(
     functions: tuple[str, ...],
     products: tuple[str, ...],
     regulators: tuple[str, ...],
+    limit: int | None,
     as_json: bool,
 ) -> None:
     """Substantive changes with their review state (open until reviewed), oldest first.
 
-    Example: hkma-tracker review list --open --function AML/CFT
+    Example: hkma-tracker review list --open --function AML/CFT --limit 50
     """
     tags = _tags(obj, functions, products, regulators)
-    render.reviews(review_status(obj.readonly_db(), open_only, tags), as_json)
+    render.reviews(review_status(obj.readonly_db(), open_only, tags, limit=limit), as_json)
 
 
 @review_group.command("set")

@@ -32,6 +32,9 @@ class CrawlSettings:
     download_delay: float = 2.0
     concurrency_per_host: int = 2
     autothrottle: bool = True
+    # A loopback mirror is throttled like the host it stands for (a rehearsal or benchmark of
+    # timings); by default it is not (tests and the demo run at once).
+    throttle_mirrors: bool = False
     timeout: int = 30
     retries: int = 2
     max_page_bytes: int = 5 * 1024 * 1024
