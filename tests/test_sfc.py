@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
@@ -177,3 +178,24 @@ def test_the_rss_probe_finds_nothing_new_and_no_api_page_is_read(config, fake, d
     fake.searches.clear()
     run(config, db_path)
     assert {stream for stream, _ in fake.searches} == {"circular"}
+
+
+def test_a_poll_reads_the_feeds_and_only_the_api_stream_with_news(config, fake, site, db_path):
+    """The fast poll: the SFC's feeds as probes, the API searched only for a stream whose
+    feed has news, and no codes or guidelines page (those wait for the hourly run)."""
+    run(config, db_path)
+    fake.day2()
+    now = datetime.now(timezone(timedelta(hours=8)))  # published a moment ago
+    fake.circulars[0]["releasedDate"] = now.strftime("%Y-%m-%dT%H:%M:%S")
+    fake.searches.clear()
+    site.reset_counters()
+    polled = run(config, db_path, poll=True)
+    assert polled.exit_status == ExitStatus.OK, polled.plans
+    assert {stream for stream, _ in fake.searches} == {"circular"}
+    assert not [p for p in site.paths if p.endswith(("/Codes", "/Guidelines"))]
+    new = rows(
+        db_path,
+        "SELECT document_id FROM changes WHERE run_id = ? AND kind = 'new'",
+        [polled.run_id],
+    )
+    assert ("sfc:26EC45",) in new  # the circular and its appendix, read in the poll
