@@ -1078,3 +1078,13 @@ def m020_tag_index(db: sqlite_utils.Database) -> None:
             FROM tag_index i JOIN documents d ON d.id = i.document_id;
         """,  # noqa: S608 - our own names only
     )
+
+
+@migrations()
+def m021_superseded_by_index(db: sqlite_utils.Database) -> None:
+    """What a document superseded, by an index on the successor its extra names (a rule's
+    timeline asks it of every document linked to the rule)."""
+    db.execute(
+        "CREATE INDEX documents_superseded_by "
+        "ON documents(json_extract(extra, '$.superseded_by.id'))"
+    )

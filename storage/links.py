@@ -64,6 +64,12 @@ def refresh_links(db: sqlite_utils.Database, links_of: LinksOf, document_ids: li
         )
 
 
+def linked_count(db: sqlite_utils.Database, key: str) -> int:
+    """How many documents are linked to `key` (from the links' index)."""
+    row = db.execute("SELECT count(DISTINCT document_id) FROM links WHERE key = ?", [key])
+    return int(row.fetchone()[0])
+
+
 def rule_documents(db: sqlite_utils.Database, key: str) -> list[dict[str, Any]]:
     """Documents linked to `key`, each with its versions (date, version) oldest first and
     the documents it superseded (`replaced`: "title (BRDR id)")."""

@@ -80,6 +80,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m018_rule_records",
         "m019_regulators",
         "m020_tag_index",
+        "m021_superseded_by_index",
     ]
     assert {
         "runs",

@@ -40,10 +40,15 @@ from storage.history import (
     list_changes,
     list_runs,
 )
-from storage.links import keys_like, rebuild_links, rule_documents
+from storage.links import keys_like, linked_count, rebuild_links, rule_documents
 from storage.outbox import outbox_status
 from storage.records import KINDS
-from storage.rule_records import IDENTIFYING_LINKS, records_across_sources, records_holding
+from storage.rule_records import (
+    IDENTIFYING_LINKS,
+    records_across_sources,
+    records_holding,
+    records_naming,
+)
 from storage.search import count_matches, fts_query, search
 from storage.tags import retag
 from tracker import __version__, render
@@ -74,6 +79,7 @@ from tracker.status import dead_man_check, status_report
 from tracker.tagging import Tagger
 
 logger = logging.getLogger("hkma-tracker")
+FILE_REFERENCE_RECORDS = 20  # records `rule` lists of a file reference: those holding most
 
 # \b keeps click from rewrapping the list.
 EXIT_CODES_HELP = "\b\nExit status of run, crawl and demo:\n" + "\n".join(
@@ -519,21 +525,23 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
     except UnknownKey as error:
         raise UsageProblem(str(error)) from None
     db = obj.readonly_db()
-    documents = rule_documents(db, key)
-    if not documents:
+    linked = linked_count(db, key)
+    if not linked:
         similar = ", ".join(keys_like(db, key))
         raise UsageProblem(
             f"no document is linked to {key!r}" + (f" (known: {similar})" if similar else "")
         )
+    if key.startswith("ref:") and linked > FILE_REFERENCE_AT:
+        total, most = records_naming(db, key, FILE_REFERENCE_RECORDS)
+        render.file_reference(key, linked, total, most, as_json)
+        return
+    documents = rule_documents(db, key)
     # The records holding the key: those of the documents that are it (or continue it),
     # else of every document naming it.
     holding = [
         d["id"] for d in documents if set(d["link_kind"].split(", ")) & set(IDENTIFYING_LINKS)
     ]
     records = records_holding(db, holding or [d["id"] for d in documents])
-    if key.startswith("ref:") and len(documents) > FILE_REFERENCE_AT:
-        render.file_reference(key, len(documents), records, as_json)
-        return
     render.records_of_key(key, records, as_json)
     render.timeline(key, timeline(key, documents), as_json)
 

@@ -603,16 +603,20 @@ def records_of_key(key: str, records: list[dict[str, Any]], as_json: bool) -> No
             echo(f"record {record['id']}: {record['title']} ({record['updates']} updates)")
 
 
-def file_reference(key: str, documents: int, records: list[dict[str, Any]], as_json: bool) -> None:
-    """A reference printed on many documents: what carries it, by record, not one timeline."""
+def file_reference(
+    key: str, documents: int, total: int, records: list[dict[str, Any]], as_json: bool
+) -> None:
+    """A reference printed on many documents: what carries it, by record (the `records`
+    holding most of them, of `total`), not one timeline."""
     if as_json:
-        emit({"key": key, "type": "file reference", "documents": documents})
+        emit({"key": key, "type": "file reference", "documents": documents, "records": total})
         for record in records:
             emit({"key": key, "type": "record", **record})
         return
+    shown = "" if len(records) == total else f"; the {len(records)} holding most of them"
     echo(
         f"{key} is a file reference, not one rule: {documents} documents carry it, in "
-        f"{len(records)} records. `hkma-tracker record ID` shows one:"
+        f"{total} records{shown}. `hkma-tracker record ID` shows one:"
     )
     for record in records:
         echo(
