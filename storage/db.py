@@ -1088,3 +1088,10 @@ def m021_superseded_by_index(db: sqlite_utils.Database) -> None:
         "CREATE INDEX documents_superseded_by "
         "ON documents(json_extract(extra, '$.superseded_by.id'))"
     )
+
+
+@migrations()
+def m022_baseline_index(db: sqlite_utils.Database) -> None:
+    """The baseline events (a listing's first reading) by an index of their own: `changes`
+    says how many it leaves out, and they are few beside the events that are news."""
+    db.execute("CREATE INDEX changes_baseline ON changes(id) WHERE baseline")

@@ -466,13 +466,20 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
+# A tag filter reads the documents carrying the tag from `tag_index` when at most this many do
+# (then their events are few enough to sort); a tag on more is checked event by event as the
+# newest events are read, which finds a page of them at once because they are common.
+TAG_DRIVEN_AT_MOST = 20_000
+
+
 def tag_conditions(
-    tags: dict[str, list[str]] | None, table: str, document_id: str = "id"
+    tags: dict[str, list[str]] | None, table: str, document_id: str = "id", per_row: bool = False
 ) -> tuple[list[str], list[Any]]:
     """SQL conditions (and their parameters) that a row of `table`, which has `regulator` and
     its document's id in `document_id`, be of a document carrying at least one of the wanted
     tags of each kind (`tags`: kind -> tags) and published by one of the wanted regulators
-    (`tags["regulators"]`, if any). The tags are read from `tag_index`."""
+    (`tags["regulators"]`, if any). The tags are read from `tag_index`: the documents carrying
+    them as a list, or with `per_row`, one lookup per row (see TAG_DRIVEN_AT_MOST)."""
     where, params = [], []
     regulators = (tags or {}).get("regulators") or []
     if regulators:
@@ -480,12 +487,33 @@ def tag_conditions(
         params.extend(regulators)
     for kind, wanted in (tags or {}).items():
         if wanted and kind in KINDS:
-            where.append(
-                f"{table}.{document_id} IN (SELECT document_id FROM tag_index "  # noqa: S608
-                f"WHERE kind = ? AND tag IN ({','.join('?' * len(wanted))}))"
-            )
+            marks = ",".join("?" * len(wanted))
+            if per_row:
+                where.append(
+                    "EXISTS (SELECT 1 FROM tag_index t WHERE t.kind = ? "  # noqa: S608
+                    f"AND t.tag IN ({marks}) AND t.document_id = {table}.{document_id})"
+                )
+            else:
+                where.append(
+                    f"{table}.{document_id} IN (SELECT document_id FROM tag_index "  # noqa: S608
+                    f"WHERE kind = ? AND tag IN ({marks}))"
+                )
             params.extend([kind, *wanted])
     return where, params
+
+
+def tagged_documents(db: sqlite_utils.Database, tags: dict[str, list[str]] | None) -> int:
+    """How many documents carry the wanted tags of the rarest kind asked (an upper bound of
+    those carrying all kinds asked); 0 when no tag is asked."""
+    counts = [
+        db.execute(
+            f"SELECT count(*) FROM tag_index WHERE kind = ? AND tag IN ({','.join('?' * len(w))})",  # noqa: S608
+            [kind, *w],
+        ).fetchone()[0]
+        for kind, w in (tags or {}).items()
+        if w and kind in KINDS
+    ]
+    return min(counts, default=0)
 
 
 def _change_filter(
@@ -495,6 +523,7 @@ def _change_filter(
     include_cosmetic: bool,
     include_baseline: bool,
     tags: dict[str, list[str]] | None,
+    per_row: bool = False,
 ) -> tuple[str, list[Any]]:
     where: list[str] = []
     params: list[Any] = []
@@ -502,7 +531,7 @@ def _change_filter(
         where.append("c.significance = 'substantive'")
     if not include_baseline:
         where.append("NOT c.baseline")
-    tagged, tag_params = tag_conditions(tags, "d")
+    tagged, tag_params = tag_conditions(tags, "d", per_row=per_row)
     where += tagged
     params += tag_params
     if since:
@@ -531,7 +560,11 @@ def list_changes(
     """Change events, newest first, with their documents' current tags; optionally filtered
     (`tags`: kind -> tags, any of which the document must carry). Read as they are used
     (an export of the whole history holds one row at a time)."""
-    where, params = _change_filter(since, sources, kinds, include_cosmetic, include_baseline, tags)
+    # A page of the newest events of a common tag: read newest first, each checked.
+    per_row = limit is not None and tagged_documents(db, tags) > TAG_DRIVEN_AT_MOST
+    where, params = _change_filter(
+        since, sources, kinds, include_cosmetic, include_baseline, tags, per_row
+    )
     sql = (
         "SELECT c.*, d.functions, d.products, d.entity_types, d.corrections, "  # noqa: S608
         "(SELECT m.record_id FROM record_members m WHERE m.document_id = c.document_id) "
@@ -550,11 +583,18 @@ def count_baseline(
     kinds: Iterable[str] = (),
     include_cosmetic: bool = True,
     tags: dict[str, list[str]] | None = None,
+    at_most: int = 10_000,
 ) -> int:
-    """How many baseline events (a listing's first reading) the same filters match."""
-    where, params = _change_filter(since, sources, kinds, include_cosmetic, True, tags)
+    """How many baseline events (a listing's first reading) the same filters match; past
+    `at_most`, `at_most + 1` (counted from their own index, so the cost is the baseline's,
+    not the history's)."""
+    where, params = _change_filter(since, sources, kinds, include_cosmetic, True, tags, True)
     where += (" AND" if where else " WHERE") + " c.baseline"
-    return int(db.execute(f"SELECT count(*) {_CHANGES}{where}", params).fetchone()[0])
+    sql = (
+        "SELECT count(*) FROM (SELECT 1 FROM changes c INDEXED BY changes_baseline "  # noqa: S608
+        f"JOIN documents d ON d.id = c.document_id{where} LIMIT ?)"
+    )
+    return int(db.execute(sql, [*params, at_most + 1]).fetchone()[0])
 
 
 def find_document(db: sqlite_utils.Database, ref: str) -> dict[str, Any] | None:

@@ -148,6 +148,24 @@ def test_filters_take_aliases_and_refuse_what_matches_nothing(history):
             assert result.stdout == ""
 
 
+@pytest.mark.parametrize("option", ["--function", "--product", "--entity-type"])
+def test_a_page_of_a_common_tag_is_the_page_of_a_rare_one(history, monkeypatch, option):
+    """A filter on a tag most documents carry reads the newest events and checks each; on a
+    rarer one, the documents carrying it. Both ways give the same events."""
+    kind = option[2:].replace("-", "_") + "s"  # --entity-type: entity_types
+    ((tag,),) = query(
+        history,
+        "SELECT tag FROM tag_index WHERE kind = ? GROUP BY tag ORDER BY count(*) DESC LIMIT 1",
+        [kind],
+    )
+    args = ("changes", option, tag, "--limit", "5", "--include-baseline", "--json")
+    monkeypatch.setattr("storage.history.TAG_DRIVEN_AT_MOST", 10**9)
+    from_the_index = lines(invoke(history, *args))
+    monkeypatch.setattr("storage.history.TAG_DRIVEN_AT_MOST", 0)
+    row_by_row = lines(invoke(history, *args))
+    assert len(row_by_row) == 5 and row_by_row == from_the_index
+
+
 def test_baseline_is_left_out_unless_asked_for_and_marked_where_shown(history):
     result = CliRunner().invoke(cli, ["--db", str(history["db"]), "changes", "--json"])
     shown = lines(result.stdout)

@@ -80,13 +80,15 @@ def test_changes_json_has_the_documented_fields_newest_first(history):
     assert amended["url"] == "https://brdr.hkma.gov.hk/eng/doc-ldg/current/20250428-3-EN"
 
 
-def test_changes_filters(history):
+def test_changes_filters(history, monkeypatch):
     everything = invoke(history, "changes", "--json", "--include-baseline").stdout.splitlines()
     assert len(everything) == 133 + 11
     # By default the 133 events of day 1, the baseline, are left out, and said to be.
     news = invoke(history, "changes", "--json")
     assert len(news.stdout.splitlines()) == 11
     assert "133 baseline events left out" in news.stderr
+    monkeypatch.setattr("tracker.cli.BASELINE_COUNTED", 100)  # counted so far, and said so
+    assert "more than 100 baseline events left out" in invoke(history, "changes").stderr
     assert (
         len(
             invoke(

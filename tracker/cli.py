@@ -80,6 +80,7 @@ from tracker.tagging import Tagger
 
 logger = logging.getLogger("hkma-tracker")
 FILE_REFERENCE_RECORDS = 20  # records `rule` lists of a file reference: those holding most
+BASELINE_COUNTED = 10_000  # `changes` counts the baseline events it leaves out up to this
 
 # \b keeps click from rewrapping the list.
 EXIT_CODES_HELP = "\b\nExit status of run, crawl and demo:\n" + "\n".join(
@@ -423,9 +424,10 @@ def _select_changes(obj: Context, **filters: Any) -> Iterator[dict[str, Any]]:
     db = obj.readonly_db()
     chosen = (filters["since"], sources, kinds)
     if not filters["include_baseline"]:
-        left_out = count_baseline(db, *chosen, filters["include_cosmetic"], tags)
+        left_out = count_baseline(db, *chosen, filters["include_cosmetic"], tags, BASELINE_COUNTED)
         if left_out:
-            echo(f"{left_out} baseline events left out (--include-baseline shows them)", err=True)
+            many = f"more than {BASELINE_COUNTED}" if left_out > BASELINE_COUNTED else left_out
+            echo(f"{many} baseline events left out (--include-baseline shows them)", err=True)
     return list_changes(
         db,
         *chosen,
