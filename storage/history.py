@@ -469,7 +469,7 @@ def change_record(row: dict[str, Any]) -> dict[str, Any]:
 # A tag filter reads the documents carrying the tag from `tag_index` when at most this many do
 # (then their events are few enough to sort); a tag on more is checked event by event as the
 # newest events are read, which finds a page of them at once because they are common.
-TAG_DRIVEN_AT_MOST = 20_000
+TAG_DRIVEN_AT_MOST = 2_000
 
 
 def tag_conditions(
