@@ -247,20 +247,21 @@ def records_holding(db: sqlite_utils.Database, document_ids: list[str]) -> list[
 
 
 def records_naming(
-    db: sqlite_utils.Database, key: str, limit: int
+    db: sqlite_utils.Database, key: str, limit: int, sample: int
 ) -> tuple[int, list[dict[str, Any]]]:
-    """How many records hold a document linked to `key`, and the `limit` holding most of
-    them (with how many each holds), read from the links' index: a file reference on a
-    quarter of a million documents is answered without loading them."""
+    """Of the `sample` documents linked to `key` most recently (by the links' index), how
+    many records hold them, and the `limit` holding most of them (with how many each holds):
+    a file reference on a quarter of a million documents is answered from a bounded read."""
     joined = (
-        "FROM links l JOIN record_members m ON m.document_id = l.document_id "
-        "JOIN records r ON r.id = m.record_id WHERE l.key = ?"
+        "FROM (SELECT document_id FROM links WHERE key = ? ORDER BY rowid DESC LIMIT ?) l "
+        "JOIN record_members m ON m.document_id = l.document_id "
+        "JOIN records r ON r.id = m.record_id"
     )
-    (total,) = db.execute(f"SELECT count(DISTINCT r.id) {joined}", [key]).fetchone()
+    (total,) = db.execute(f"SELECT count(DISTINCT r.id) {joined}", [key, sample]).fetchone()
     top = db.query(
         "SELECT r.id, r.title, r.updates, r.last_date, count(DISTINCT l.document_id) "
         f"AS documents {joined} GROUP BY r.id ORDER BY documents DESC, r.last_date DESC LIMIT ?",
-        [key, limit],
+        [key, sample, limit],
     )
     return int(total), list(top)
 

@@ -410,7 +410,7 @@ def test_supersession_wording_links_what_it_names():
     }
 
 
-def test_a_file_reference_is_not_one_rule(history):
+def test_a_file_reference_is_not_one_rule(history, monkeypatch):
     """Every circular of this history prints "Our Ref.: B1/15C B9/29C" (HKMA's file
     references): `rule ref:B1/15C` says what it is and lists the records that carry it,
     instead of one timeline of unrelated circulars."""
@@ -439,6 +439,10 @@ def test_a_file_reference_is_not_one_rule(history):
         "GROUP BY record_id ORDER BY 1 DESC LIMIT 1",
     )[0]
     assert len(rows) == 20 and counts == sorted(counts, reverse=True) and counts[0] == most
+    # Of a reference on more documents than are read, those linked to it most recently.
+    monkeypatch.setattr("tracker.cli.FILE_REFERENCE_READ", 3)
+    first = invoke(history, "rule", "ref:B1/15C").splitlines()[0]
+    assert f"{carrying} documents carry it; the 3 linked most recently are in " in first
     # A key that is one rule: its record first, then its timeline.
     module = lines(invoke(history, "rule", "IC-6", "--json"))
     (holding,) = query(

@@ -79,7 +79,10 @@ from tracker.status import dead_man_check, status_report
 from tracker.tagging import Tagger
 
 logger = logging.getLogger("hkma-tracker")
-FILE_REFERENCE_RECORDS = 20  # records `rule` lists of a file reference: those holding most
+# Of a file reference, `rule` lists the records holding most of the documents linked to it
+# most recently (so many of them, and so many records).
+FILE_REFERENCE_READ = 5_000
+FILE_REFERENCE_RECORDS = 20
 BASELINE_COUNTED = 10_000  # `changes` counts the baseline events it leaves out up to this
 
 # \b keeps click from rewrapping the list.
@@ -534,8 +537,8 @@ def rule_command(obj: Context, key: str, as_json: bool) -> None:
             f"no document is linked to {key!r}" + (f" (known: {similar})" if similar else "")
         )
     if key.startswith("ref:") and linked > FILE_REFERENCE_AT:
-        total, most = records_naming(db, key, FILE_REFERENCE_RECORDS)
-        render.file_reference(key, linked, total, most, as_json)
+        total, most = records_naming(db, key, FILE_REFERENCE_RECORDS, FILE_REFERENCE_READ)
+        render.file_reference(key, linked, min(linked, FILE_REFERENCE_READ), total, most, as_json)
         return
     documents = rule_documents(db, key)
     # The records holding the key: those of the documents that are it (or continue it),

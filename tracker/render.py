@@ -604,19 +604,33 @@ def records_of_key(key: str, records: list[dict[str, Any]], as_json: bool) -> No
 
 
 def file_reference(
-    key: str, documents: int, total: int, records: list[dict[str, Any]], as_json: bool
+    key: str, documents: int, read: int, total: int, records: list[dict[str, Any]], as_json: bool
 ) -> None:
-    """A reference printed on many documents: what carries it, by record (the `records`
-    holding most of them, of `total`), not one timeline."""
+    """A reference printed on many documents: what carries it, by record, not one timeline;
+    of the `read` documents linked to it most recently, the `total` records holding them and
+    the `records` holding most of them."""
     if as_json:
-        emit({"key": key, "type": "file reference", "documents": documents, "records": total})
+        emit(
+            {
+                "key": key,
+                "type": "file reference",
+                "documents": documents,
+                "documents_read": read,
+                "records": total,
+            }
+        )
         for record in records:
             emit({"key": key, "type": "record", **record})
         return
+    held = (
+        f", in {total} records"
+        if read == documents
+        else f"; the {read} linked most recently are in {total} records"
+    )
     shown = "" if len(records) == total else f"; the {len(records)} holding most of them"
     echo(
-        f"{key} is a file reference, not one rule: {documents} documents carry it, in "
-        f"{total} records{shown}. `hkma-tracker record ID` shows one:"
+        f"{key} is a file reference, not one rule: {documents} documents carry it{held}{shown}. "
+        "`hkma-tracker record ID` shows one:"
     )
     for record in records:
         echo(
