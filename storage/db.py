@@ -1095,3 +1095,10 @@ def m022_baseline_index(db: sqlite_utils.Database) -> None:
     """The baseline events (a listing's first reading) by an index of their own: `changes`
     says how many it leaves out, and they are few beside the events that are news."""
     db.execute("CREATE INDEX changes_baseline ON changes(id) WHERE baseline")
+
+
+@migrations()
+def m023_deadline_dates_index(db: sqlite_utils.Database) -> None:
+    """Deadlines by date: `deadlines` and the calendar ask for a window of days, which an
+    index answers without reading every deadline ever stated."""
+    db.execute("CREATE INDEX version_deadlines_date ON version_deadlines(date)")

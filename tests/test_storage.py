@@ -82,6 +82,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m020_tag_index",
         "m021_superseded_by_index",
         "m022_baseline_index",
+        "m023_deadline_dates_index",
     ]
     assert {
         "runs",
