@@ -83,6 +83,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m021_superseded_by_index",
         "m022_baseline_index",
         "m023_deadline_dates_index",
+        "m024_records_by_date_index",
     ]
     assert {
         "runs",
