@@ -21,10 +21,8 @@ from twisted.python.failure import Failure
 
 from spiders.base import HkmaSpider, ListingError, ScheduledArguments, failure_reason
 from spiders.items import DocumentItem, RegisterLookup
-from spiders.normalize import HONG_KONG, clean_id, clean_text, parse_listing_date
+from spiders.normalize import BRDR, HONG_KONG, base_id, clean_id, clean_text, parse_listing_date
 
-BRDR = "https://brdr.hkma.gov.hk"
-_LANGUAGE_SUFFIX = re.compile(r"-(EN|TC|SC|CHI)$", re.IGNORECASE)
 _BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
 _TAG = re.compile(r"<[^>]+>")
 _DOC_ID = re.compile(r"\b(\d{8}-\d+-[A-Z]{2})\b")
@@ -93,11 +91,6 @@ def _doc_ids(entries: Any) -> list[str]:
         elif isinstance(entry, dict) and entry.get("docId"):
             ids.append(clean_id(entry["docId"]))
     return sorted(set(filter(None, ids)))
-
-
-def base_id(doc_id: str) -> str:
-    """`20250428-3-EN` and `20250428-3-TC` -> `20250428-3`."""
-    return _LANGUAGE_SUFFIX.sub("", doc_id)
 
 
 def document_key(record: dict[str, Any]) -> str:

@@ -134,3 +134,13 @@ def parse_listing_date(value: str | None) -> date | None:
         except ValueError:
             continue
     return None
+
+
+BRDR = "https://brdr.hkma.gov.hk"
+_LANGUAGE_SUFFIX = re.compile(r"-(EN|TC|SC|CHI)$", re.IGNORECASE)
+
+
+def base_id(doc_id: str) -> str:
+    """A BRDR document id without its language: `20250428-3-EN` and `20250428-3-TC` ->
+    `20250428-3`."""
+    return _LANGUAGE_SUFFIX.sub("", doc_id)

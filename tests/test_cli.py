@@ -316,3 +316,18 @@ def test_a_full_disk_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys, 
     said = capsys.readouterr().err
     assert "hkma-tracker: disk full writing" in said and "Traceback" not in said
     assert "nothing stored was lost" in said
+
+
+def test_commands_that_only_read_do_not_load_the_crawler():
+    """Scrapy and Twisted take most of a second to import: `status`, `changes`, `rule` and
+    the rest start without them (the bounded commands answer in well under a second)."""
+    import subprocess
+    import sys
+
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, tracker.cli; print('scrapy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"

@@ -73,7 +73,6 @@ from tracker.render import echo
 from tracker.routing import subscribers_of
 from tracker.rule_records import FILE_REFERENCE_AT, links_for, update_records
 from tracker.rules import UnknownKey, rule_key, timeline
-from tracker.run import UnknownSourceError, run
 from tracker.schedule import job_list, serve
 from tracker.status import dead_man_check, status_report
 from tracker.tagging import Tagger
@@ -256,6 +255,8 @@ def _run(
     deadline: float | None,
     as_json: bool,
 ) -> NoReturn:
+    from tracker.run import UnknownSourceError, run  # Scrapy's modules: only when crawling
+
     if poll and full_sweep:
         raise UsageProblem("--poll and --full-sweep: a poll reads only the newest items")
     config = obj.config(mirrors)

@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from spiders.brdr import BRDR, base_id
+from spiders.normalize import BRDR, base_id
 from storage.records import Head, Snapshot, SourcePlan, StoredDocument
 from tracker.detect import changed_event
 from tracker.results import CrawlResult

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,8 +19,10 @@ from spiders.normalize import HONG_KONG, UNPRINTABLE
 from storage.records import Snapshot
 from tracker.detect import changed_fields, describe_change
 from tracker.routing import KIND_WORDS, hong_kong_day
-from tracker.run import RunReport
 from tracker.tagging import Taxonomy
+
+if TYPE_CHECKING:  # the crawl's modules (Scrapy) are not loaded by commands that only read
+    from tracker.run import RunReport
 
 logger = logging.getLogger("hkma-tracker")
 

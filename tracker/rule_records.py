@@ -30,7 +30,7 @@ from typing import Any
 import sqlite_utils
 
 from alerts.digest import publication as url_publication
-from spiders.brdr import base_id
+from spiders.normalize import base_id
 from storage.records import Link, LinksOf, Snapshot
 from storage.rule_records import (
     document_titles,

@@ -32,8 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spiders import settings as project_settings
-from spiders.crawl import spider_class
 from tracker.config import Config, ScrapydSettings
 from tracker.results import CrawlResult, ResultError, read_result
 from tracker.sources import SOURCES
@@ -121,6 +119,8 @@ def node_states(settings: ScrapydSettings, timeout: float = 2.0) -> list[dict[st
 def setting_pairs(settings: dict[str, Any]) -> list[tuple[str, str]]:
     """The crawl settings that differ from the project's, as `setting=NAME=VALUE` pairs
     (tables and lists as JSON, which Scrapy reads back), and the result extension."""
+    from spiders import settings as project_settings  # Scrapy's modules: only when crawling
+
     pairs = []
     for name, value in {**settings, "EXTENSIONS": RESULT_EXTENSION}.items():
         if getattr(project_settings, name, None) == value and name != "EXTENSIONS":
@@ -154,6 +154,8 @@ def crawl_on_scrapyd(
     or `{"finish_reason": why}` where there is none. A crawl of many documents runs in parts
     over the nodes, one part at a time on each: a job's start makes scrapyd delete its spider's
     older files beyond `jobs_to_keep`, which must not be a part's not yet brought back."""
+    from spiders.crawl import spider_class  # Scrapy's modules: only when crawling (not `status`)
+
     nodes = [Node(url, config.scrapyd) for url in config.scrapyd.urls]
     results: dict[str, CrawlResult | None] = {}
     queues: list[list[Part]] = [[] for _ in nodes]  # per node, what waits its turn there
