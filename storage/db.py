@@ -1109,3 +1109,10 @@ def m024_records_by_date_index(db: sqlite_utils.Database) -> None:
     """Records newest update first (`records`, Datasette's records updated this week) from
     an index instead of sorting every record."""
     db.execute("CREATE INDEX records_last_date ON records(last_date, id)")
+
+
+@migrations()
+def m025_versions_run_index(db: sqlite_utils.Database) -> None:
+    """The versions a run stored, by an index: every run stores again the links of what it
+    touched, which read every version to find them (1.2 s a run at a million versions)."""
+    db.execute("CREATE INDEX versions_run ON versions(run_id)")
