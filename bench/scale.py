@@ -285,6 +285,7 @@ def replicate(small: Path, large: Path, factor: int) -> None:
         db.execute("COMMIT")
         print(f"  copy {k} of {factor - 1}", file=sys.stderr, end="\r")
     db.close()
+    spread_over_ten_years(large)  # later copies later, as a history grows: a week's events together
 
 
 def settle_documents(db_path: Path) -> None:

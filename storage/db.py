@@ -1116,3 +1116,10 @@ def m025_versions_run_index(db: sqlite_utils.Database) -> None:
     """The versions a run stored, by an index: every run stores again the links of what it
     touched, which read every version to find them (1.2 s a run at a million versions)."""
     db.execute("CREATE INDEX versions_run ON versions(run_id)")
+
+
+@migrations()
+def m026_links_key_document_index(db: sqlite_utils.Database) -> None:
+    """How many documents carry a key, from an index in document order: a file reference on
+    200,000 documents was counted by sorting them (1.2 s)."""
+    db.execute("CREATE INDEX links_key_document ON links(key, document_id)")

@@ -85,6 +85,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m023_deadline_dates_index",
         "m024_records_by_date_index",
         "m025_versions_run_index",
+        "m026_links_key_document_index",
     ]
     assert {
         "runs",
