@@ -544,9 +544,6 @@ def _change_filter(
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
 
-_CHANGES = "FROM changes c JOIN documents d ON d.id = c.document_id"
-
-
 def list_changes(
     db: sqlite_utils.Database,
     since: str | None = None,
@@ -567,15 +564,12 @@ def list_changes(
     )
     # Events since a moment by their detection time's index (the planner would read every
     # event newest first to save sorting the period's).
-    events = (
-        _CHANGES.replace("changes c", "changes c INDEXED BY changes_detected")
-        if since
-        else _CHANGES
-    )
+    indexed = " INDEXED BY changes_detected" if since else ""
     sql = (
         "SELECT c.*, d.functions, d.products, d.entity_types, d.corrections, "  # noqa: S608
         "(SELECT m.record_id FROM record_members m WHERE m.document_id = c.document_id) "
-        f"AS record_id {events}{where} ORDER BY c.id DESC"
+        f"AS record_id FROM changes c{indexed} JOIN documents d ON d.id = c.document_id"
+        f"{where} ORDER BY c.id DESC"
     )
     if limit is not None:
         sql += " LIMIT ?"
