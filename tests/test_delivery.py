@@ -880,6 +880,9 @@ untagged = "exclude"
     assert answers["everyone"]["via"] == "everything"
     text_route = hkma("route", str(change[0]), "--subscriber", "aml").output
     assert "after a tag correction" in text_route and "set by J. Chan" in text_route
+    listed = hkma("changes", "--json", "--include-baseline", "--limit", "20").stdout
+    (event,) = [e for e in map(json.loads, listed.splitlines()) if e["id"] == change[0]]
+    assert event["tags_set_by"] == [f"AML/CFT (by J. Chan, {today})"]  # as export says it
 
     # A tag the rules gave, removed by an officer.
     (cyber,) = query(db_path, "SELECT id FROM documents WHERE title LIKE 'Joint Circular on%'")[0]

@@ -111,7 +111,7 @@ def run_report(report: RunReport, as_json: bool, show_events: bool) -> None:
 def changes(rows: Iterable[dict[str, Any]], as_json: bool) -> None:
     for change in rows:
         if as_json:
-            emit(change)
+            emit({**change, "tags_set_by": tags_set_by(change)})
         else:
             fields = f" [{', '.join(change['fields'])}]" if change["fields"] else ""
             tags = ", ".join(change["functions"] + change["products"])
