@@ -12,8 +12,6 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from icalendar import Alarm, Calendar, Event
-
 PRODID = "-//hkma-tracker//deadlines//EN"
 REMINDERS_DAYS = (30, 7)
 _SAFE_URL = re.compile(r"https?://[^\s\x00-\x1f\x7f-\x9f\"<>\\^`{|}]+")
@@ -40,6 +38,8 @@ def calendar_name(tags: dict[str, list[str]]) -> str:
 
 def calendar_bytes(entries: list[CalendarEntry], name: str, now: datetime | None = None) -> bytes:
     """The calendar of `entries` as an .ics file's bytes (CRLF lines, folded as RFC 5545 asks)."""
+    from icalendar import Alarm, Calendar, Event  # here: a command that writes none skips it
+
     stamp = (now or datetime.now(UTC)).astimezone(UTC)
     calendar = Calendar()
     calendar.add("prodid", PRODID)

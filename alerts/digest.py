@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import html
 import json
 import re
@@ -13,10 +14,12 @@ from datetime import date, datetime, timedelta, timezone
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from itertools import groupby
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
 
 # A BRDR document's id, whichever BRDR page form links it (current/…, docId/…, getPdf/…).
 _BRDR_DOC_ID = re.compile(
@@ -63,13 +66,6 @@ def field_label(name: str) -> str:
     return FIELD_LABELS.get(name) or name.rsplit(".", 1)[-1].replace("_", " ").capitalize()
 
 
-TEMPLATES = Environment(
-    loader=PackageLoader("alerts", "templates"),
-    autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
 _DATE = re.compile(
     r"\d{4}-\d{2}-\d{2}|\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\w* \d{4}"
 )
@@ -85,9 +81,6 @@ def _unbroken_dates(text: str) -> Markup:
         last = found.end()
     parts.append(escape(text[last:]))
     return Markup("").join(parts)
-
-
-TEMPLATES.filters["dates_unbroken"] = _unbroken_dates
 
 
 @dataclass(frozen=True)
@@ -163,7 +156,7 @@ class DigestEntry:
             excerpt=_excerpt(str(change.get("excerpt_from") or document.get("text") or ""))
             if change["kind"] == "new"
             else "",
-            last_seen=_hong_kong_day(change.get("document_last_seen")),
+            last_seen=hong_kong_day(change.get("document_last_seen")),
             why=str(change.get("why") or ""),
             record_title=str(change.get("record_title") or ""),
             record_update=int(change.get("record_update") or 0),
@@ -282,7 +275,31 @@ def safe_href(url: str) -> str:
     return url if url.startswith(("https://", "http://")) else "#"
 
 
-TEMPLATES.filters["href"] = safe_href
+def hkt(moment: str | None, missing: str = "") -> str:
+    """A stored time (ISO, any offset) as Hong Kong time, marked: how every time is shown;
+    `missing` when there is none."""
+    if not moment:
+        return missing
+    return datetime.fromisoformat(moment).astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M HKT")
+
+
+@functools.cache
+def templates() -> Environment:
+    """The digest's and the report's templates, loaded when first rendered: a command that
+    renders none does not pay for Jinja2."""
+    from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+    environment = Environment(
+        loader=PackageLoader("alerts", "templates"),
+        autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters["dates_unbroken"] = _unbroken_dates
+    environment.filters["href"] = safe_href
+    environment.filters["hkt"] = hkt
+    return environment
 
 
 def standing(extra: dict[str, Any]) -> str:
@@ -477,10 +494,10 @@ class Digest:
         return f"HKMA tracker: {total} change{'s' if total != 1 else ''} ({counts})"
 
     def render_text(self) -> str:
-        return TEMPLATES.get_template("digest.txt").render(digest=self)
+        return templates().get_template("digest.txt").render(digest=self)
 
     def render_html(self) -> str:
-        return TEMPLATES.get_template("digest.html").render(digest=self)
+        return templates().get_template("digest.html").render(digest=self)
 
     def to_email(
         self, sender: str, recipients: list[str], message_id: str | None = None
@@ -572,8 +589,9 @@ def _excerpt(text: str) -> str:
     return text[:EXCERPT_CHARS].rsplit(" ", 1)[0] + " …"
 
 
-def _hong_kong_day(moment: str | None) -> str:
-    """The Hong Kong date of a stored time ("" without one)."""
+def hong_kong_day(moment: str | None) -> str:
+    """The Hong Kong date of a stored time ("" without one): an officer's act at 00:30 HKT
+    is on that day."""
     return datetime.fromisoformat(moment).astimezone(HONG_KONG).date().isoformat() if moment else ""
 
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
 from typing import Any
 
-from alerts.digest import HONG_KONG, TEMPLATES
+from alerts.digest import templates
 
 CSV_COLUMNS = (
     "section", "regulator", "source", "at", "until", "state", "detail", "document_id", "title",
@@ -20,19 +19,9 @@ CSV_COLUMNS = (
 )  # fmt: skip
 
 
-def hkt(moment: str | None, missing: str = "") -> str:
-    """An ISO time as Hong Kong time, marked; `missing` when there is none."""
-    if not moment:
-        return missing
-    return datetime.fromisoformat(moment).astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M HKT")
-
-
-TEMPLATES.filters["hkt"] = hkt
-
-
 def report_html(report: dict[str, Any]) -> str:
     """One self-contained, printable HTML page (no scripts, no outside resources)."""
-    return TEMPLATES.get_template("report.html").render(report=report)
+    return templates().get_template("report.html").render(report=report)
 
 
 def report_json(report: dict[str, Any]) -> str:

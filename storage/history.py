@@ -691,8 +691,8 @@ def source_status(db: sqlite_utils.Database) -> list[dict[str, Any]]:
                    s.healthy, s.reason, s.items, s.new, s.changed, s.removed,
                    (SELECT max(h.run_id) FROM source_runs h
                      WHERE h.source = s.source AND h.healthy) AS last_healthy_run_id,
-                   (SELECT count(*) FROM documents d
-                     WHERE d.source = s.source AND d.status = 'active') AS documents
+                   coalesce((SELECT c.documents FROM document_counts c
+                     WHERE c.source = s.source AND c.status = 'active'), 0) AS documents
             FROM source_runs s JOIN runs r ON r.id = s.run_id
             WHERE s.run_id = (SELECT max(run_id) FROM source_runs WHERE source = s.source)
             ORDER BY s.source

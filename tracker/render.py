@@ -8,17 +8,16 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from alerts.digest import standing
-from spiders.normalize import HONG_KONG, UNPRINTABLE
+from alerts.digest import hkt, hong_kong_day, standing
+from spiders.normalize import UNPRINTABLE
 from storage.records import Snapshot
 from tracker.detect import changed_fields, describe_change
-from tracker.routing import KIND_WORDS, hong_kong_day
+from tracker.routing import KIND_WORDS
 from tracker.tagging import Taxonomy
 
 if TYPE_CHECKING:  # the crawl's modules (Scrapy) are not loaded by commands that only read
@@ -35,10 +34,8 @@ def terminal_safe(text: str) -> str:
 
 
 def hong_kong(moment: str | None, missing: str = "never") -> str:
-    """A stored time (ISO, any offset) as Hong Kong time, marked: how every time is shown."""
-    if not moment:
-        return missing
-    return datetime.fromisoformat(moment).astimezone(HONG_KONG).strftime("%Y-%m-%d %H:%M HKT")
+    """A stored time as Hong Kong time, marked ("never" when there is none)."""
+    return hkt(moment, missing)
 
 
 def echo(message: str = "", err: bool = False) -> None:

@@ -5,13 +5,12 @@ changes an officer's tag correction brings to subscribers who did not get them b
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 import sqlite_utils
 
+from alerts.digest import hong_kong_day
 from alerts.subscribers import EVERYONE, Exclusion, Route, Subscriber
-from spiders.normalize import HONG_KONG
 from storage.db import utc_now
 from storage.history import latest_substantive_change
 from storage.outbox import Router, queue_routes, routes_of_change
@@ -62,11 +61,6 @@ def untagged_why(change: dict[str, Any], kinds: list[str]) -> str:
     if topics := extra.get("topics"):
         read.append(f"BRDR topics ({', '.join(map(str, topics))})")
     return f"No {' or '.join(KIND_WORDS[k] for k in kinds)} tag: no rule matched its {_or(read)}"
-
-
-def hong_kong_day(moment: str) -> str:
-    """The Hong Kong date of a stored UTC time: an officer's act at 00:30 HKT is on that day."""
-    return datetime.fromisoformat(moment).astimezone(HONG_KONG).date().isoformat()
 
 
 def tagged_by(change: dict[str, Any], matched: dict[str, list[str]] | None = None) -> str:

@@ -20,17 +20,15 @@ from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from types import FrameType
-from typing import Any
-
-from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
-from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.combining import OrTrigger
-from apscheduler.triggers.cron import CronTrigger
+from typing import TYPE_CHECKING, Any
 
 from storage.db import open_db
 from storage.history import close_interrupted_runs
 from tracker.config import Config
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.base import BaseScheduler
+    from apscheduler.triggers.base import BaseTrigger
 
 logger = logging.getLogger(__name__)
 HONG_KONG = "Asia/Hong_Kong"
@@ -60,7 +58,12 @@ MAX_ENUMERATED = 100_000  # fire times counted one by one for a cron that is not
 
 
 def cron_trigger(cron: str) -> BaseTrigger:
-    """The trigger of a cron expression, or of several joined by " | " (fires when any does)."""
+    """The trigger of a cron expression, or of several joined by " | " (fires when any does).
+    APScheduler is imported here and in `build_scheduler`: a command that computes no fire
+    time does not pay for it (about 75 ms)."""
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+
     triggers = [
         CronTrigger.from_crontab(part.strip(), timezone=HONG_KONG) for part in cron.split("|")
     ]
@@ -263,6 +266,8 @@ def record_killed(db_path: str, job: Job, after: int) -> None:
 def build_scheduler(
     config: Config, global_args: list[str], db_path: str, scheduler: BaseScheduler | None = None
 ) -> BaseScheduler:
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
     scheduler = scheduler or BlockingScheduler(timezone=HONG_KONG, job_defaults=JOB_DEFAULTS)
     for job in all_jobs(config):
         scheduler.add_job(
