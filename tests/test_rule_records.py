@@ -210,3 +210,45 @@ def test_two_records_do_not_merge_through_one_generic_title(history, grouping):
     )
     assert not any(t.startswith("Consultation on revised disclosure templates") for t in record)
     assert not any("LAC" in t for t in record)
+
+
+def test_an_acronym_written_in_mixed_case_is_read_by_its_capitals(history, grouping):
+    """The acronym "CCyB" is Countercyclical Capital Buffer: the ratio's announcements and the
+    revision of the module on it are one record."""
+    assert acronyms(p.title for p in history)["CCyB"] == ["countercyclical", "capital", "buffer"]
+    record = record_of(grouping, history, "CCyB: revised SPM module CA-B-3")
+    assert any(t.startswith("Applicable Jurisdictional Countercyclical Capital") for t in record)
+
+
+def test_titles_naming_different_sums_are_different_cases(history, grouping):
+    """One enforcement series, two cases: the fines' amounts tell them apart."""
+    hsbc = "Enforcement collaboration between HKMA and SFC - SFC reprimands and fines HSBC"
+    record = record_of(grouping, history, hsbc)
+    assert not any("EFG Bank" in t for t in record)
+
+
+def test_a_press_release_joins_what_it_announces_the_same_day(history, grouping):
+    """The press release wraps the guideline's name in other words (a weak match alone); issued
+    the same day as the guideline, it announces it. Two press releases the same day on two
+    disciplinary actions are two cases, however alike their wording."""
+    record = record_of(grouping, history, "Banking industry introduces enhancements to elderly")
+    assert (
+        "Guideline on Elderly-friendly Banking Services of Hong Kong Association of Banks" in record
+    )
+    record = record_of(grouping, history, "Monetary Authority takes disciplinary actions against")
+    assert not any("33 Financial Services" in t for t in record)
+
+
+def test_a_title_published_word_for_word_time_after_time_is_a_series_not_a_record(
+    history, grouping
+):
+    """The Base Rate adjusted, coins collected, a tender schedule: the same title on three
+    days or more is a series, not one initiative, however rare its words look in a short
+    history. No name joins them."""
+    titles = {p.id: p.title for p in history}
+    for title in ("Adjustment of Base Rate", "Coin Collection Programme"):
+        published = [p.id for p in history if p.title == title]
+        assert len(published) >= 3
+        for pid in published:
+            (record,) = [r for r in grouping.records if pid in r]
+            assert [titles[i] for i in record] == [title], title

@@ -85,7 +85,10 @@ def _raw_words(text: str) -> list[str]:
 
 
 def _initials(acronym: str) -> str:
-    return acronym.replace(".", "")
+    """The letters an acronym's spelling starts its words with: its capitals where it mixes
+    cases ("CCyB", Countercyclical Capital Buffer), else its letters ("A.I.")."""
+    letters = acronym.replace(".", "")
+    return "".join(c for c in letters if c.isupper()) if not letters.isupper() else letters
 
 
 def acronyms(titles: Iterable[str]) -> dict[str, list[str]]:
@@ -226,6 +229,10 @@ FILE_REFERENCE_AT = 3
 JOIN_SIMILARITY = 0.5
 RELATED_SIMILARITY = 0.3
 NAME_WINDOW_DAYS = 730
+# Publications of two kinds (not speeches) issued within a day of each other: one announces the
+# other, and this weaker score joins them.
+ANNOUNCED_SIMILARITY = 0.35
+ANNOUNCED_WITHIN_DAYS = 1
 # Publications of each record compared when two records of several merge by a name.
 LINKAGE_SAMPLE = 12
 
@@ -242,20 +249,24 @@ def title_keys(title: str) -> set[str]:
 
 
 _YEAR = re.compile(r"\b(?:19|20)\d\d\b")
+# A sum of money: a fine's amount names its case ("SFC reprimands and fines ... HK$4.2 million").
+_AMOUNT = re.compile(r"(?:HK\$|US\$|RMB|\$)\s?\d[\d,.]*\s*(?:million|billion)?", re.IGNORECASE)
+
+Edition = tuple[frozenset[str], frozenset[str], frozenset[str]]
 
 
-def edition(p: Publication) -> tuple[frozenset[str], frozenset[str]]:
-    """The SPM modules and the years a publication's title names (one survey, summit or module
-    each, however alike their wording)."""
+def edition(p: Publication) -> Edition:
+    """The SPM modules, the years and the sums of money a publication's title names (one
+    survey, summit, module or enforcement case each, however alike their wording)."""
     modules = {k for k in p.keys | title_keys(p.title) if k.startswith("spm:")}
-    return frozenset(modules), frozenset(_YEAR.findall(subject(p.title)))
+    title = subject(p.title)
+    amounts = {" ".join(a.lower().replace(",", "").split()) for a in _AMOUNT.findall(title)}
+    return frozenset(modules), frozenset(_YEAR.findall(title)), frozenset(amounts)
 
 
-def _editions_differ(
-    a: tuple[frozenset[str], frozenset[str]], b: tuple[frozenset[str], frozenset[str]]
-) -> bool:
-    """Whether two editions name different SPM modules or different years: a name never
-    joins them."""
+def _editions_differ(a: Edition, b: Edition) -> bool:
+    """Whether two editions name different SPM modules, years or sums: a name never joins
+    them."""
     return any(x and y and not x & y for x, y in zip(a, b, strict=True))
 
 
@@ -324,6 +335,25 @@ class NameModel:
         return score, max(rare, key=lambda t: (self.idf[t], t))
 
 
+# A title published word for word on this many days or more is a series (monthly statistics,
+# tender results, scam alerts), not one initiative.
+SERIES_DAYS = 3
+
+
+def periodic(publications: Sequence[Publication]) -> set[int]:
+    """The publications of series: their titles' subjects, word for word, were published on
+    SERIES_DAYS days or more. A name joins none of them to anything (however rare the words
+    look in a short history); a key still does."""
+    days: dict[str, set[str]] = defaultdict(set)
+    for p in publications:
+        days[subject(p.title).lower()].add(p.date or p.id)
+    return {
+        index
+        for index, p in enumerate(publications)
+        if len(days[subject(p.title).lower()]) >= SERIES_DAYS
+    }
+
+
 def group(publications: Sequence[Publication]) -> Grouping:
     """Every publication in exactly one record: publications that share an identifying key, or
     whose titles share a name strongly enough within the window, are in one record (and so,
@@ -363,15 +393,27 @@ def group(publications: Sequence[Publication]) -> Grouping:
     candidates: list[tuple[float, int, int, str]] = []
     weaker: list[tuple[int, int, str, float]] = []
     editions = [edition(p) for p in publications]
+    series = periodic(publications)
     for a, near in enumerate(names.neighbours()):
-        for b in sorted(n for n in near if n > a):
+        if a in series:
+            continue
+        for b in sorted(n for n in near if n > a and n not in series):
             pa, pb = publications[a], publications[b]
             if _editions_differ(editions[a], editions[b]):
                 continue
             score, name = names.similarity(a, b, symmetric=bool(pa.kind) and pa.kind == pb.kind)
             alike[a, b] = score
             apart = _days(pa.date, pb.date)
-            if score >= JOIN_SIMILARITY and (apart is None or apart <= NAME_WINDOW_DAYS):
+            # A press release announcing a circular, consultation or guideline the same day
+            # wraps its name in other words: a weaker match joins them.
+            announced = (
+                apart is not None
+                and apart <= ANNOUNCED_WITHIN_DAYS
+                and pa.kind != pb.kind
+                and not any(kind.startswith("speech") for kind in (pa.kind, pb.kind))
+            )
+            needed = ANNOUNCED_SIMILARITY if announced else JOIN_SIMILARITY
+            if score >= needed and (apart is None or apart <= NAME_WINDOW_DAYS):
                 candidates.append((score, a, b, name))
             elif score >= RELATED_SIMILARITY:
                 weaker.append((a, b, f'shared name "{name}"', round(min(score, 1.0), 2)))
