@@ -132,6 +132,8 @@ class HkmaSpider(ScheduledArguments, scrapy.Spider):
         listing = request.meta["listing"]
         limit = request.meta.get("download_maxsize", self.settings.getint("DOWNLOAD_MAXSIZE"))
         reason, status = failure_reason(failure, limit)
+        if page := request.meta.get("page_name"):  # one page of a listing kept under one name
+            reason = f"{reason} ({page})"
         # Detail only: the tracker reports each failed listing once, with its verdict.
         logger.info("%s: %s: %s", self.name, listing, reason)
         yield self.outcome(listing, False, reason=reason, status=status)

@@ -177,6 +177,14 @@ def document_items(
 MAX_PAGES = 200
 
 
+def _page_name(page: int, lang: str, first_lang: str) -> dict[str, str]:
+    """How a failed fetch names this page of a document type's listing: nothing for the
+    first page in the first language (the listing says it), else the page and language."""
+    parts = [f"page {page}"] if page > 1 else []
+    parts += [] if lang == first_lang else [f"{lang} records"]
+    return {"page_name": ", ".join(parts)} if parts else {}
+
+
 class BrdrSpider(HkmaSpider):
     """Pages through doc-search for each document type and language.
 
@@ -223,7 +231,7 @@ class BrdrSpider(HkmaSpider):
                 "Content-Type": "application/json; charset=utf-8",
                 "X-Requested-With": "XMLHttpRequest",
             },
-            meta={"lang": lang, "page": page},
+            meta={"lang": lang, "page": page, **_page_name(page, lang, self.languages[0])},
         )
 
     def first_request(self, name: str, listing: str) -> scrapy.Request:

@@ -120,7 +120,8 @@ def guideline_items(body: bytes, listing: str) -> list[DocumentItem]:
                     "feed": "guidelines",
                     "gl_code": gl,
                     "status": "current" if main else "repealed",
-                    "document_url": url,
+                    # A repealed guideline links no file: nothing to read, nothing waiting.
+                    "document_url": url or None,
                     "sub_documents": [clean_text(a.get_text(" ")) for a in subs],
                     "effective_until": effective.get("until"),
                     "links": [{"key": f"ia:{gl}", "kind": "is", "evidence": "IA guideline code"}],
@@ -178,8 +179,10 @@ class IaSpider(HkmaSpider):
         return self.listing_request(name, listing, listing)
 
     def year_page(self, name: str, listing: str, index: int) -> scrapy.Request:
-        url = listing.replace(YEAR, str(self.years[index]))
-        return self.listing_request(name, listing, url, meta={"year_index": index})
+        year = self.years[index]
+        url = listing.replace(YEAR, str(year))
+        meta = {"year_index": index, "page_name": f"the {year} page"}
+        return self.listing_request(name, listing, url, meta=meta)
 
     def extract(self, response: Response, name: str) -> Iterable[DocumentItem | scrapy.Request]:
         listing = response.meta["listing"]

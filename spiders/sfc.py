@@ -405,7 +405,11 @@ class SfcSpider(HkmaSpider):
             method="POST",
             body=json.dumps(body),
             headers={"Content-Type": "application/json"},
-            meta={"year_index": year_index, "page": page},
+            meta={
+                "year_index": year_index,
+                "page": page,
+                "page_name": f"{self.years[year_index]}, page {page + 1}",
+            },
         )
 
     def parse_probe(self, response: Response, name: str, listing: str) -> Iterable[Any]:

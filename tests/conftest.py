@@ -13,6 +13,7 @@ from spiders.middleware import LOOPBACK_ONLY_ENV
 from tracker.config import Config, load_config
 from tracker.demo import DEMO_PAGE, DEMO_SITE
 from tracker.loopback import RecordedSite
+from tracker.sources import SOURCES
 
 # Inherited by every crawl process the tests start: nothing may leave 127.0.0.0/8.
 os.environ[LOOPBACK_ONLY_ENV] = "1"
@@ -21,9 +22,12 @@ FIXTURES = Path(__file__).parent / "fixtures"
 RAW_PAGE = DEMO_SITE / "day1" / DEMO_PAGE.split("hkma.gov.hk/", 1)[1] / "index.html"
 BROWSER_PAGE = FIXTURES / "aml-cft-page_browser-saved.html"
 FEED_URL = "https://www.hkma.gov.hk/eng/other-information/rss/rss_{}.xml"
+# The SFC's and the IA's sources are on by default: off for tests that serve only HKMA's hosts,
+# so that nothing is ever asked of a real host.
+OTHER_REGULATORS_OFF = "[sources.sfc]\nenabled = false\n[sources.ia]\nenabled = false\n"
 # For configs of tests that serve only the recorded www site: the other sources and the
 # linked documents stay off, so that nothing is ever asked of a real HKMA host.
-WWW_ONLY = """
+WWW_ONLY = f"""
 [sources.brdr]
 enabled = false
 
@@ -32,21 +36,17 @@ enabled = false
 
 [documents]
 enabled = false
-"""
+{OTHER_REGULATORS_OFF}"""
 
 
-def only_source_config(tmp_path: Path, source: str, crawl: str = "") -> Path:
-    """A config file that crawls `source` alone (the HKMA sources off), fast, with digests in
-    `tmp_path`; `crawl`: more lines of the `[crawl]` table."""
-    others = "".join(
-        f"[sources.{name}]\nenabled = false\n"
-        for name in ("rss", "pages", "brdr", "press_releases")
-        if name != source
-    )
+def only_source_config(tmp_path: Path, source: str, crawl: str = "", settings: str = "") -> Path:
+    """A config file that crawls `source` alone (every other source off), fast, with digests
+    in `tmp_path`; `crawl`: more lines of the `[crawl]` table, `settings` of the source's."""
+    others = "".join(f"[sources.{name}]\nenabled = false\n" for name in SOURCES if name != source)
     path = tmp_path / f"{source}.toml"
     path.write_text(
         f"[crawl]\ndownload_delay = 0\nretries = 0\n{crawl}{others}"
-        f"[sources.{source}]\nenabled = true\n"
+        f"[sources.{source}]\nenabled = true\n{settings}"
         f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
         encoding="utf-8",
     )

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import datetime
 
-from conftest import DEMO_PAGE
+from conftest import DEMO_PAGE, OTHER_REGULATORS_OFF
 
+from spiders.normalize import HONG_KONG
 from tracker.config import load_config
+from tracker.demo import IA, SFC_HOSTS
 from tracker.demo_apis import BrdrFake, DocumentsFake, PressReleasesFake, load
+from tracker.demo_ia import IaFake
+from tracker.demo_sfc import SfcFake, years_to_read
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run
@@ -17,15 +22,27 @@ from tracker.run import run
 def test_every_source_and_every_linked_document(site, tmp_path, db_path):
     site.fallback = DocumentsFake()
     press = PressReleasesFake(load("press-releases.json"))
-    with RecordedSite(tmp_path) as brdr, RecordedSite(tmp_path) as api:
+    this_year = datetime.now(HONG_KONG).year
+    sfc, ia = SfcFake(), IaFake.for_year(this_year)
+    with (
+        RecordedSite(tmp_path) as brdr,
+        RecordedSite(tmp_path) as api,
+        RecordedSite(tmp_path) as sfc_site,
+        RecordedSite(tmp_path) as ia_site,
+    ):
         brdr.handlers[BrdrFake.path] = BrdrFake(load("brdr-records.json"))
         brdr.fallback = DocumentsFake()
         api.handlers[PressReleasesFake.path] = press
+        sfc_site.handlers.update(sfc.routes())
+        sfc_site.fallback = sfc.fallback
+        ia_site.handlers.update(ia.routes([this_year, this_year - 1]))
+        ia_site.fallback = ia.fallback
         path = tmp_path / "all.toml"
         path.write_text(
             "[crawl]\ndownload_delay = 0\nretries = 0\n"
             f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
             "[documents]\nmax_per_run = 1000\n"
+            f"[sources.sfc]\nyears = {years_to_read(this_year)}\n"
             f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
             encoding="utf-8",
         )
@@ -33,6 +50,8 @@ def test_every_source_and_every_linked_document(site, tmp_path, db_path):
             f"https://www.hkma.gov.hk={site.base_url}",
             f"https://brdr.hkma.gov.hk={brdr.base_url}",
             f"https://api.hkma.gov.hk={api.base_url}",
+            *(f"{host}={sfc_site.base_url}" for host in SFC_HOSTS),
+            f"{IA}={ia_site.base_url}",
         ]
         report = run(load_config(path, mirrors), db_path, full_sweep=True)
 
@@ -42,11 +61,17 @@ def test_every_source_and_every_linked_document(site, tmp_path, db_path):
         "pages": (True, 84),
         "brdr": (True, 117),
         "press_releases": (True, 260),
+        "sfc": (True, 11),
+        "ia": (True, 9),
     }
     with sqlite3.connect(db_path) as conn:
         rows = conn.execute(
             "SELECT id, url, fetch_status, fetch_reason, document_content FROM documents_full "
-            "WHERE json_extract(extra, '$.document_url') IS NOT NULL"
+            "WHERE json_extract(extra, '$.document_url') IS NOT NULL AND regulator = 'HKMA'"
+        ).fetchall()
+        others = conn.execute(
+            "SELECT id, regulator, fetch_status, document_content ->> '$.text' FROM documents_full "
+            "WHERE json_extract(extra, '$.document_url') IS NOT NULL AND regulator != 'HKMA'"
         ).fetchall()
     assert len(rows) == 47 + 83 + 117 + 260  # LegCo items and the page itself link nothing
     # Real items that link www.info.gov.hk (press release, and its RSS twin) are not followed:
@@ -63,8 +88,12 @@ def test_every_source_and_every_linked_document(site, tmp_path, db_path):
             assert fields["text"], doc
             assert fields["references"] == ["B1/15C", "B9/29C"], doc
             assert fields["effective_dates"][0]["date"] == "2026-03-01", doc
+    # The SFC's and the IA's documents are read from their own hosts, each text its own.
+    assert {r[1] for r in others} == {"SFC", "IA"}
+    assert all(status == "ok" and text for _, _, status, text in others), others
+    assert len({text for *_, text in others}) == len(others)
     assert report.documents.counts == {
-        "fetched": len(rows) - len(refused),
+        "fetched": len(rows) - len(refused) + len(others),
         "not fetchable": len(refused),
     }
 
@@ -82,6 +111,7 @@ def test_texts_read_in_later_runs_are_linked_as_retag_would_link_them(tmp_path, 
             "[crawl]\ndownload_delay = 0\nretries = 0\n"
             "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
             "[sources.press_releases]\nenabled = false\n"
+            f"{OTHER_REGULATORS_OFF}"
             "[documents]\nmax_per_run = 40\n"  # 117 records: texts come over three runs
             f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
             encoding="utf-8",

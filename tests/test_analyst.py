@@ -13,7 +13,7 @@ import sqlite3
 
 import pytest
 from click.testing import CliRunner
-from conftest import DEMO_PAGE, FIXTURES
+from conftest import DEMO_PAGE, FIXTURES, OTHER_REGULATORS_OFF
 
 from storage.db import open_db
 from storage.search import cjk_terms, search
@@ -40,6 +40,7 @@ def history(tmp_path_factory):
         f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
         '[sources.brdr]\ndoc_types = ["SPM", "CIR"]\n'
         "[sources.press_releases]\nenabled = false\n"
+        f"{OTHER_REGULATORS_OFF}"
         f'[digest]\nfolder = "{(tmp / "digests").as_posix()}"\n',
         encoding="utf-8",
     )

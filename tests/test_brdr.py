@@ -8,6 +8,7 @@ import json
 import sqlite3
 
 import pytest
+from conftest import OTHER_REGULATORS_OFF
 
 from spiders.brdr import document_items, hong_kong_date, search_body, strip_markup
 from tracker.config import load_config
@@ -102,6 +103,7 @@ def brdr_config(tmp_path, fake):
             "[crawl]\ndownload_delay = 0\nretries = 0\n"
             "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
             "[sources.press_releases]\nenabled = false\n[documents]\nenabled = false\n"
+            f"{OTHER_REGULATORS_OFF}"
             f"[sources.brdr]\n{lines}\n"
             f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
             encoding="utf-8",

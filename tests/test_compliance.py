@@ -17,7 +17,7 @@ import icalendar
 import pytest
 import vobject
 from click.testing import CliRunner
-from conftest import headless_chromium
+from conftest import OTHER_REGULATORS_OFF, headless_chromium
 
 from spiders.normalize import HONG_KONG
 from storage.db import open_db
@@ -92,6 +92,7 @@ class History:
             '[sources.brdr]\ndoc_types = ["CIR", "CPR"]\n'
             "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
             "[sources.press_releases]\nenabled = false\n"
+            f"{OTHER_REGULATORS_OFF}"
             f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n'
             '[[subscribers]]\nname = "policy"\nemails = ["policy@example.org"]\n'
             "calendar = true\n",

@@ -16,7 +16,8 @@ def write(tmp_path, text):
 def test_defaults_need_no_file(monkeypatch):
     monkeypatch.delenv("HKMA_TRACKER_CONFIG", raising=False)
     config = load_config()
-    assert config.enabled_sources() == ["rss", "pages", "brdr", "press_releases"]
+    # The HKMA's sources, then the SFC's and the Insurance Authority's.
+    assert config.enabled_sources() == ["rss", "pages", "brdr", "press_releases", "sfc", "ia"]
     assert config.listings("brdr")["SPM"] == "https://brdr.hkma.gov.hk/restapi/doc-search#SPM"
     cir = "https://brdr.hkma.gov.hk/restapi/doc-search#CIR"
     assert config.spider_options("brdr")["date_groups"][cir] == "THIS_YEAR"
@@ -40,7 +41,7 @@ def test_file_from_environment_and_overrides(tmp_path, monkeypatch):
     config = load_config()
     assert config.crawl.download_delay == 5
     assert config.crawl.timeout == 30  # untouched keys keep their defaults
-    assert config.enabled_sources() == ["pages", "brdr", "press_releases"]
+    assert config.enabled_sources() == ["pages", "brdr", "press_releases", "sfc", "ia"]
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,8 @@ def test_day_2_brings_news_from_every_source(demo):
         "pages": "1 new, 2 changed, 1 removed",
         "brdr": "1 new, 2 changed",
         "press_releases": "3 new",
+        "sfc": "3 new, 2 changed",
+        "ia": "2 new, 1 changed",
     }.items():
         assert re.search(rf"^{source}: healthy; \d+ items, {news}", day2, re.MULTILINE), source
     digest = day2.split("== Digest", 1)[1]
@@ -41,6 +43,18 @@ def test_day_2_brings_news_from_every_source(demo):
     assert "New version 20261020-70 (was 20260609-63)" in digest
     assert "extra." not in digest and "document.text" not in digest
     assert "HKMA press releases" in digest
+    # Three regulators, each entry labelled with its own, counted in the summary.
+    assert re.search(r"^By regulator: HKMA \d+ · SFC 5 · IA 3$", digest, re.MULTILINE)
+    for regulator, title in (
+        ("SFC", "Circular to licensed corporations and registered institutions on the use of"),
+        ("SFC", "Consultation Conclusions on proposed enhancements to the Code of Conduct"),
+        ("SFC", "Fit and Proper Guidelines"),
+        ("IA", "Circular on Cybersecurity of Authorized Insurers"),
+        ("IA", "GL3: Guideline on Anti-Money Laundering and Counter-Terrorist Financing"),
+    ):
+        assert re.search(
+            rf"^\[(NEW|CHANGED)\] {re.escape(title)}.*\n.*\n  {regulator} · ", digest, re.MULTILINE
+        ), title
     # A row gone from a topic page says from which page and section, and when last listed.
     assert re.search(
         r"^\[REMOVED\] .*\n.*\n.*\n  Removed from: Circulars & Guidance Papers › Guidance Papers\n"
@@ -106,7 +120,11 @@ def test_the_demo_tells_each_document_apart_and_judges_itself_by_what_it_watched
     assert f"Explore: hkma-tracker --config {workdir / 'demo.toml'}" in output
     status = CliRunner().invoke(cli, [*base, "status", "--json"])
     sources = [r for r in map(json.loads, status.stdout.splitlines()) if "source" in r]
-    assert len(sources) == 4 and all(r["healthy"] and not r["overdue"] for r in sources)
+    assert len(sources) == 6 and all(r["healthy"] and not r["overdue"] for r in sources)
+    # One regulator's changes, each saying whose they are.
+    sfc = CliRunner().invoke(cli, [*base, "changes", "--regulator", "SFC", "--json"])
+    events = [json.loads(line) for line in sfc.stdout.splitlines()]
+    assert len(events) == 5 and {e["regulator"] for e in events} == {"SFC"}
     assert CliRunner().invoke(cli, [*base, "alerts", "check"]).exit_code == 0
     assert not list((workdir / "digests").glob("*-operator.eml"))  # nothing to tell
     # Deadlines lie ahead (counted from the day the demo ran), one per document.

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PAGE, page_path
+from conftest import DEMO_PAGE, OTHER_REGULATORS_OFF, page_path
 
 from tracker.config import load_config
 from tracker.demo_apis import CIRCULAR, make_pdf
@@ -91,6 +91,7 @@ enabled = false
 enabled = false
 [sources.press_releases]
 enabled = false
+{OTHER_REGULATORS_OFF}
 [sources.pages]
 urls = ["{DEMO_PAGE}"]
 [documents]

@@ -1,5 +1,5 @@
 """The Insurance Authority as a source (issue 25): real crawls of a loopback fake built from
-the shapes in ../shared/hk-regulators.md §2 (tests/ia_fake.py says where each comes from)."""
+the shapes in ../shared/hk-regulators.md §2 (tracker/demo_ia.py says where each comes from)."""
 
 from __future__ import annotations
 
@@ -9,24 +9,24 @@ from datetime import datetime
 
 import pytest
 from conftest import only_source_config
-from ia_fake import IaFake
 
 from spiders.normalize import HONG_KONG
 from tracker.config import load_config
+from tracker.demo_ia import IaFake
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run
 
 THIS_YEAR = datetime.now(HONG_KONG).year
 GL = "/en/legislative_framework/guidelines.php"
+CIRCULARS_PAGE = (
+    "/en/legislative_framework/circulars/reg_matters/circulars_on_regulatory_matters_{year}.html"
+)
 
 
 @pytest.fixture
 def fake():
-    found = IaFake()
-    # The fake's pages are dated 2026 and 2025: they stand for this year and the last.
-    found.circulars = {THIS_YEAR: found.circulars[2026], THIS_YEAR - 1: found.circulars[2025]}
-    return found
+    return IaFake.for_year(THIS_YEAR)
 
 
 @pytest.fixture
@@ -59,6 +59,12 @@ def test_circulars_guidelines_and_press_releases_day_one_and_day_two(config, fak
     assert len([d for d in stored if "/circulars/" in d]) == 4  # three circulars, one annex
     repealed = json.loads(rows(db_path, "SELECT extra FROM documents WHERE id = 'ia:GL1'")[0][0])
     assert repealed["status"] == "repealed"
+    # Every document a row links was read; a repealed guideline links none, so none waits.
+    assert rows(
+        db_path,
+        "SELECT count(*) FROM documents WHERE source = 'ia' AND fetch_status IS NULL "
+        "AND json_extract(extra, '$.document_url') IS NOT NULL",
+    ) == [(0,)]
     assert rows(db_path, "SELECT count(*) FROM changes WHERE NOT baseline") == [(0,)]
     assert set(fake.user_agents) == {"hkma-tracker-test/1.0 (compliance)"}
 
@@ -99,3 +105,24 @@ def test_a_403_is_an_unhealthy_source_never_no_data(config, fake, db_path):
         ("https://www.ia.org.hk" + GL, "HTTP 403")
     ]
     assert rows(db_path, "SELECT id, status, last_changed_at FROM documents ORDER BY id") == before
+
+
+def test_the_fake_stands_for_this_year_whatever_year_it_is():
+    """The demo and these tests serve the fake as this year's and last year's pages: day 2's
+    circular goes on this year's page in 2030 as in 2026."""
+    fake = IaFake.for_year(2030)
+    fake.day2()
+    assert sorted(fake.circulars) == [2029, 2030]
+    assert fake.circulars[2030][0][1][0][0] == "Circular on Cybersecurity of Authorized Insurers"
+
+
+def test_a_year_page_that_fails_is_named_by_its_year(config, fake, db_path):
+    """The circulars listing is one URL with {year} in it: when last year's page is refused,
+    the reason says which page, not only the template."""
+    fake.refused.add(CIRCULARS_PAGE.replace("{year}", str(THIS_YEAR - 1)))
+    refused = run(config, db_path)
+    assert refused.exit_status == ExitStatus.SOURCE_UNHEALTHY
+    (ia,) = [p for p in refused.plans if p.source == "ia"]
+    assert [v.reason for v in ia.verdicts if not v.healthy] == [
+        f"HTTP 403 (the {THIS_YEAR - 1} page)"
+    ]

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
+from conftest import OTHER_REGULATORS_OFF
 
 from storage.records import Snapshot, StoredDocument
 from tracker.cli import cli
@@ -82,6 +83,7 @@ def brdr(tmp_path, fake):
                 "[crawl]\ndownload_delay = 0\nretries = 0\n"
                 "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
                 "[sources.press_releases]\nenabled = false\n[documents]\nenabled = false\n"
+                f"{OTHER_REGULATORS_OFF}"
                 f"[sources.brdr]\npage_size = 3\ndoc_types = {json.dumps(list(doc_types))}\n"
                 f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n{settings}',
                 encoding="utf-8",
@@ -390,7 +392,7 @@ def test_an_unhealthy_sweep_marks_nothing(brdr, fake):
     sweep = brdr("run", "--full-sweep")
 
     assert sweep.exit_code == 3, sweep.output
-    assert "HTTP 503" in sweep.output and "sharp drop: 4 items" in sweep.output
+    assert "HTTP 503 (page 3)" in sweep.output and "sharp drop: 4 items" in sweep.output
     assert events(brdr.db) == {} and fake.landings == []
 
     # Circulars read whole and healthy, but another listing failed: a document may have moved

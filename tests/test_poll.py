@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PAGE, page_path
+from conftest import DEMO_PAGE, OTHER_REGULATORS_OFF, page_path
 
 from tracker.config import Config, load_config
 from tracker.demo import (
@@ -62,7 +62,9 @@ def fakes(tmp_path: Path) -> Iterator[Fakes]:
         register.handlers[BrdrFake.path] = brdr
         api.handlers[PressReleasesFake.path] = press
         path = tmp_path / "poll.toml"
-        path.write_text("[crawl]\ndownload_delay = 0\nretries = 0\n", encoding="utf-8")
+        path.write_text(
+            f"[crawl]\ndownload_delay = 0\nretries = 0\n{OTHER_REGULATORS_OFF}", encoding="utf-8"
+        )
         mirrors = {HKMA: site.base_url, BRDR: register.base_url, API: api.base_url}
         yield Fakes(site, brdr, press, demo_config(load_config(path), tmp_path, mirrors))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from conftest import OTHER_REGULATORS_OFF
 
 from spiders.press_releases import page_url, parse_page
 from tracker.config import load_config
@@ -46,6 +47,7 @@ def config(tmp_path, fake):
         "[crawl]\ndownload_delay = 0\nretries = 0\n"
         "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
         "[sources.brdr]\nenabled = false\n[documents]\nenabled = false\n"
+        f"{OTHER_REGULATORS_OFF}"
         f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',
         encoding="utf-8",
     )

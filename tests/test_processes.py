@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import DEMO_PAGE, page_path
+from conftest import DEMO_PAGE, OTHER_REGULATORS_OFF, page_path
 
 from tracker.demo import DEMO_SITE
 from tracker.demo_apis import CIRCULAR, make_pdf
@@ -96,6 +96,7 @@ def test_a_run_killed_while_reading_a_pdf_leaves_nothing_behind(tmp_path):
         "[crawl]\ndownload_delay = 0\nretries = 0\n"
         "[sources.rss]\nenabled = false\n[sources.brdr]\nenabled = false\n"
         "[sources.press_releases]\nenabled = false\n"
+        f"{OTHER_REGULATORS_OFF}"
         f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
         "[documents]\npdf_timeout = 600\n"
         f'[digest]\nfolder = "{(tmp_path / "digests").as_posix()}"\n',

@@ -396,8 +396,9 @@ def test_with_the_readme_schedule_every_source_is_watched(tmp_path, db_path):
         )
     status = CliRunner().invoke(cli, [*base, "status", "--json"])
     rows = {r["source"]: r for r in map(json.loads, status.stdout.splitlines()) if "source" in r}
-    assert set(rows) == {"rss", "pages", "brdr", "press_releases"}
-    # Press releases run only in the full sweep: it schedules them, and they are overdue.
+    assert set(rows) == {"rss", "pages", "brdr", "press_releases", "sfc", "ia"}
+    # Press releases (and the SFC and the IA) run only in the full sweep: it schedules them,
+    # and they are overdue.
     assert all(r["next_scheduled_run"] for r in rows.values())
     assert rows["press_releases"]["overdue"] == (
         "no healthy run ever (scheduled 0 2 * * * (sweep:full) Hong Kong time)"

@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import OTHER_REGULATORS_OFF
 
 from spiders.settings import settings_for
 from storage.db import open_db
@@ -66,6 +67,7 @@ def config_for(tmp_path: Path, site, engine: str, node_url: str = ""):
         f'[scrapyd]\nurls = ["{node_url or "http://127.0.0.1:9"}"]\npoll_interval = 0.2\n'
         "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
         "[sources.brdr]\nenabled = false\n[documents]\nenabled = false\n"
+        f"{OTHER_REGULATORS_OFF}"
         f'[digest]\nfolder = "{(tmp_path / f"digests-{engine}").as_posix()}"\n',
         encoding="utf-8",
     )
@@ -238,6 +240,7 @@ def test_linked_documents_fetched_on_scrapyd_are_read_here(tmp_path, node, monke
                 f'[scrapyd]\nurls = ["{node}"]\npoll_interval = 0.2\n'
                 "[sources.pages]\nenabled = false\n[sources.brdr]\nenabled = false\n"
                 "[sources.press_releases]\nenabled = false\n"
+                f"{OTHER_REGULATORS_OFF}"
                 f'[digest]\nfolder = "{(tmp_path / engine).as_posix()}"\n',
                 encoding="utf-8",
             )

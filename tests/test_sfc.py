@@ -1,5 +1,5 @@
 """The SFC as a source (issue 25): real crawls of a loopback fake built from the shapes in
-../shared/hk-regulators.md §1 (tests/sfc_fake.py says where each field comes from)."""
+../shared/hk-regulators.md §1 (tracker/demo_sfc.py says where each field comes from)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 from conftest import only_source_config
-from sfc_fake import GUIDELINES, SfcFake, guidelines_page
 
 from spiders.sfc import guideline_items, hong_kong_day, search_body
 from tracker.cli import cli
 from tracker.config import load_config
+from tracker.demo_sfc import GUIDELINES, SfcFake, guidelines_page, years_to_read
 from tracker.exit_codes import ExitStatus
 from tracker.loopback import RecordedSite
 from tracker.run import run
@@ -62,7 +62,8 @@ def site(tmp_path, fake):
 
 @pytest.fixture
 def config(tmp_path, site):
-    path = only_source_config(tmp_path, "sfc")
+    this_year = datetime.now(timezone(timedelta(hours=8))).year
+    path = only_source_config(tmp_path, "sfc", settings=f"years = {years_to_read(this_year)}\n")
     mirrors = [f"https://{host}={site.base_url}" for host in ("apps.sfc.hk", "www.sfc.hk")]
     return load_config(path, mirrors)
 
@@ -161,7 +162,9 @@ def test_a_failing_or_lying_api_is_an_unhealthy_source_that_removes_nothing(conf
     assert broken.exit_status == ExitStatus.SOURCE_UNHEALTHY
     (sfc,) = [p for p in broken.plans if p.source == "sfc"]
     reasons = " ".join(v.reason for v in sfc.verdicts)
-    assert "HTTP 503" in reasons and "no items while the total is" in reasons
+    assert "no items while the total is" in reasons
+    # The failing search is named by the year and page it asked for.
+    assert f"HTTP 503 ({datetime.now(timezone(timedelta(hours=8))).year}, page 1)" in reasons
     assert rows(db_path, "SELECT id, status FROM documents ORDER BY id") == before
 
 

@@ -758,7 +758,7 @@ def datasette_command(obj: Context, port: int) -> NoReturn:
 )
 @click.pass_obj
 def demo(obj: Context, mirrors: tuple[str, ...], workdir: Path | None) -> None:
-    """Day 1 and day 2 of a recorded HKMA site served on 127.0.0.1, into a fresh database.
+    """Day 1 and day 2 of the HKMA, SFC and IA sources served on 127.0.0.1, into a fresh database.
 
     Shows the change events and the digest that day 2 produces. Needs no network.
 

@@ -2,9 +2,13 @@
 
 The recorded HKMA site (feeds, a topic page) and loopback fakes of BRDR and the press-release
 API answering from records derived from real ones, with PDFs behind the listings
-(tracker/demo_site/README.md). Day 2 brings what each source brings in life: new feed items and
-an amended title, an edited and a removed page row, a revised SPM module, a circular that
-supersedes another, new press releases, and a PDF whose effective date moved.
+(tracker/demo_site/README.md); loopback fakes of the SFC and the Insurance Authority built from
+the shapes public notes describe (tracker/demo_sfc.py, tracker/demo_ia.py say where each comes
+from). Day 2 brings what each source brings in life: new feed items and an amended title, an
+edited and a removed page row, a revised SPM module, a circular that supersedes another, new
+press releases, a PDF whose effective date moved; an SFC circular with an appendix, an SFC
+consultation's conclusions and a revised SFC guideline; an IA circular with its annex and a new
+version of an IA guideline.
 """
 
 from __future__ import annotations
@@ -22,9 +26,11 @@ from urllib.parse import urlsplit
 
 from bs4 import BeautifulSoup
 
-from spiders.normalize import clean_title
+from spiders.normalize import BRDR, clean_title
 from tracker.config import Config
 from tracker.demo_apis import BrdrFake, DocumentsFake, PressReleasesFake, load
+from tracker.demo_ia import IaFake
+from tracker.demo_sfc import SfcFake, years_to_read
 from tracker.extract import SPM_CODE
 from tracker.loopback import RecordedSite
 from tracker.run import RunReport, run
@@ -37,13 +43,14 @@ DEMO_PAGE = (
     f"{HKMA}/eng/key-functions/banking/anti-money-laundering-and-counter-financing-of-"
     "terrorism/guidance-papers-circulars/"
 )
-BRDR = "https://brdr.hkma.gov.hk"
 API = "https://api.hkma.gov.hk"
 # The circular a topic-page row links: its row is edited on day 2, and its PDF then says the
 # requirements take effect three months later.
 MOVED_PDF = "/media/eng/doc/key-information/guidelines-and-circular/2024/20241220e1.pdf"
 NEW_PRESS_RELEASES = 3  # served on day 2 only
 HKT = timezone(timedelta(hours=8))
+SFC_HOSTS = ("https://apps.sfc.hk", "https://www.sfc.hk")  # one loopback server for both
+IA = "https://www.ia.org.hk"
 
 
 DEMO_DOC_TYPES = ["CIR", "GLI", "SPM"]  # the types the BRDR records have
@@ -70,6 +77,7 @@ def demo_config(config: Config, workdir: Path, mirrors: dict[str, str]) -> Confi
     sources = {name: dict(spec) for name, spec in config.sources.items()}
     sources["pages"]["urls"] = [DEMO_PAGE]
     sources["brdr"]["doc_types"] = DEMO_DOC_TYPES
+    sources["sfc"]["years"] = years_to_read(datetime.now(HKT).year)
     return dataclasses.replace(
         config,
         sources=sources,
@@ -207,16 +215,25 @@ def run_demo(config: Config, workdir: Path) -> tuple[RunReport, RunReport, Path]
     records = load("brdr-records.json")
     releases = load("press-releases.json")
     press = PressReleasesFake(releases[NEW_PRESS_RELEASES:])
+    today = datetime.now(HKT).date()
+    sfc, ia = SfcFake(), IaFake.for_year(today.year)
     with (
         RecordedSite(DEMO_SITE / "day1") as site,
         RecordedSite(workdir) as brdr,
         RecordedSite(workdir) as api,
+        RecordedSite(workdir) as sfc_site,
+        RecordedSite(workdir) as ia_site,
     ):
-        texts = DemoTexts(demo_titles(records, releases), datetime.now(HKT).date())
+        texts = DemoTexts(demo_titles(records, releases), today)
         site.fallback = brdr.fallback = DocumentsFake(texts)
         brdr.handlers[BrdrFake.path] = BrdrFake(records)
         api.handlers[PressReleasesFake.path] = press
+        sfc_site.handlers.update(sfc.routes())
+        sfc_site.fallback = sfc.fallback
+        ia_site.handlers.update(ia.routes([today.year, today.year - 1]))
+        ia_site.fallback = ia.fallback
         mirrors = {HKMA: site.base_url, BRDR: brdr.base_url, API: api.base_url}
+        mirrors |= {host: sfc_site.base_url for host in SFC_HOSTS} | {IA: ia_site.base_url}
         cfg = demo_config(config, workdir, mirrors)
         day1 = run(cfg, db_path, full_sweep=True)
         site.root = DEMO_SITE / "day2"
@@ -224,6 +241,8 @@ def run_demo(config: Config, workdir: Path) -> tuple[RunReport, RunReport, Path]
         texts.titles.update(demo_titles(records, releases))  # the records day 2 adds
         press.records = releases
         texts.moved.add(MOVED_PDF)
+        sfc.day2()
+        ia.day2()
         day2 = run(cfg, db_path, full_sweep=True)
     write_demo_config(workdir)
     return day1, day2, db_path

@@ -313,8 +313,9 @@ SOURCES: dict[str, Source] = {
             regulator="SFC",
             defaults={
                 # Built from public research notes, not checked against the live site
-                # (../shared/hk-regulators.md §1): on when a team turns it on.
-                "enabled": False,
+                # (../shared/hk-regulators.md §1): a shape that differs is an unhealthy
+                # source, said by exit code and alert, never "no circulars".
+                "enabled": True,
                 "streams": list(SFC_STREAMS),
                 # The cheap "anything new?" read before a stream's API search in an
                 # incremental run; a feed that fails to read lets the search run.
@@ -362,8 +363,9 @@ SOURCES: dict[str, Source] = {
             regulator="IA",
             defaults={
                 # Built from a public scraper's spec, not checked against the live site
-                # (../shared/hk-regulators.md §2): on when a team turns it on.
-                "enabled": False,
+                # (../shared/hk-regulators.md §2): a shape that differs, or a 403, is an
+                # unhealthy source, said by exit code and alert, never "no circulars".
+                "enabled": True,
                 "pages": {
                     # One page a year: {year} stands for this year and those before it.
                     "circulars": f"{IA}/legislative_framework/circulars/reg_matters/"

@@ -33,7 +33,7 @@ from tracker.loopback import Override, ServedRequest
 
 API = "/edistributionWeb/api"
 
-CIRCULARS = [
+CIRCULARS: list[dict[str, Any]] = [
     {
         "refNo": "26EC40",
         "lang": "EN",
@@ -90,7 +90,7 @@ NEW_CIRCULAR = {
     ],
     "publicUrl": "intermediaries/supervision/doc?refNo=26EC45",
 }
-CONSULTATIONS = [
+CONSULTATIONS: list[dict[str, Any]] = [
     {
         "cpRefNo": "25CP11",
         "cpTitle": "Consultation Paper on proposed enhancements to the Code of Conduct for "
@@ -117,7 +117,7 @@ CONCLUSIONS = {
     "licensed corporations on client asset protection",
     "ccIssueDate": "2026-07-28T18:00:00",
 }
-NEWS = [
+NEWS: list[dict[str, Any]] = [
     {
         "newsRefNo": "26PR121",
         "lang": "EN",
@@ -136,7 +136,7 @@ NEWS = [
         "targetCeList": [],
     },
 ]
-GUIDELINES = [
+GUIDELINES: list[dict[str, Any]] = [
     {
         "id": "a3f1c2d4e5b6a7980123456789abcdef",
         "topics": "Intermediaries_supervision",
@@ -156,7 +156,7 @@ GUIDELINES = [
         "previous": [],
     },
 ]
-CODES = [
+CODES: list[dict[str, Any]] = [
     {
         "id": "c5f3e4d6a7b8c9012345678901abcdef",
         "topics": "Intermediaries_supervision",
@@ -168,6 +168,15 @@ CODES = [
         "previous": [("16 Nov 2022", "16 Nov 2022 - 1 Jan 2026")],
     }
 ]
+# The fake's items are dated 2025 and 2026: a full read must go back to 2025 (`years`).
+FIRST_YEAR = 2025
+
+
+def years_to_read(this_year: int) -> int:
+    """The `years` option that reaches back to FIRST_YEAR (at least the default, 3)."""
+    return max(3, this_year - FIRST_YEAR + 1)
+
+
 STREAM_DATE = {"circular": "releasedDate", "consultation": "cpIssueDate", "news": "issueDate"}
 
 
@@ -236,6 +245,16 @@ class SfcFake:
         self.files.append(f"{ref}:{which}")
         lines = [f"Securities and Futures Commission {ref}", f"Document {which} of {ref}"]
         lines += ["This circular sets out the expected standards for intermediaries."]
+        return Override(body=make_pdf(lines), content_type="application/pdf")
+
+    def fallback(self, request: ServedRequest) -> Override:
+        """A code's or guideline's PDF (`/-/media/...`), current or earlier; anything else
+        is not there."""
+        if not request.path.startswith("/-/media/") or not request.path.endswith(".pdf"):
+            return Override(status=404, body=b"Not Found")
+        self.files.append(request.path)
+        name = request.path.rsplit("/", 1)[-1]
+        lines = [f"Securities and Futures Commission {name}", "Licensed corporations"]
         return Override(body=make_pdf(lines), content_type="application/pdf")
 
     def feed(self, request: ServedRequest) -> Override:

@@ -29,7 +29,7 @@ from tracker.loopback import Override, ServedRequest
 BASE = "/en/legislative_framework"
 FILES = f"{BASE}/circulars/reg_matters/files"
 
-CIRCULARS = {
+CIRCULARS: dict[int, list[Any]] = {
     2026: [
         (
             "10 July 2026",
@@ -70,7 +70,7 @@ NEW_CIRCULAR = (
         ("Annex B - Self-assessment checklist", "Cir_29072026_Annex_B.pdf"),
     ],
 )
-GUIDELINES = [
+GUIDELINES: list[dict[str, Any]] = [
     {
         "code": "GL3",
         "title": "Guideline on Anti-Money Laundering and Counter-Terrorist Financing",
@@ -107,8 +107,16 @@ class IaFake:
     refused: set[str] = field(default_factory=set)  # paths answered with 403
     user_agents: list[str] = field(default_factory=list)
 
+    @classmethod
+    def for_year(cls, year: int) -> IaFake:
+        """The fake with its pages dated `year` and the year before (written as 2026 and
+        2025), the two years the spider reads by default."""
+        fake = cls()
+        fake.circulars = {year: fake.circulars[2026], year - 1: fake.circulars[2025]}
+        return fake
+
     def day2(self) -> None:
-        self.circulars[2026].insert(0, copy.deepcopy(NEW_CIRCULAR))
+        self.circulars[max(self.circulars)].insert(0, copy.deepcopy(NEW_CIRCULAR))
         gl3 = self.guidelines[0]
         gl3.update(file="GL3_ENG_202607.pdf", effective="15 July 2026")
 
@@ -150,7 +158,8 @@ class IaFake:
         page = (
             "<html><body><table><tr><th>Date</th><th>Circular</th></tr>"
             + "".join(rows)
-            + '</table><table><tr><td>Contact us</td><td><a href="/contact.html">Contact</a></td></tr></table></body></html>'
+            + "</table><table><tr><td>Contact us</td>"
+            + '<td><a href="/contact.html">Contact</a></td></tr></table></body></html>'
         )
         return Override(body=page.encode())
 
@@ -169,16 +178,21 @@ class IaFake:
             )
             when = f" effective from {g['effective']}" if g["effective"] else ""
             rows.append(
-                f'<tr><td data-title="Guidelines">{main}{when}<div class="subitem"><ul>{subs}</ul></div></td></tr>'
+                f'<tr><td data-title="Guidelines">{main}{when}'
+                f'<div class="subitem"><ul>{subs}</ul></div></td></tr>'
             )
-        page = f'<html><body><table class="guideline"><tbody>{"".join(rows)}</tbody></table></body></html>'
+        page = (
+            f'<html><body><table class="guideline"><tbody>{"".join(rows)}</tbody></table>'
+            "</body></html>"
+        )
         return Override(body=page.encode())
 
     def press_page(self, request: ServedRequest) -> Override:
         if refused := self._refuse(request):
             return refused
         links = "".join(
-            f'<li><a href="/en/infocenter/press_releases/{stamp}.html">{html.escape(title)}</a></li>'
+            f'<li><a href="/en/infocenter/press_releases/{stamp}.html">'
+            f"{html.escape(title)}</a></li>"
             for stamp, title in self.press
         )
         return Override(body=f"<html><body><ul>{links}</ul></body></html>".encode())
