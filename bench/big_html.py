@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from measure import peak_rss_mb
+from measure import OTHER_REGULATORS_OFF, peak_rss_mb
 
 from tracker.config import load_config
 from tracker.demo import DEMO_PAGE, DEMO_SITE
@@ -93,6 +93,7 @@ def main() -> int:
         config_path = Path(tmp) / "bench.toml"
         config_path.write_text(
             "[crawl]\ndownload_delay = 0\nretries = 0\ntimeout = 120\n"
+            f"{OTHER_REGULATORS_OFF}"
             "[sources.rss]\nenabled = false\n[sources.brdr]\nenabled = false\n"
             "[sources.press_releases]\nenabled = false\n"
             f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from measure import OTHER_REGULATORS_OFF
 
 from tracker.config import load_config
 from tracker.demo import API, BRDR, DEMO_DOC_TYPES, DEMO_SITE, HKT, brdr_record
@@ -120,6 +121,7 @@ throttle_mirrors = true         # each fake waits its turn as its HKMA host woul
 
 [sources.pages]
 enabled = false                 # no topic page in a poll; the hourly run reads them
+{OTHER_REGULATORS_OFF}
 
 [sources.brdr]
 doc_types = {json.dumps(DEMO_DOC_TYPES)}

@@ -24,6 +24,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from measure import OTHER_REGULATORS_OFF
+
 from tracker.demo import DEMO_PAGE, DEMO_SITE
 from tracker.demo_apis import CIRCULAR, DocumentsFake, make_pdf
 from tracker.loopback import Override, RecordedSite, ServedRequest
@@ -45,6 +47,7 @@ def write_config(folder: Path) -> Path:
     path = folder / "c.toml"
     path.write_text(
         "[crawl]\ndownload_delay = 0\nretries = 0\n"
+        f"{OTHER_REGULATORS_OFF}"
         "[sources.brdr]\nenabled = false\n[sources.press_releases]\nenabled = false\n"
         f'[sources.pages]\nurls = ["{DEMO_PAGE}"]\n'
         "[documents]\nmax_per_run = 1000\n"

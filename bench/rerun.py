@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import OTHER_REGULATORS_OFF
+
 from tracker.config import Config, load_config
 from tracker.demo import DEMO_PAGE, DEMO_SITE
 from tracker.demo_apis import CIRCULAR, make_pdf
@@ -92,6 +94,7 @@ def main() -> int:
         pages = ", ".join(f'"{u}"' for u in urls)
         config_path.write_text(
             "[crawl]\ndownload_delay = 0\nretries = 0\n"
+            f"{OTHER_REGULATORS_OFF}"
             "[sources.rss]\nenabled = false\n"
             "[sources.brdr]\nenabled = false\n[sources.press_releases]\nenabled = false\n"
             "[documents]\nmax_per_run = 5000\n"

@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from measure import OTHER_REGULATORS_OFF
 from rerun import HKMA, build_site
 
 from tracker.config import load_config
@@ -29,6 +30,7 @@ def config_text(tmp: Path, urls: list[str], engine: str, nodes: list[str]) -> st
     listed = ", ".join(f'"{n}"' for n in nodes) or '"http://127.0.0.1:9"'
     return (
         f'[crawl]\ndownload_delay = 0\nretries = 0\nengine = "{engine}"\n'
+        f"{OTHER_REGULATORS_OFF}"
         f"[scrapyd]\nurls = [{listed}]\npoll_interval = 0.2\n"
         "[sources.rss]\nenabled = false\n"
         "[sources.brdr]\nenabled = false\n[sources.press_releases]\nenabled = false\n"

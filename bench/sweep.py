@@ -19,6 +19,8 @@ import time
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from measure import OTHER_REGULATORS_OFF
+
 from tracker.config import Config, load_config
 from tracker.demo_apis import BrdrFake, load
 from tracker.loopback import RecordedSite
@@ -80,6 +82,7 @@ def main() -> int:
         config_path = Path(tmp) / "bench.toml"
         config_path.write_text(
             "[crawl]\ndownload_delay = 0\nretries = 0\n"
+            f"{OTHER_REGULATORS_OFF}"
             "[sources.rss]\nenabled = false\n[sources.pages]\nenabled = false\n"
             "[sources.press_releases]\nenabled = false\n[documents]\nenabled = false\n"
             f'[digest]\nfolder = "{(Path(tmp) / "digests").as_posix()}"\n',
