@@ -92,6 +92,12 @@ def test_circulars_guidelines_and_press_releases_day_one_and_day_two(config, fak
         [CIRCULAR, ANNEX],
     )
     assert record == (1, 1)
+    # An IA circular is about insurance, addressed to insurers: not Banking from its feed's name.
+    tags = set(
+        rows(db_path, "SELECT kind, tag FROM document_tags WHERE document_id = ?", [CIRCULAR])
+    )
+    assert {("products", "Insurance"), ("entity_types", "Insurers")} <= tags
+    assert not {t for t in tags if t[1] in ("Banking", "Banks (authorized institutions)")}
 
 
 def test_a_403_is_an_unhealthy_source_never_no_data(config, fake, db_path):

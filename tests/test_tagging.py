@@ -372,3 +372,53 @@ def test_the_tag_command_reads_a_text_file_as_a_stored_documents_text(tmp_path):
     assert "Restricted licence banks" in found["entity_types"]
     bare = CliRunner().invoke(cli, ["tag"])
     assert bare.exit_code == 2 and "give --title" in bare.output
+
+
+def test_a_feed_named_alike_by_another_regulator_is_not_the_hkmas():
+    """HKMA's circulars feed is addressed to authorized institutions (Banking, Banks); the
+    IA's and the SFC's circulars, guidelines and consultations are not, though their listings
+    carry the same feed names. Each regulator's own field is what its publications concern:
+    an Insurance subscriber must not lose an IA circular to a Banking tag it was given by a
+    feed's name (a change tagged with something else is filtered out, not flagged untagged)."""
+    ia = names(
+        Taggable(
+            "Circular on Cybersecurity of Authorized Insurers",
+            source="ia",
+            extra={"feed": "circulars"},
+            document={"text": "", "addressees": ["All authorized insurers"]},
+        )
+    )
+    assert ia["products"] == {"Insurance"}
+    assert ia["entity_types"] == {"Insurers"}
+    assert ia["functions"] == {"Cybersecurity"}
+    guideline = names(
+        Taggable(
+            "GL3: Guideline on Anti-Money Laundering", source="ia", extra={"feed": "guidelines"}
+        )
+    )
+    assert guideline["products"] == {"Insurance"}
+    assert not guideline["entity_types"]
+    sfc = names(
+        Taggable(
+            "Circular to licensed corporations on cybersecurity",
+            source="sfc",
+            extra={"feed": "circulars"},
+        )
+    )
+    assert sfc["products"] == {"Securities"}
+    assert sfc["entity_types"] == {"Licensed corporations"}
+    # Registered institutions are banks (authorized institutions registered with the SFC).
+    to_banks = names(
+        Taggable(
+            "Circular to licensed corporations and registered institutions on the use of "
+            "generative artificial intelligence language models",
+            source="sfc",
+            extra={"feed": "consultations"},
+        )
+    )
+    assert to_banks["products"] == {"Securities", "AI", "Banking"}
+    assert "Banks (authorized institutions)" not in to_banks["entity_types"]
+    # HKMA's own circulars feed is as it was.
+    hkma = names(Taggable("Bogus Telephone Calls", source="rss", extra={"feed": "circulars"}))
+    assert hkma["products"] == {"Banking"}
+    assert hkma["entity_types"] == {"Banks (authorized institutions)"}

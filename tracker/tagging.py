@@ -207,8 +207,11 @@ def _metadata_evidence(rule: TagRule, doc: Taggable) -> list[str]:
     extra, document = doc.extra, doc.document or {}
     if doc.source in rule.sources:
         found.append(f"source {doc.source}")
-    if extra.get("feed") in rule.feeds:
-        found.append(f"feed {extra['feed']}")
+    # A feed named alone is that feed of any source; "source:feed" that source's only (the
+    # SFC's and the IA's listings are named "circulars" too, and are not addressed to banks).
+    feed = extra.get("feed")
+    if feed and (feed in rule.feeds or f"{doc.source}:{feed}" in rule.feeds):
+        found.append(f"feed {feed}")
     page = str(extra.get("page") or (doc.url if extra.get("kind") == "topic-page" else ""))
     found += [f"listed on topic page {p}" for p in rule.pages if p in page]
     found += [
