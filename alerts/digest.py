@@ -220,7 +220,12 @@ class DigestEntry:
         return lines
 
     def _said_elsewhere(self, name: str) -> bool:
-        """A field the entry already says in its own words (a new version, a moved date)."""
+        """A field the entry already says in its own words (a new version, a moved date, the
+        document's link where the listing links the document itself: the IA's guidelines)."""
+        if name == "url":
+            moved = {c.get("field"): (c.get("old"), c.get("new")) for c in self.changed}
+            if "url" in moved and moved["url"] == moved.get("extra.document_url"):
+                return True
         if name in VERSION_FIELDS:
             return bool(self.new_version)
         if name in DATE_FIELDS or name == "extra.consultation":

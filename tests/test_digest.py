@@ -176,6 +176,27 @@ def test_word_level_changes_and_value_changes():
     )
 
 
+def test_a_link_that_is_its_document_is_said_once():
+    """The IA lists a guideline by its PDF: a new file is both the listing's link and the
+    document's, and the entry says it once, as the document link."""
+    old_pdf = "https://www.ia.org.hk/en/legislative_framework/files/GL3_ENG_202505.pdf"
+    new_pdf = "https://www.ia.org.hk/en/legislative_framework/files/GL3_ENG_202607.pdf"
+    moved = {"old": old_pdf, "new": new_pdf}
+    guideline = {
+        **change(1, "ia", new_pdf, kind="changed"),
+        "fields": ["extra.document_url", "url"],
+        "changed": [{"field": "extra.document_url", **moved}, {"field": "url", **moved}],
+    }
+    (entry,) = Digest.of_changes(datetime(2026, 11, 22, tzinfo=UTC), [guideline]).entries
+    assert entry.value_changes == [f"Document link: {old_pdf} → {new_pdf}"]
+    assert entry.other_fields == []
+    # A listing link that moved apart from its document is still said.
+    apart = {**guideline, "changed": [{"field": "extra.document_url", **moved},
+             {"field": "url", "old": "https://www.ia.org.hk/a", "new": "https://www.ia.org.hk/b"}]}  # fmt: skip
+    (entry,) = Digest.of_changes(datetime(2026, 11, 22, tzinfo=UTC), [apart]).entries
+    assert len(entry.value_changes) == 2
+
+
 def test_two_changes_of_one_document_are_one_entry():
     url = "https://brdr.hkma.gov.hk/eng/doc-ldg/docId/20261020-70-EN"
     version = {
