@@ -7,6 +7,8 @@ measures, each in a fresh child process (so that peak memory is the step's own):
 
 - a no-change run of a 2,000-item feed: deciding and writing (`record_source`), the links
   update and choosing due document fetches, i.e. the parent's whole work but the crawl;
+- a run whose feed brings one amended item: the same, plus regrouping the whole history into
+  rule records (what a run that stored a change does);
 - search p50/p95 over English and Chinese queries;
 - `status`, `changes --function`, `export --format csv`.
 
@@ -331,6 +333,29 @@ def measure_no_change(db_path: Path, versions: int) -> dict[str, Any]:
     }
 
 
+def measure_one_change(db_path: Path, versions: int) -> dict[str, Any]:
+    """A run whose feed brings one amended item, doing what such a run does but the crawl:
+    deciding and writing, the links update and regrouping the whole history into rule records
+    (which a run does whenever it stored a change); then the item restored the same way (a
+    second sample, leaving the history as the no-change run expects it). The slower of the
+    two, and the regrouping's share."""
+    items = hot_items(versions)
+    amended = [item(random.Random(versions), 0, FEED, amended=True), *items[1:]]
+    db = open_db(db_path)
+    samples = []
+    for listing in (amended, items):
+        started = time.perf_counter()
+        run_id, plan = record(db, FEED, listing)
+        with write_transaction(db):
+            update_links(db, links_of, run_id)
+            linked = time.perf_counter()
+            update_records(db)
+        done = time.perf_counter()
+        assert len(plan.events) == 1, f"one amended item made {len(plan.events)} events"
+        samples.append({"wall_s": done - started, "records_s": done - linked})
+    return max(samples, key=lambda s: s["wall_s"])
+
+
 def measure_search(db_path: Path) -> dict[str, Any]:
     from storage.compliance import deadlines, open_reviews
     from storage.search import search
@@ -427,7 +452,8 @@ def step_main(step: str, db_path: Path, versions: int, rest: list[str]) -> None:
     if step == "cli":
         run_cli(db_path, rest)
         return
-    figures = measure_no_change(db_path, versions) if step == "run" else measure_search(db_path)
+    measure = {"run": measure_no_change, "change": measure_one_change}.get(step)
+    figures = measure(db_path, versions) if measure else measure_search(db_path)
     figures["rss_mb"] = peak_rss_mb()
     print(json.dumps(figures))
 
@@ -588,6 +614,12 @@ def main() -> None:
         export = measure_cli(db_path, "export", "--format", "csv")
         row.update(export_s=export["s"], export_rss_mb=export["rss_mb"])
         row.update(commands_row(db_path, folder))
+        change = child("change", db_path, base_size)  # last: it adds two versions
+        row.update(
+            change_run_s=change["wall_s"],
+            change_records_s=change["records_s"],
+            change_rss_mb=change["rss_mb"],
+        )
         rows.append(row)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}))
     print_commands(rows)
@@ -597,6 +629,7 @@ def main() -> None:
             f"ratios {large['versions']} / {small['versions']} versions: "
             f"no-change run time x{large['run_s'] / small['run_s']:.2f} (goal <= 2), "
             f"memory x{large['run_rss_mb'] / small['run_rss_mb']:.2f} (goal <= 1.5), "
+            f"one-change run x{large['change_run_s'] / small['change_run_s']:.2f}, "
             f"English search p95 x{large['en_p95_ms'] / small['en_p95_ms']:.2f}, "
             f"Chinese search p95 x{large['zh_p95_ms'] / small['zh_p95_ms']:.2f}, "
             f"status x{large['status_s'] / small['status_s']:.2f}, "
