@@ -284,14 +284,15 @@ def record_publications(db: sqlite_utils.Database, document_id: str) -> list[dic
 def records_across_sources(
     db: sqlite_utils.Database, min_updates: int, limit: int
 ) -> list[dict[str, Any]]:
-    """Records of at least `min_updates` updates from two sources or more, the most updated
-    (then the latest) first: where a record shows what it adds to a list of documents."""
+    """Records of at least `min_updates` updates from two sources or more, the latest updated
+    (then the most updated) first: where a record shows what it adds to a list of documents,
+    and the one a fresh digest most likely spoke of."""
     return list(
         db.query(
             "SELECT r.id, r.title, r.updates, count(DISTINCT d.source) AS sources FROM records r "
             "JOIN record_members m ON m.record_id = r.id JOIN documents d ON d.id = m.document_id "
             "WHERE r.updates >= ? GROUP BY r.id HAVING sources >= 2 "
-            "ORDER BY r.updates DESC, r.last_date DESC LIMIT ?",
+            "ORDER BY r.last_date DESC, r.updates DESC LIMIT ?",
             [min_updates, limit],
         )
     )

@@ -233,7 +233,7 @@ def test_officers_corrections_of_records_survive_recomputation(demo, tmp_path):
 
 
 def test_a_digest_entry_says_which_update_of_which_record_it_is(demo):
-    _, output = demo
+    workdir, output = demo
     digest = output.split("== Day 2", 1)[1].split("== Digest", 1)[1]
     entry = digest.split("[NEW] Revised: Research Paper on Distributed Ledger Technology", 1)[1]
     entry = entry.split("\n\n", 1)[0]
@@ -251,6 +251,12 @@ def test_a_digest_entry_says_which_update_of_which_record_it_is(demo):
         re.MULTILINE,
     )
     assert pointer and int(pointer.group(1)) >= 3 and int(pointer.group(2)) >= 2
+    # That record, as `record` prints it: when it last changed in substance, in Hong Kong time
+    # as every time is shown.
+    shown = CliRunner().invoke(cli, ["--db", str(workdir / "demo.db"), "record", pointer[3]])
+    assert re.search(
+        r"^  last substantive change: +\d{4}-\d\d-\d\d \d\d:\d\d HKT$", shown.output, re.MULTILINE
+    ), shown.output
     # A record's first update says nothing of the kind.
     _, first = digest.split("[NEW] International Reserves and Foreign Currency Liquidity", 1)
     assert "Update " not in first.split("\n\n", 1)[0]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tracker.rule_records import Grouping, Publication, acronyms, group, subject
+from tracker.rule_records import Grouping, Publication, acronyms, group, series_title, subject
 
 LEDGER = Path(__file__).parent / "labelled" / "feed_items.jsonl"
 _BRDR = re.compile(r"/doc-ldg/current/(\d{8}-\d+)-EN")
@@ -252,3 +252,25 @@ def test_a_title_published_word_for_word_time_after_time_is_a_series_not_a_recor
         for pid in published:
             (record,) = [r for r in grouping.records if pid in r]
             assert [titles[i] for i in record] == [title], title
+
+
+def test_a_series_whose_titles_differ_only_in_their_dates_is_not_a_record(history, grouping):
+    """Quarterly statistics and tender results carry their date in the title: still one title
+    published time after time, a series that no name joins. A consultation named by a date
+    once is not a series."""
+    titles = {p.id: p.title for p in history}
+    for start in (
+        "Exchange Fund Position at end-",
+        "Residential mortgage loans in negative equity",
+    ):
+        published = [p.id for p in history if p.title.startswith(start)]
+        assert len({titles[i] for i in published}) >= 3, start
+        for pid in published:
+            (record,) = [r for r in grouping.records if pid in r]
+            assert [titles[i] for i in record] == [titles[pid]], titles[pid]
+    assert series_title("Tender of 2-Year Exchange Fund Notes to be held on 20 February 2026") == (
+        "tender of 2-year exchange fund notes to be held on <date>"
+    )
+    assert series_title("Hong Kong Taxonomy for Sustainable Finance (Phase 2A)") == (
+        "hong kong taxonomy for sustainable finance (phase 2a)"
+    )

@@ -562,7 +562,7 @@ def rule_record(view: dict[str, Any], as_json: bool) -> None:
         ("rule date", view["rule_date"]),
         ("effective", view["effective_date"]),
         ("last update", view["last_update"]),
-        ("last substantive change", view["last_substantive_change"]),
+        ("last substantive change", hong_kong(view["last_substantive_change"], "")),
         ("functions", ", ".join(view["functions"])),
         ("products", ", ".join(view["products"])),
         ("entity types", ", ".join(view["entity_types"])),

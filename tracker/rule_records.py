@@ -336,8 +336,19 @@ class NameModel:
 
 
 # A title published word for word on this many days or more is a series (monthly statistics,
-# tender results, scam alerts), not one initiative.
+# tender results, scam alerts), not one initiative; dates in it do not count as words
+# ("Residential Mortgage Survey Results for June 2026" and for May).
 SERIES_DAYS = 3
+_MONTH = "January|February|March|April|May|June|July|August|September|October|November|December"
+_TITLE_DATE = re.compile(
+    rf"\b(?:\d{{1,2}}\s+)?(?:{_MONTH}|(?:{_MONTH[:3]}|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b\.?)"
+    rf"(?:\s+\d{{1,2}}\b)?,?(?:\s+(?:19|20)\d{{2}}\b)?|\b(?:19|20)\d{{2}}\b"
+)
+
+
+def series_title(title: str) -> str:
+    """What a title says apart from its dates: the same for each issue of a series."""
+    return " ".join(_TITLE_DATE.sub("<date>", subject(title)).lower().split())
 
 
 def periodic(publications: Sequence[Publication]) -> set[int]:
@@ -346,11 +357,11 @@ def periodic(publications: Sequence[Publication]) -> set[int]:
     look in a short history); a key still does."""
     days: dict[str, set[str]] = defaultdict(set)
     for p in publications:
-        days[subject(p.title).lower()].add(p.date or p.id)
+        days[series_title(p.title)].add(p.date or p.id)
     return {
         index
         for index, p in enumerate(publications)
-        if len(days[subject(p.title).lower()]) >= SERIES_DAYS
+        if len(days[series_title(p.title)]) >= SERIES_DAYS
     }
 
 
