@@ -278,8 +278,16 @@ def test_logs_can_be_json_lines(tmp_path):
 def test_sigterm_stops_the_scheduler_cleanly(tmp_path):
     import signal
 
+    # No job may fire while the test runs: under the default schedule a test that met a poll's
+    # fire time (every ten minutes on weekdays) waited for that run to finish, past its 20 s.
+    never = '"0 3 1 1 *"'
+    config = tmp_path / "c.toml"
+    config.write_text(f"[schedule]\npoll = {never}\nall = {never}\nfull_sweep = {never}\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "tracker", "-v", "--db", str(tmp_path / "h.db"), "schedule"],
+        [
+            *(sys.executable, "-m", "tracker", "-v", "--config", str(config)),
+            *("--db", str(tmp_path / "h.db"), "schedule"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
