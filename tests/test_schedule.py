@@ -308,6 +308,7 @@ def test_sigterm_stops_the_scheduler_cleanly(tmp_path):
         process.stderr.close()
         if process.poll() is None:
             process.kill()
+            process.wait()  # reaped here, not reported as still running during another test
     assert "stopping after the running job" in rest and "Scheduler has been shut down" in rest
 
 
