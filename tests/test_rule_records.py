@@ -271,6 +271,7 @@ def test_a_series_whose_titles_differ_only_in_their_dates_is_not_a_record(histor
     assert series_title("Tender of 2-Year Exchange Fund Notes to be held on 20 February 2026") == (
         "tender of 2-year exchange fund notes to be held on <date>"
     )
+    assert series_title("Mayday drill results") == "mayday drill results"  # a word, not May
     assert series_title("Hong Kong Taxonomy for Sustainable Finance (Phase 2A)") == (
         "hong kong taxonomy for sustainable finance (phase 2a)"
     )

@@ -339,10 +339,14 @@ class NameModel:
 # tender results, scam alerts), not one initiative; dates in it do not count as words
 # ("Residential Mortgage Survey Results for June 2026" and for May).
 SERIES_DAYS = 3
-_MONTH = "January|February|March|April|May|June|July|August|September|October|November|December"
+_MONTH = (
+    "(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+    "\\b|(?:Jan|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\\b\\.?"
+)
+# A date as titles write it ("20 February 2026", "end-June 2026", "March 2025"), or a year.
 _TITLE_DATE = re.compile(
-    rf"\b(?:\d{{1,2}}\s+)?(?:{_MONTH}|(?:{_MONTH[:3]}|Feb|Mar|Apr|Jun|Jul|Aug|Sept?|Oct|Nov|Dec)\b\.?)"
-    rf"(?:\s+\d{{1,2}}\b)?,?(?:\s+(?:19|20)\d{{2}}\b)?|\b(?:19|20)\d{{2}}\b"
+    rf"\b(?:\d{{1,2}}\s+)?(?:{_MONTH})(?:\s+\d{{1,2}}\b)?,?(?:\s+(?:19|20)\d{{2}}\b)?"
+    r"|\b(?:19|20)\d{2}\b"
 )
 
 
