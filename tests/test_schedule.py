@@ -174,9 +174,13 @@ def test_a_second_run_exits_75_while_the_first_holds_the_lock(site, tmp_path, db
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 20
+        # Until the first run waits on the slow server (it holds the lock from its start): a
+        # generous bound, since a loaded machine can take many seconds to start a crawl.
+        deadline = time.monotonic() + 90
         while page_path(DEMO_PAGE) not in site.paths and time.monotonic() < deadline:
-            time.sleep(0.1)  # the first run is now waiting on the slow server
+            assert first.poll() is None, f"the first run ended early: exit {first.returncode}"
+            time.sleep(0.1)
+        assert page_path(DEMO_PAGE) in site.paths, "the first run never asked for the page"
         second = CliRunner().invoke(cli, args)
         assert second.exit_code == ExitStatus.LOCKED == 75
         assert "another run is in progress (pid" in second.output

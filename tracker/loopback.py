@@ -163,13 +163,14 @@ class RecordedSite:
             handler.rfile.read(length) if length else b"",
         )
         answer = self._answer(request)
+        with self._lock:  # on arrival: a test may act while the answer is delayed
+            self.paths.append(request.path)
         if answer.delay and answer.stall_after is None:
             time.sleep(answer.delay)
         body = answer.body if answer.stall_after is None else answer.body[: answer.stall_after]
         with self._lock:
             self.requests += 1
             self.bytes_sent += len(body)
-            self.paths.append(request.path)
             self.not_modified += answer.status == 304
         try:
             handler.send_response(answer.status)
