@@ -1174,3 +1174,11 @@ def m027_document_counts(db: sqlite_utils.Database) -> None:
         END;
         """,
     )
+
+
+@migrations()
+def m028_documents_taxonomy_index(db: sqlite_utils.Database) -> None:
+    """Which taxonomies gave the documents their current tags, from the least and greatest of
+    an index: `status` says when some are not the taxonomy in force (after an upgrade, until
+    `retag`) without reading every document."""
+    db.execute("CREATE INDEX documents_taxonomy ON documents(taxonomy_version)")

@@ -155,6 +155,15 @@ def corrected_documents(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return items
 
 
+def taxonomies_in_use(db: sqlite_utils.Database) -> set[str]:
+    """The taxonomies the documents' current tags came from, as far as the least and the
+    greatest of them tell (two index lookups): one version when every document has it."""
+    least, greatest = db.execute(
+        "SELECT min(taxonomy_version), max(taxonomy_version) FROM documents"
+    ).fetchone()
+    return {v for v in (least, greatest) if v is not None}
+
+
 def store_tags(
     db: sqlite_utils.Database,
     versions: Iterable[VersionToTag],

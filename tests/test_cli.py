@@ -337,3 +337,26 @@ def test_commands_that_only_read_do_not_load_the_crawler():
         check=True,
     )
     assert loaded.stdout.strip() == "[]"
+
+
+def test_status_says_when_the_history_is_tagged_by_another_taxonomy(history, tmp_path):
+    """After an upgrade that changes the taxonomy, documents keep the tags the old one gave
+    until `retag`: status says so and what to run, and stops saying it once they are retagged."""
+    import sqlite3
+
+    db = tmp_path / "copy.db"
+    shutil.copy(history["db"], db)
+    base = ["--config", str(history["config"]), "--db", str(db)]
+    shown = CliRunner().invoke(cli, [*base, "status", "--json"]).stdout.splitlines()
+    (tags,) = [r for r in map(json.loads, shown) if r["type"] == "tags"]
+    assert tags["other_taxonomies"] == [] and tags["taxonomy"]
+    assert "run `hkma-tracker retag`" not in CliRunner().invoke(cli, [*base, "status"]).output
+    with sqlite3.connect(db) as conn:  # as an older release left them
+        conn.execute("UPDATE documents SET taxonomy_version = '2020.01.01-1' WHERE rowid % 2 = 0")
+    said = CliRunner().invoke(cli, [*base, "status"]).output
+    assert (
+        f"tags: some documents carry tags of taxonomy 2020.01.01-1, not of the one in force "
+        f"({tags['taxonomy']}): run `hkma-tracker retag`" in said
+    ), said
+    assert CliRunner().invoke(cli, [*base, "retag"]).exit_code == 0
+    assert "retag" not in CliRunner().invoke(cli, [*base, "status"]).output

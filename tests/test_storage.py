@@ -87,6 +87,7 @@ def test_migrations_create_the_schema_once_and_set_wal(tmp_path):
         "m025_versions_run_index",
         "m026_links_key_document_index",
         "m027_document_counts",
+        "m028_documents_taxonomy_index",
     ]
     assert {
         "runs",

@@ -145,6 +145,7 @@ def status(report: dict[str, Any], as_json: bool) -> None:
                 "changes": report["untagged_instruments"],
             }
         )
+        emit({"type": "tags", **report["tags"]})
         for name, sent in report["last_digest"].items():
             emit({"type": "subscriber", "name": name, "last_digest_sent_at": sent})
         for name, alert in report["unbuilt_digests"].items():
@@ -189,6 +190,14 @@ def status(report: dict[str, Any], as_json: bool) -> None:
         f"binding instruments without a function tag: {untagged} changes in the last 30 days"
         + (" (Datasette: untagged_instruments; `hkma-tracker tag set` to tag)" if untagged else "")
     )
+    tags = report["tags"]
+    if tags["other_taxonomies"]:
+        echo(
+            f"tags: some documents carry tags of taxonomy {', '.join(tags['other_taxonomies'])},"
+            f" not of the one in force ({tags['taxonomy']}): run `hkma-tracker retag`"
+        )
+    else:
+        echo(f"tags: taxonomy {tags['taxonomy']}")
     for name, sent in report["last_digest"].items():
         echo(f"subscriber {name}: last digest sent {hong_kong(sent)}")
     for name, alert in report["unbuilt_digests"].items():

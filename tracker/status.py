@@ -17,6 +17,7 @@ from storage.history import (
     source_status,
 )
 from storage.outbox import failing_deliveries, last_sent_at, last_unbuilt_alert, outbox_counts
+from storage.tags import taxonomies_in_use
 from tracker.config import Config
 from tracker.delivery import DeliveryReport, deliver, raise_operator_alerts
 from tracker.routing import subscribers_of
@@ -138,6 +139,11 @@ def status_report(db: sqlite_utils.Database, config: Config) -> dict[str, Any]:
         "outbox": outbox_counts(db),
         "untagged_instruments": len(untagged_change_ids(db, binding_sql("d"), since=since)),
         "untagged_since": since,
+        "tags": {
+            "taxonomy": config.taxonomy.version,
+            # After an upgrade that changed the taxonomy, until `retag`.
+            "other_taxonomies": sorted(taxonomies_in_use(db) - {config.taxonomy.version}),
+        },
         "last_digest": {s.name: last_sent_at(db, s.name) for s in subscribers_of(config)},
         "unbuilt_digests": {
             s.name: alert
