@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import sqlite_utils
@@ -16,30 +17,26 @@ from storage.db import utc_now
 IDENTIFYING_LINKS = ("is", "supersedes", "superseded-by", "version-of")
 
 
-# What the linker reads of a document's listing details (its kind, its publication).
-LINKER_EXTRA = ("feed", "doc_type", "doc_id", "document_url")
-
-
-def record_inputs(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def record_inputs(db: sqlite_utils.Database, details: Sequence[str]) -> list[dict[str, Any]]:
     """Every document with what the linker weighs: title, date, source, url, the listing
-    details it reads (`LINKER_EXTRA`, not the whole of `extra`: the whole history is held at
-    once, 1.5 GB at 833,000 documents with every detail parsed), and its keys (identifying
-    links: what it is, supersedes, is superseded by, is a version of; the documents its text
-    names by title, `doc:<id>`; and its own `doc:<id>`)."""
+    `details` it reads (not the whole of `extra`: the whole history is held at once, 1.5 GB at
+    833,000 documents with every detail parsed), and its keys (identifying links: what it is,
+    supersedes, is superseded by, is a version of; the documents its text names by title,
+    `doc:<id>`; and its own `doc:<id>`)."""
     keys: dict[str, set[str]] = {}
     kinds = [*IDENTIFYING_LINKS, "names"]
     marks = ",".join("?" * len(kinds))
     sql = f"SELECT document_id, key FROM links WHERE kind IN ({marks})"  # noqa: S608
     for document_id, key in db.execute(sql, kinds):
         keys.setdefault(document_id, set()).add(key)
-    details = ", ".join(f"extra ->> '$.{name}'" for name in LINKER_EXTRA)
+    paths = ", ".join(f"extra ->> '$.{name}'" for name in details)
     documents = []
     for document_id, source, title, url, date, *values in db.execute(
-        f"SELECT id, source, title, url, date, {details} FROM documents ORDER BY id"  # noqa: S608
+        f"SELECT id, source, title, url, date, {paths} FROM documents ORDER BY id"  # noqa: S608
     ):
         # Its own key (named by others' texts) with its links' (a tuple: most have none).
         held = (f"doc:{document_id}", *keys.pop(document_id, ()))
-        extra = {name: v for name, v in zip(LINKER_EXTRA, values, strict=True) if v is not None}
+        extra = {name: v for name, v in zip(details, values, strict=True) if v is not None}
         documents.append(
             {
                 "id": document_id,

@@ -328,3 +328,23 @@ def test_one_review_decides_every_listing_of_one_publication(demo, tmp_path):
     assert not {json.loads(line)["change_id"] for line in still_open.output.splitlines()} & set(
         twins
     )
+
+
+def test_regrouping_reads_every_listing_detail_the_linker_weighs(demo):
+    """Regrouping loads only LINKER_EXTRA of each document's listing details (the whole history
+    is held at once): the records are the ones every detail would give."""
+    import sqlite3
+
+    from storage.db import open_readonly
+    from storage.rule_records import record_corrections, record_inputs
+    from tracker.rule_records import LINKER_EXTRA, records_of, register_versions
+
+    workdir, _ = demo
+    db = open_readonly(workdir / "demo.db")
+    trimmed = record_inputs(db, LINKER_EXTRA)
+    with sqlite3.connect(workdir / "demo.db") as conn:
+        whole = dict(conn.execute("SELECT id, extra FROM documents"))
+    full = [{**d, "extra": json.loads(whole[d["id"]] or "{}")} for d in trimmed]
+    assert any(set(d["extra"]) - set(LINKER_EXTRA) for d in full)  # there was more to read
+    corrections, versions = record_corrections(db), register_versions(db)
+    assert records_of(trimmed, corrections, versions) == records_of(full, corrections, versions)

@@ -469,6 +469,10 @@ def group(publications: Sequence[Publication]) -> Grouping:
 
 # From stored documents to records ---------------------------------------------------------
 
+# The listing details (`extra`) that publication_of and kind_of read: the only ones regrouping
+# loads of each document (`record_inputs`). One they start to read goes here too.
+LINKER_EXTRA = ("feed", "doc_type", "doc_id", "document_url")
+
 
 def publication_of(document: dict[str, Any]) -> str:
     """What was published, whichever listing carried it: a BRDR document (its RSS item, its
@@ -632,7 +636,8 @@ def records_of(
 def update_records(db: sqlite_utils.Database) -> int:
     """Group the whole history into records again (corrections applied) and store them,
     record ids kept where their documents were. How many records. Call in a transaction."""
-    records, related = records_of(record_inputs(db), record_corrections(db), register_versions(db))
+    documents = record_inputs(db, LINKER_EXTRA)
+    records, related = records_of(documents, record_corrections(db), register_versions(db))
     save_records(db, records, related)
     return len(records)
 
