@@ -22,9 +22,13 @@ FIXTURES = Path(__file__).parent / "fixtures"
 RAW_PAGE = DEMO_SITE / "day1" / DEMO_PAGE.split("hkma.gov.hk/", 1)[1] / "index.html"
 BROWSER_PAGE = FIXTURES / "aml-cft-page_browser-saved.html"
 FEED_URL = "https://www.hkma.gov.hk/eng/other-information/rss/rss_{}.xml"
-# The SFC's and the IA's sources are on by default: off for tests that serve only HKMA's hosts,
-# so that nothing is ever asked of a real host.
-OTHER_REGULATORS_OFF = "[sources.sfc]\nenabled = false\n[sources.ia]\nenabled = false\n"
+# The other regulators' sources (the SFC's, the IA's) are on by default: off for tests that serve
+# only HKMA's hosts, so that nothing is ever asked of a real host.
+OTHER_REGULATORS_OFF = "".join(
+    f"[sources.{name}]\nenabled = false\n"
+    for name, source in SOURCES.items()
+    if source.regulator != "HKMA"
+)
 # For configs of tests that serve only the recorded www site: the other sources and the
 # linked documents stay off, so that nothing is ever asked of a real HKMA host.
 WWW_ONLY = f"""
